@@ -1,0 +1,336 @@
+"""The data contract: reading and validating the event log and audience settings.
+
+Validation happens once, here, at the boundary. Every error names the file, the
+column, how many rows break the rule, the first offending row (1-based data row,
+as a spreadsheet would show it after the header) and what to do.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from optimizer.errors import InputError
+
+REQUIRED_EVENT_COLUMNS = (
+    "timestamp",
+    "audience",
+    "bid",
+    "won",
+    "cost",
+    "click",
+    "conversion",
+)
+OPTIONAL_EVENT_COLUMNS = ("revenue",)
+SETTINGS_COLUMNS = (
+    "audience",
+    "min_spend",
+    "max_spend",
+    "value_per_conversion",
+    "volume_per_day",
+    "group",
+    "max_bid",
+)
+_BINARY = ("won", "click", "conversion")
+_MONEY_SETTINGS = (
+    "min_spend",
+    "max_spend",
+    "value_per_conversion",
+    "volume_per_day",
+    "max_bid",
+)
+
+
+def read_table(path: str | Path, what: str) -> pd.DataFrame:
+    """Read a CSV or Parquet file into a DataFrame, with a clear error if unreadable.
+
+    Args:
+        path: file to read; ``.parquet``/``.pq`` is read as Parquet, anything else as CSV.
+        what: what the file is, for messages (e.g. ``"event log"``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{what} {path}: file not found. Check the path.")
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_csv(path, low_memory=False)
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        raise InputError(
+            f"{what} {path}: could not be read as "
+            f"{'Parquet' if path.suffix.lower() in ('.parquet', '.pq') else 'CSV'} "
+            f"({exc}). Save it as UTF-8 CSV with a header row, or as Parquet."
+        ) from exc
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
+
+
+def _fail(path: Path, column: str, mask: np.ndarray, rule: str, fix: str) -> None:
+    """Raise InputError if ``mask`` flags any row, naming count and first row."""
+    mask = np.asarray(mask, dtype=bool)
+    if mask.any():
+        first = int(np.flatnonzero(mask)[0]) + 1
+        raise InputError(
+            f"{path}: column '{column}' {rule} in {int(mask.sum())} row(s) "
+            f"(first at data row {first}). {fix}"
+        )
+
+
+def _suggest(missing: str, present: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(missing, present, n=1, cutoff=0.6)
+    return f" (found '{close[0]}': rename it to '{missing}')" if close else ""
+
+
+def _numeric(frame: pd.DataFrame, path: Path, column: str) -> np.ndarray:
+    """Column as float64; non-numbers and blanks are reported, not coerced silently."""
+    raw = frame[column]
+    values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.isnan(values) & raw.notna().to_numpy()
+    _fail(
+        path,
+        column,
+        bad,
+        "is not a number",
+        "Use plain numbers such as 0.35 (no currency signs).",
+    )
+    _fail(
+        path,
+        column,
+        np.isnan(values),
+        "is empty (NaN)",
+        "Fill in every value or drop those rows.",
+    )
+    _fail(path, column, ~np.isfinite(values), "is infinite", "Use finite numbers.")
+    return values
+
+
+def validate_event_log(
+    frame: pd.DataFrame, path: str | Path = "event log"
+) -> pd.DataFrame:
+    """Check an event log against the contract and return a clean, typed copy.
+
+    Required columns: timestamp (ISO 8601), audience (string), bid (> 0, currency
+    per impression), won/click/conversion (0/1), cost (>= 0, 0 when not won).
+    Optional: revenue (>= 0). Other columns are impression features: strings are
+    categorical, numbers numeric.
+
+    Returns:
+        The frame with timestamp as UTC datetime64, money as float64, flags as int8,
+        audience and string features as str; row order is kept.
+
+    Raises:
+        InputError: naming the file, column, rows and fix.
+    """
+    path = Path(path)
+    if len(frame) == 0:
+        raise InputError(
+            f"{path}: the event log has no rows. Export at least a few days of auctions."
+        )
+    present = list(frame.columns)
+    missing = [c for c in REQUIRED_EVENT_COLUMNS if c not in present]
+    if missing:
+        hints = "".join(_suggest(c, present) for c in missing)
+        raise InputError(
+            f"{path}: missing required column(s) {', '.join(repr(c) for c in missing)}{hints}. "
+            f"An event log needs: {', '.join(REQUIRED_EVENT_COLUMNS)}."
+        )
+    dupes = [c for c in set(present) if present.count(c) > 1]
+    if dupes:
+        raise InputError(
+            f"{path}: column(s) {dupes} appear more than once. Keep one of each."
+        )
+    out = frame.copy()
+
+    ts = pd.to_datetime(out["timestamp"], errors="coerce", utc=True, format="ISO8601")
+    _fail(
+        path,
+        "timestamp",
+        ts.isna().to_numpy(),
+        "is not an ISO 8601 date-time",
+        "Write timestamps like 2026-03-01T14:05:00 (or with a Z / +01:00 offset).",
+    )
+    out["timestamp"] = ts
+
+    aud = out["audience"]
+    blank = aud.isna().to_numpy() | (aud.astype(str).str.strip() == "").to_numpy()
+    _fail(
+        path,
+        "audience",
+        blank,
+        "is empty",
+        "Give every auction the audience it was bought for.",
+    )
+    out["audience"] = aud.astype(str).str.strip()
+
+    for col in ("bid", "cost"):
+        out[col] = _numeric(out, path, col)
+    _fail(
+        path,
+        "bid",
+        out["bid"].to_numpy() <= 0,
+        "is not positive",
+        "Bids are currency per impression and must be > 0.",
+    )
+    _fail(
+        path,
+        "cost",
+        out["cost"].to_numpy() < 0,
+        "is negative",
+        "Cost is the price paid and must be >= 0.",
+    )
+
+    for col in _BINARY:
+        values = _numeric(out, path, col)
+        _fail(
+            path,
+            col,
+            ~np.isin(values, (0.0, 1.0)),
+            "is not 0 or 1",
+            f"'{col}' is a flag: write 1 for yes and 0 for no.",
+        )
+        out[col] = values.astype(np.int8)
+
+    won, click, conv = (out[c].to_numpy() for c in _BINARY)
+    _fail(
+        path,
+        "click",
+        click > won,
+        "is 1 on an auction that was not won",
+        "A click needs a won impression (click <= won).",
+    )
+    _fail(
+        path,
+        "conversion",
+        conv > click,
+        "is 1 without a click",
+        "A conversion needs a click (conversion <= click).",
+    )
+    _fail(
+        path,
+        "cost",
+        (won == 0) & (out["cost"].to_numpy() != 0),
+        "is not 0 on a lost auction",
+        "Set cost to 0 where won is 0.",
+    )
+
+    if "revenue" in out.columns:
+        out["revenue"] = _numeric(out, path, "revenue")
+        _fail(
+            path,
+            "revenue",
+            out["revenue"].to_numpy() < 0,
+            "is negative",
+            "Revenue is the value of a conversion and must be >= 0.",
+        )
+
+    for col in out.columns:
+        if col in REQUIRED_EVENT_COLUMNS or col in OPTIONAL_EVENT_COLUMNS:
+            continue
+        if pd.api.types.is_bool_dtype(out[col]):
+            out[col] = out[col].astype(np.float64)
+        elif pd.api.types.is_numeric_dtype(out[col]):
+            out[col] = out[col].astype(np.float64)
+        else:
+            out[col] = out[col].astype(str).where(out[col].notna(), "")
+    return out.reset_index(drop=True)
+
+
+def read_event_log(path: str | Path) -> pd.DataFrame:
+    """Read and validate an event log (CSV or Parquet)."""
+    return validate_event_log(read_table(path, "event log"), path)
+
+
+def validate_settings(
+    frame: pd.DataFrame,
+    known_audiences: list[str],
+    path: str | Path = "audience settings",
+) -> pd.DataFrame:
+    """Check audience settings and return one row per audience, float64 money.
+
+    Columns: audience (required) and any of min_spend, max_spend (currency over the
+    plan's horizon), value_per_conversion (currency), volume_per_day (auctions),
+    max_bid (currency per impression) and group (string tag for group caps).
+
+    Raises:
+        InputError: unknown or repeated audiences, unknown columns, bad numbers,
+        or min_spend above max_spend.
+    """
+    path = Path(path)
+    if "audience" not in frame.columns:
+        raise InputError(
+            f"{path}: missing required column 'audience'{_suggest('audience', list(frame.columns))}. "
+            "Audience settings need an 'audience' column naming audiences from the event log."
+        )
+    unknown_cols = [c for c in frame.columns if c not in SETTINGS_COLUMNS]
+    if unknown_cols:
+        hints = "".join(_suggest(c, list(SETTINGS_COLUMNS)) for c in unknown_cols)
+        raise InputError(
+            f"{path}: unknown column(s) {', '.join(repr(c) for c in unknown_cols)}{hints}. "
+            f"Allowed: {', '.join(SETTINGS_COLUMNS)}."
+        )
+    out = frame.copy()
+    out["audience"] = out["audience"].astype(str).str.strip()
+    dup = out["audience"].duplicated().to_numpy()
+    _fail(path, "audience", dup, "repeats an audience", "Give each audience one row.")
+    unknown = ~out["audience"].isin(known_audiences).to_numpy()
+    if unknown.any():
+        first = int(np.flatnonzero(unknown)[0])
+        raise InputError(
+            f"{path}: column 'audience' names {int(unknown.sum())} audience(s) not in the model "
+            f"(first at data row {first + 1}: '{out['audience'].iloc[first]}'). "
+            "Use audience names exactly as in the event log, or retrain with a log that has them."
+        )
+    for col in _MONEY_SETTINGS:
+        if col not in out.columns:
+            continue
+        raw = out[col]
+        values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
+        bad = np.isnan(values) & raw.notna().to_numpy()
+        _fail(
+            path,
+            col,
+            bad,
+            "is not a number",
+            "Use plain numbers, or leave the cell empty for no setting.",
+        )
+        _fail(path, col, values < 0, "is negative", f"'{col}' must be >= 0.")
+        _fail(
+            path,
+            col,
+            np.isinf(values),
+            "is infinite",
+            "Leave the cell empty for no limit.",
+        )
+        out[col] = values
+    if "max_bid" in out.columns:
+        _fail(
+            path,
+            "max_bid",
+            out["max_bid"].to_numpy() == 0,
+            "is zero",
+            "A max bid must be > 0, or empty for none.",
+        )
+    if "min_spend" in out.columns and "max_spend" in out.columns:
+        lo, hi = out["min_spend"].to_numpy(), out["max_spend"].to_numpy()
+        _fail(
+            path,
+            "min_spend",
+            lo > hi,
+            "is above max_spend",
+            "Make min_spend <= max_spend (equal values freeze an audience).",
+        )
+    if "group" in out.columns:
+        out["group"] = out["group"].astype(str).where(out["group"].notna(), "")
+    return out.reset_index(drop=True)
+
+
+def read_settings(path: str | Path, known_audiences: list[str]) -> pd.DataFrame:
+    """Read and validate an audience settings CSV."""
+    return validate_settings(
+        read_table(path, "audience settings"), known_audiences, path
+    )

@@ -1,0 +1,1 @@
+"""Synthetic markets with known truth, the Monte-Carlo campaign simulator and what-ifs."""

@@ -1,0 +1,28 @@
+"""Shared fixtures: float64 JAX, a small synthetic market, a hypothesis profile."""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import pytest
+from hypothesis import settings
+
+jax.config.update("jax_enable_x64", True)
+
+settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True)
+settings.register_profile("dev", max_examples=25, deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+@pytest.fixture(scope="session")
+def small_market(tmp_path_factory):
+    """A 6-audience, 7-day synthetic market written to disk (events, settings, truth)."""
+    from click.testing import CliRunner
+
+    from optimizer.cli import main
+
+    out = tmp_path_factory.mktemp("market")
+    result = CliRunner().invoke(main, ["generate", "--out", str(out), "--audiences", "6", "--days", "7", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    return out
