@@ -1,0 +1,205 @@
+"""Features stage: a validated event log -> encoded arrays for the rate network.
+
+Every categorical column (the audience included) gets a vocabulary learned from the
+training rows; code 0 of each field is the out-of-vocabulary (OOV) bucket, which
+also takes unseen, missing and rare values, so the network learns what to predict
+for them. Numeric columns are standardized with the training mean and standard
+deviation; a missing column or value becomes the mean (0 after scaling). Hour of
+day and day of week (UTC) come from ``timestamp`` as two more categorical fields.
+
+All fields share one embedding table: each field's codes are offset into its own
+slice of the table, so the network does a single gather.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import numpy as np
+import pandas as pd
+
+from optimizer.errors import InputError
+from optimizer.schema import OPTIONAL_EVENT_COLUMNS, REQUIRED_EVENT_COLUMNS
+
+# Outcomes, prices and the behaviour policy's bid are not impression features: the
+# rate per won impression must not depend on what we paid or chose to bid.
+NON_FEATURES = frozenset(REQUIRED_EVENT_COLUMNS) | frozenset(OPTIONAL_EVENT_COLUMNS)
+TIME_FIELDS = {"hour_of_day": 24, "day_of_week": 7}
+OOV = 0
+# Standardized numeric values are clipped so one outlier cannot saturate the network.
+NUMERIC_CLIP = 5.0
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class FeatureBatch:
+    """Encoded impressions, the input of the rate network.
+
+    Attributes:
+        codes: (n, n_fields) int32, row into the shared embedding table (field
+            offset already added; each field's first row is its OOV bucket).
+        numeric: (n, n_numeric) float32, standardized numeric features (unitless).
+    """
+
+    codes: np.ndarray
+    numeric: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.codes.shape[0])
+
+    def take(self, rows: np.ndarray) -> FeatureBatch:
+        """The batch restricted to ``rows`` ((k,) int or (n,) bool)."""
+        return FeatureBatch(self.codes[rows], self.numeric[rows])
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureSpec:
+    """What the encoder learned from the training rows (stored as features.json).
+
+    Attributes:
+        vocab: categorical column -> known values, in code order from 1 (0 is OOV).
+        numeric: numeric column -> (mean, std) of the training rows.
+    """
+
+    vocab: dict[str, list[str]]
+    numeric: dict[str, tuple[float, float]]
+
+    @property
+    def field_sizes(self) -> list[int]:
+        """Embedding rows per categorical field (vocabulary + OOV), time fields last."""
+        return [len(v) + 1 for v in self.vocab.values()] + list(TIME_FIELDS.values())
+
+    @property
+    def field_names(self) -> list[str]:
+        """Names of the categorical fields in ``FeatureBatch.codes`` column order."""
+        return [*self.vocab, *TIME_FIELDS]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "vocab": self.vocab,
+            "numeric": {k: list(v) for k, v in self.numeric.items()},
+            "time_fields": TIME_FIELDS,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FeatureSpec:
+        """Inverse of :meth:`to_dict`; raises InputError on a malformed mapping."""
+        try:
+            vocab = {str(k): [str(x) for x in v] for k, v in data["vocab"].items()}
+            numeric = {
+                str(k): (float(v[0]), float(v[1])) for k, v in data["numeric"].items()
+            }
+            time_fields = dict(data["time_fields"])
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            raise InputError(f"features.json is malformed ({exc!r}).") from exc
+        if time_fields != TIME_FIELDS:
+            raise InputError(
+                f"features.json has time fields {time_fields}, expected {TIME_FIELDS}."
+            )
+        if any(not std > 0 for _, std in numeric.values()):
+            raise InputError("features.json has a non-positive numeric std.")
+        return cls(vocab, numeric)
+
+
+def feature_columns(events: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """Split the log's feature columns into (categorical, numeric) names.
+
+    The audience is always categorical; float, int and bool columns are numeric,
+    everything else (str, object, categorical dtype) is categorical.
+    """
+    categorical, numeric = ["audience"], []
+    for col in events.columns:
+        if col in NON_FEATURES:
+            continue
+        dtype = events[col].dtype
+        is_num = pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(
+            dtype
+        )
+        (numeric if is_num else categorical).append(str(col))
+    return categorical, numeric
+
+
+def fit_features(
+    events: pd.DataFrame, *, min_count: int = 5, max_vocab: int = 10_000
+) -> FeatureSpec:
+    """Learn vocabularies and normalization from the training rows.
+
+    Args:
+        events: validated event log, training rows only.
+        min_count: values seen fewer times go to the OOV bucket, so the bucket is
+            trained and rare IDs do not get an embedding of their own.
+        max_vocab: at most this many most frequent values per column.
+    """
+    categorical, numeric = feature_columns(events)
+    vocab = {}
+    for col in categorical:
+        counts = events[col].astype(str).value_counts(sort=False)
+        counts = counts[counts >= min_count]
+        # Frequency order (ties by value) keeps the vocabulary deterministic.
+        order = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        vocab[col] = [value for value, _ in order[:max_vocab]]
+    stats = {}
+    for col in numeric:
+        values = events[col].to_numpy(dtype=np.float64)
+        mean = float(np.nanmean(values)) if np.isfinite(values).any() else 0.0
+        std = float(np.nanstd(values)) if np.isfinite(values).any() else 0.0
+        stats[col] = (mean, std if std > 0 else 1.0)
+    return FeatureSpec(vocab, stats)
+
+
+def _category_codes(column: pd.Series | None, known: list[str], n: int) -> np.ndarray:
+    """(n,) int32 codes: 1..len(known) for known values, 0 (OOV) for anything else."""
+    if column is None:
+        return np.full(n, OOV, np.int32)
+    if not isinstance(column.dtype, pd.CategoricalDtype):
+        column = column.astype(str)
+    codes = pd.Categorical(column, categories=known).codes
+    return (codes.astype(np.int32) + 1).astype(np.int32)
+
+
+def _time_codes(timestamp: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(n,) int32 hour of day 0..23 and day of week 0..6 (Monday = 0), in UTC."""
+    ts = pd.to_datetime(timestamp, utc=True)
+    return (
+        ts.dt.hour.to_numpy(dtype=np.int32),
+        ts.dt.dayofweek.to_numpy(dtype=np.int32),
+    )
+
+
+def _numeric_values(column: pd.Series | None, mean: float, std: float, n: int):
+    """(n,) float32 standardized and clipped values; missing -> 0 (the mean)."""
+    if column is None:
+        return np.zeros(n, np.float32)
+    values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
+    scaled = np.nan_to_num((values - mean) / std, nan=0.0, posinf=0.0, neginf=0.0)
+    return np.clip(scaled, -NUMERIC_CLIP, NUMERIC_CLIP).astype(np.float32)
+
+
+def encode(spec: FeatureSpec, events: pd.DataFrame) -> FeatureBatch:
+    """Encode any event log (won or lost rows) with a fitted spec.
+
+    Unseen values and missing categorical columns map to OOV, missing numeric
+    columns to the training mean; columns the spec does not know are ignored.
+
+    Raises:
+        InputError: if ``timestamp`` is missing.
+    """
+    if "timestamp" not in events.columns:
+        raise InputError("the event log needs a 'timestamp' column to predict rates.")
+    n = len(events)
+    columns = [
+        _category_codes(events.get(col), known, n) for col, known in spec.vocab.items()
+    ]
+    columns.extend(_time_codes(events["timestamp"]))
+    offsets = np.cumsum([0, *spec.field_sizes[:-1]], dtype=np.int32)
+    codes = np.stack(columns, axis=1) + offsets[None, :]
+    numeric = [
+        _numeric_values(events.get(col), mean, std, n)
+        for col, (mean, std) in spec.numeric.items()
+    ]
+    num = np.stack(numeric, axis=1) if numeric else np.zeros((n, 0), np.float32)
+    return FeatureBatch(np.ascontiguousarray(codes, np.int32), num)

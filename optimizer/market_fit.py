@@ -1,0 +1,296 @@
+"""Fit the market model from an event log: volumes, hour profiles, landscapes, strata.
+
+The result is a :class:`FittedMarket`: audience names, the auction type, the
+:class:`~optimizer.market.MarketParams` the allocator and simulator use, what the
+log's recent behaviour spends ("current"), and goodness-of-fit metrics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from optimizer.errors import InputError
+from optimizer.landscape import (
+    LandscapeData,
+    fit_landscapes,
+    naive_fit,
+    row_win_probability,
+    subsample,
+)
+from optimizer.market import MarketParams, params_from_json, params_to_json
+
+N_STRATA = 16
+RECENT_DAYS = 7
+_HOUR_PSEUDO_COUNT = 120.0  # hour profiles shrink toward the pooled profile
+_VALUE_PSEUDO_CONVERSIONS = 5.0  # value per conversion shrinks toward the pooled mean
+
+
+@dataclasses.dataclass(frozen=True)
+class FittedMarket:
+    """Market model learned from a log (A audiences, in ``names`` order)."""
+
+    names: list[str]
+    auction_type: str
+    params: MarketParams
+    current_bid: np.ndarray  # (A,) currency per impression, recent median bid
+    current_daily_spend: np.ndarray  # (A,) currency per day, recent average
+    has_value: bool  # whether the log carried revenue
+    metrics: dict
+
+    @property
+    def first_price(self) -> bool:
+        return self.auction_type == "first_price"
+
+
+def detect_auction_type(events: pd.DataFrame) -> str:
+    """'first_price' when won auctions cost exactly the bid, else 'second_price'."""
+    won = events["won"].to_numpy() == 1
+    if not won.any():
+        return "second_price"
+    bid, cost = events["bid"].to_numpy()[won], events["cost"].to_numpy()[won]
+    paid_bid = np.isclose(cost, bid, rtol=1e-6, atol=1e-9)
+    return "first_price" if paid_bid.mean() > 0.99 else "second_price"
+
+
+def _hour_profiles(events: pd.DataFrame, codes: np.ndarray, a: int) -> np.ndarray:
+    hours = events["timestamp"].dt.hour.to_numpy()
+    counts = np.zeros((a, 24))
+    np.add.at(counts, (codes, hours), 1.0)
+    pooled = (counts.sum(0) + 1.0) / (counts.sum() + 24.0)
+    profile = counts + _HOUR_PSEUDO_COUNT * pooled
+    return profile / profile.sum(1, keepdims=True)
+
+
+def _strata(
+    codes: np.ndarray, shift: np.ndarray, pc: np.ndarray, pv: np.ndarray, a: int, k: int
+) -> dict:
+    """Equal-count quality strata per audience: weights, mean rates and shifts (A, K)."""
+    out = {n: np.zeros((a, k)) for n in ("weight", "p_click", "p_conv", "shift")}
+    order = np.lexsort((shift, codes))
+    bounds = np.searchsorted(codes[order], np.arange(a + 1))
+    for i in range(a):
+        rows = order[bounds[i] : bounds[i + 1]]
+        parts = [p for p in np.array_split(rows, min(k, len(rows))) if len(p)]
+        for j, part in enumerate(parts):
+            out["weight"][i, j] = len(part) / len(rows)
+            out["p_click"][i, j] = pc[part].mean()
+            out["p_conv"][i, j] = pv[part].mean()
+            out["shift"][i, j] = shift[part].mean()
+    return out
+
+
+def _value_per_conversion(
+    events: pd.DataFrame, codes: np.ndarray, a: int
+) -> tuple[np.ndarray, bool]:
+    if "revenue" not in events.columns or events["revenue"].sum() <= 0:
+        return np.zeros(a), False
+    conv = events["conversion"].to_numpy().astype(float)
+    revenue = events["revenue"].to_numpy()
+    n_conv = np.bincount(codes, weights=conv, minlength=a)
+    rev = np.bincount(codes, weights=revenue * conv, minlength=a)
+    pooled = rev.sum() / max(n_conv.sum(), 1.0)
+    return (rev + _VALUE_PSEUDO_CONVERSIONS * pooled) / (
+        n_conv + _VALUE_PSEUDO_CONVERSIONS
+    ), True
+
+
+def _current(
+    events: pd.DataFrame, codes: np.ndarray, a: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Median bid and average daily spend per audience over the log's last days."""
+    ts = events["timestamp"]
+    cutoff = ts.max() - pd.Timedelta(days=RECENT_DAYS)
+    recent = (ts > cutoff).to_numpy()
+    span_days = max(
+        (ts.max() - max(cutoff, ts.min())).total_seconds() / 86400.0, 1 / 24
+    )
+    frame = pd.DataFrame(
+        {
+            "a": codes[recent],
+            "bid": events["bid"].to_numpy()[recent],
+            "cost": events["cost"].to_numpy()[recent],
+        }
+    )
+    grouped = frame.groupby("a")
+    bid = grouped["bid"].median().reindex(range(a))
+    all_bids = (
+        pd.Series(events["bid"].to_numpy()).groupby(codes).median().reindex(range(a))
+    )
+    spend = grouped["cost"].sum().reindex(range(a)).fillna(0.0) / span_days
+    return bid.fillna(all_bids).to_numpy(), spend.to_numpy()
+
+
+def _fit_metrics(
+    fit: dict, naive: dict | None, data: LandscapeData, names: list[str]
+) -> list[dict]:
+    """Per audience: fitted vs empirical win rate by bid decile, and the max gap."""
+    fitted = row_win_probability(fit, data)
+    naive_p = row_win_probability(naive, data) if naive is not None else None
+    rows = []
+    for i, name in enumerate(names):
+        idx = np.flatnonzero(data.audience == i)
+        buckets = np.array_split(
+            idx[np.argsort(data.log_bid[idx])], min(10, max(len(idx), 1))
+        )
+        table = []
+        for b in (b for b in buckets if len(b)):
+            entry = {
+                "bid": float(np.exp(np.median(data.log_bid[b]))),
+                "auctions": len(b),
+                "empirical_win_rate": float(data.won[b].mean()),
+                "fitted_win_rate": float(fitted[b].mean()),
+            }
+            if naive_p is not None:
+                entry["naive_win_rate"] = float(naive_p[b].mean())
+            table.append(entry)
+        gap = max(
+            (abs(t["empirical_win_rate"] - t["fitted_win_rate"]) for t in table),
+            default=float("nan"),
+        )
+        row = {
+            "audience": name,
+            "auctions": len(idx),
+            "won": int(data.won[idx].sum()),
+            "family": str(fit["family"][i]),
+            "log_price_location": float(fit["mu"][i]),
+            "log_price_scale": float(fit["scale"][i, 0]),
+            "quality_slope": float(fit["beta"][i]),
+            "max_abs_win_rate_error": gap,
+            "win_rate_by_bid": table,
+        }
+        if naive_p is not None:
+            row["naive_max_abs_win_rate_error"] = max(
+                abs(t["empirical_win_rate"] - t["naive_win_rate"]) for t in table
+            )
+        rows.append(row)
+    return rows
+
+
+def fit_market(
+    events: pd.DataFrame,
+    p_click: np.ndarray,
+    p_conversion: np.ndarray,
+    auction_type: str | None = None,
+    n_strata: int = N_STRATA,
+) -> FittedMarket:
+    """Fit the market model from a validated event log and per-row predicted rates.
+
+    Args:
+        events: validated event log (n rows).
+        p_click: (n,) predicted click probability per won impression, for every row.
+        p_conversion: (n,) predicted conversion probability per won impression.
+        auction_type: 'second_price', 'first_price' or None to detect from the log.
+        n_strata: quality strata per audience in the response model.
+    """
+    names = sorted(events["audience"].unique().tolist())
+    codes = pd.Categorical(events["audience"], categories=names).codes.astype(np.int32)
+    a = len(names)
+    auction_type = auction_type or detect_auction_type(events)
+    first_price = auction_type == "first_price"
+    won = events["won"].to_numpy() == 1
+    log_pv = np.log(np.clip(p_conversion, 1e-9, 1.0))
+    centre = np.bincount(codes, weights=log_pv, minlength=a) / np.bincount(
+        codes, minlength=a
+    )
+    shift = log_pv - centre[codes]
+    cost = events["cost"].to_numpy()
+    if not first_price and (won & (cost <= 0)).any():
+        raise InputError(
+            "event log: some won auctions have cost 0 under second-price; a second-price win reveals a positive price. Check 'cost', or train with --auction-type first_price."
+        )
+    data = LandscapeData(
+        audience=codes,
+        log_bid=np.log(events["bid"].to_numpy()),
+        log_cost=np.log(np.where(won & (cost > 0), cost, 1.0)),
+        won=won,
+        shift=shift,
+        n_audiences=a,
+        first_price=first_price,
+    )
+    fit = fit_landscapes(subsample(data))
+    strata = _strata(codes, shift, p_click, p_conversion, a, n_strata)
+    value, has_value = _value_per_conversion(events, codes, a)
+    n_days = max(events["timestamp"].dt.normalize().nunique(), 1)
+    params = MarketParams(
+        volume_per_day=jnp.asarray(np.bincount(codes, minlength=a) / n_days),
+        hour_profile=jnp.asarray(_hour_profiles(events, codes, a)),
+        weight=jnp.asarray(strata["weight"]),
+        p_click=jnp.asarray(strata["p_click"]),
+        p_conv=jnp.asarray(strata["p_conv"]),
+        value=jnp.asarray(np.repeat(value[:, None], n_strata, 1)),
+        price_loc=jnp.asarray(
+            fit["mu"][:, None] + fit["beta"][:, None] * strata["shift"]
+        ),
+        mix_weight=jnp.asarray(fit["weight"]),
+        mix_loc=jnp.asarray(fit["loc"]),
+        mix_scale=jnp.asarray(fit["scale"]),
+    )
+    bid, spend = _current(events, codes, a)
+    metrics = {
+        "auction_type": auction_type,
+        "days_in_log": int(n_days),
+        "landscapes": _fit_metrics(
+            fit, None if first_price else naive_fit(data), data, names
+        ),
+    }
+    return FittedMarket(names, auction_type, params, bid, spend, has_value, metrics)
+
+
+def save_market(model_dir: Path, market: FittedMarket) -> None:
+    """Write market.json into ``model_dir`` (caller handles atomicity)."""
+    data = {
+        "format": "adplan-market/1",
+        "audiences": market.names,
+        "auction_type": market.auction_type,
+        "has_value": market.has_value,
+        "current_bid": market.current_bid.tolist(),
+        "current_daily_spend": market.current_daily_spend.tolist(),
+        "params": params_to_json(market.params),
+        "metrics": market.metrics,
+    }
+    (Path(model_dir) / "market.json").write_text(json.dumps(data), encoding="utf-8")
+
+
+def load_market(model_dir: str | Path) -> FittedMarket:
+    """Read market.json from a model folder written by ``adplan train``."""
+    path = Path(model_dir) / "market.json"
+    if not path.is_file():
+        raise InputError(
+            f"model {model_dir}: no market.json. Train a model first: adplan train --events FILE --out {model_dir}"
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("format") != "adplan-market/1":
+            raise ValueError("unknown format")
+        params = params_from_json(data["params"])
+        a = len(data["audiences"])
+        if (
+            params.volume_per_day.shape != (a,)
+            or params.weight.ndim != 2
+            or params.weight.shape[0] != a
+        ):
+            raise ValueError("array shapes do not match the audience list")
+        if not all(
+            bool(jnp.all(jnp.isfinite(getattr(params, f.name))))
+            for f in dataclasses.fields(params)
+        ):
+            raise ValueError("non-finite parameters")
+        return FittedMarket(
+            names=list(data["audiences"]),
+            auction_type=data["auction_type"],
+            params=params,
+            current_bid=np.asarray(data["current_bid"], float),
+            current_daily_spend=np.asarray(data["current_daily_spend"], float),
+            has_value=bool(data["has_value"]),
+            metrics=data["metrics"],
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(
+            f"model {model_dir}: market.json is damaged or from another tool ({exc}). Retrain with adplan train."
+        ) from exc

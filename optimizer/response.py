@@ -1,0 +1,85 @@
+"""Per-audience response in log-bid space: spend, objective and marginal return.
+
+These are the pieces the allocator and the exact solver share. For one audience
+(MarketParams without the A axis) and u = log(bid):
+  spend(u)     expected spend per auction (currency),
+  gain(u)      expected objective per auction (conversions or value),
+  log_marginal log of d gain / d spend along the bid: the extra conversions (or
+               value) per extra currency unit when this audience's budget grows.
+Marginals are computed in log space (log-sum-exp over strata) so they stay finite
+where win rates underflow.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import log_ndtr, logsumexp
+
+from optimizer.market import MarketParams
+
+_LOG_SQRT_2PI = 0.5 * jnp.log(2 * jnp.pi)
+
+
+def _grid(
+    p: MarketParams, u: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """(K, J) standardized bid d, location m, scale s and joint share w."""
+    m = p.price_loc[:, None] + p.mix_loc[None, :]
+    s = jnp.broadcast_to(p.mix_scale[None, :], m.shape)
+    w = p.weight[:, None] * p.mix_weight[None, :]
+    return (u - m) / s, m, s, w
+
+
+def _log_w(w: jax.Array) -> jax.Array:
+    return jnp.log(jnp.maximum(w, 1e-300))
+
+
+def per_unit_gain(p: MarketParams, objective: str) -> jax.Array:
+    """(K,) objective per won impression: conversions, or conversions x value."""
+    return p.p_conv if objective == "conversions" else p.p_conv * p.value
+
+
+def spend(p: MarketParams, u: jax.Array, first_price: bool) -> jax.Array:
+    """Expected spend per auction at bid exp(u)."""
+    d, m, s, w = _grid(p, u)
+    if first_price:
+        return jnp.exp(u) * jnp.sum(w * jnp.exp(log_ndtr(d)))
+    return jnp.sum(w * jnp.exp(m + 0.5 * s**2 + log_ndtr(d - s)))
+
+
+def gain(p: MarketParams, u: jax.Array, objective: str) -> jax.Array:
+    """Expected objective per auction at bid exp(u)."""
+    d, _, _, w = _grid(p, u)
+    return jnp.sum(w * per_unit_gain(p, objective)[:, None] * jnp.exp(log_ndtr(d)))
+
+
+def log_spend_slope(p: MarketParams, u: jax.Array, first_price: bool) -> jax.Array:
+    """log of d spend / d u (spend per auction per unit of log bid)."""
+    d, _, s, w = _grid(p, u)
+    log_density = (
+        logsumexp(_log_w(w) - jnp.log(s) - 0.5 * d**2) - _LOG_SQRT_2PI
+    )  # d win / d u
+    if first_price:
+        return u + jnp.logaddexp(logsumexp(_log_w(w) + log_ndtr(d)), log_density)
+    return u + log_density
+
+
+def log_marginal(
+    p: MarketParams, u: jax.Array, objective: str, first_price: bool
+) -> jax.Array:
+    """log of d gain / d spend at bid exp(u) (objective per extra currency unit)."""
+    d, _, s, w = _grid(p, u)
+    g = per_unit_gain(p, objective)[:, None]
+    log_gain_slope = logsumexp(_log_w(w * g) - jnp.log(s) - 0.5 * d**2) - _LOG_SQRT_2PI
+    return log_gain_slope - log_spend_slope(p, u, first_price)
+
+
+def bid_range(p: MarketParams) -> tuple[jax.Array, jax.Array]:
+    """(low, high) log bids: spend ~ 0 below, win rate > 99.5% above."""
+    m = p.price_loc[:, None] + p.mix_loc[None, :]
+    live = (p.weight[:, None] * p.mix_weight[None, :]) > 0
+    s = p.mix_scale[None, :]
+    low = jnp.min(jnp.where(live, m - 7.0 * s, jnp.inf))
+    high = jnp.max(jnp.where(live, m + 2.6 * s, -jnp.inf))
+    return low, high
