@@ -129,5 +129,204 @@ def generate(
     echo(ctx, f"  true market:        {out_dir / 'truth.json'}")
 
 
+@main.command()
+@click.option(
+    "--events",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Event log (CSV or Parquet), one row per auction.",
+)
+@click.option(
+    "--out",
+    "model_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Model folder to write.",
+)
+@click.option(
+    "--epochs",
+    type=click.IntRange(1, 1000),
+    default=30,
+    show_default=True,
+    help="Most passes over the data (training stops earlier when validation stops improving).",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Random seed (same seed and data, same model).",
+)
+@click.option(
+    "--validation-days",
+    type=click.FloatRange(0, 365, min_open=True),
+    default=2.0,
+    show_default=True,
+    help="Last days of the log held out to check and calibrate the model.",
+)
+@click.option(
+    "--auction-type",
+    type=click.Choice(["auto", "second_price", "first_price"]),
+    default="auto",
+    show_default=True,
+    help="How the log's exchange charged (auto: detect from costs).",
+)
+@click.pass_context
+@friendly_errors
+def train(
+    ctx: click.Context,
+    events: Path,
+    model_dir: Path,
+    epochs: int,
+    seed: int,
+    validation_days: float,
+    auction_type: str,
+) -> None:
+    """Learn conversion rates and the market (volumes, bid landscapes) from a log."""
+    _enable_x64()
+    from optimizer.training import train_model
+
+    summary = train_model(
+        events,
+        model_dir,
+        epochs=epochs,
+        seed=seed,
+        validation_days=validation_days,
+        auction_type=None if auction_type == "auto" else auction_type,
+        quiet=ctx.obj["quiet"],
+    )
+    for line in summary:
+        echo(ctx, line)
+
+
+@main.command()
+@click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Model folder from adplan train.",
+)
+@click.option(
+    "--events",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Event log to score (CSV or Parquet).",
+)
+@click.option(
+    "--out",
+    "out_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="CSV to write: the input rows plus p_click, p_conversion, p_conversion_given_click.",
+)
+@click.pass_context
+@friendly_errors
+def predict(ctx: click.Context, model_dir: Path, events: Path, out_file: Path) -> None:
+    """Score auctions: click and conversion probability per won impression."""
+    _enable_x64()
+    from optimizer.fileio import write_csv
+    from optimizer.rates import load_rate_model
+    from optimizer.schema import read_event_log, read_table
+
+    model = load_rate_model(model_dir)
+    frame = read_event_log(events)
+    preds = model.predict(frame)
+    out = read_table(events, "event log")
+    for name in ("p_click", "p_conversion", "p_conversion_given_click"):
+        out[name] = preds[name]
+    write_csv(out_file, out)
+    echo(ctx, f"Scored {len(out):,} rows -> {out_file}")
+
+
+@main.command()
+@click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Model folder from adplan train.",
+)
+@click.option(
+    "--budget",
+    type=click.FloatRange(0, min_open=True),
+    help="Total budget over the horizon (currency).",
+)
+@click.option(
+    "--days", type=click.FloatRange(0, 366, min_open=True), help="Horizon in days."
+)
+@click.option(
+    "--audiences",
+    "settings_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Audience settings CSV (min/max spend, values, volumes, max bids, groups).",
+)
+@click.option(
+    "--scenario",
+    "scenario_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Scenario TOML (targets, bounds, what-ifs).",
+)
+@click.option(
+    "--objective",
+    type=click.Choice(["conversions", "value"]),
+    help="Maximize conversions or conversion value.",
+)
+@click.option(
+    "--target-conversions",
+    type=click.FloatRange(0, min_open=True),
+    help="Find the smallest budget reaching this many conversions (or this much value).",
+)
+@click.option(
+    "--max-cpa",
+    type=click.FloatRange(0, min_open=True),
+    help="Spend less if needed to keep cost per conversion at most this.",
+)
+@click.option(
+    "--min-roas",
+    type=click.FloatRange(0, min_open=True),
+    help="Spend less if needed to keep value / spend at least this.",
+)
+@click.option(
+    "--max-bid",
+    type=click.FloatRange(0, min_open=True),
+    help="Highest bid per impression anywhere (currency).",
+)
+@click.option(
+    "--spend-all",
+    is_flag=True,
+    default=None,
+    help="Require the plan to spend the whole budget.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder for plan.csv and plan.json.",
+)
+@click.pass_context
+@friendly_errors
+def plan(
+    ctx: click.Context,
+    model_dir: Path,
+    settings_file: Path | None,
+    scenario_file: Path | None,
+    out_dir: Path,
+    target_conversions: float | None,
+    **flags: Any,
+) -> None:
+    """Recommend a budget and a bid per audience for the best expected outcome."""
+    _enable_x64()
+    from optimizer.config import load_scenario
+    from optimizer.plan_files import write_plan
+
+    scenario = load_scenario(scenario_file, flags)
+    for line in write_plan(
+        model_dir, scenario, settings_file, scenario_file, out_dir, target_conversions
+    ):
+        echo(ctx, line)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -31,8 +31,8 @@ class Scenario:
     days: float = 14.0
     # What to maximize: expected conversions or expected conversion value.
     objective: str = "conversions"
-    # How the exchange charges a won impression.
-    auction_type: str = "second_price"
+    # How the exchange charges a won impression; None = as detected from the log.
+    auction_type: str | None = None
     # Require the plan to spend the whole budget (otherwise it may spend less).
     spend_all: bool = False
     # Highest bid per impression allowed anywhere (currency); None = no limit.
@@ -52,7 +52,8 @@ class Scenario:
 
     def __post_init__(self) -> None:
         _check_choice("objective", self.objective, OBJECTIVES)
-        _check_choice("auction_type", self.auction_type, AUCTION_TYPES)
+        if self.auction_type is not None:
+            _check_choice("auction_type", self.auction_type, AUCTION_TYPES)
         _check_positive("days", self.days)
         _check_positive("budget_scale", self.budget_scale)
         for key in ("budget", "max_bid", "max_cpa", "min_roas"):
@@ -210,6 +211,7 @@ def load_scenario(
     scenario = scenario_from_mapping(data, source)
     changes = {k: v for k, v in (overrides or {}).items() if v is not None}
     if changes:
-        merged = {**scenario.to_dict(), **changes}
+        current = {k: v for k, v in scenario.to_dict().items() if v is not None}
+        merged = {**current, **changes}
         scenario = scenario_from_mapping(merged, source)
     return scenario

@@ -23,6 +23,19 @@ def small_market(tmp_path_factory):
     from optimizer.cli import main
 
     out = tmp_path_factory.mktemp("market")
-    result = CliRunner().invoke(main, ["generate", "--out", str(out), "--audiences", "6", "--days", "7", "--seed", "3"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "generate",
+            "--out",
+            str(out),
+            "--audiences",
+            "6",
+            "--days",
+            "7",
+            "--seed",
+            "3",
+        ],
+    )
     assert result.exit_code == 0, result.output
     return out
