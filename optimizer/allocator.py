@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from optimizer import response
-from optimizer.exact import inner_spend
+from optimizer.exact import dual_value
 from optimizer.problem import (
     Problem,
     bid_for_spend,
@@ -225,14 +225,8 @@ def _certify(
         ),
     )
     kkt = jnp.max(violation) / jnp.maximum(jnp.max(audience_price), jnp.max(m) * 1e-12)
-    # Weak duality: D(price) >= optimum, evaluated exactly per audience.
-    dual_spend = inner_spend(
-        problem, jnp.log(jnp.maximum(audience_price, 1e-300)), objective, first_price
-    )
-    dual_u = bid_for_spend(problem, dual_spend, first_price)
-    dual = price * budget + jnp.sum(
-        gain_at(problem, dual_u, objective) - audience_price * dual_spend
-    )
+    # Weak duality: D(price) >= optimum, evaluated globally per audience.
+    dual = price * budget + dual_value(problem, audience_price, objective, first_price)
     if problem.group_cap.shape[0]:
         dual = dual + jnp.sum(
             jnp.where(

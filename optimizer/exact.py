@@ -1,10 +1,16 @@
-"""Exact reference solver: Lagrangian dual on the budget price, bisection per audience.
+"""Exact reference solver: Lagrangian dual on the budget price, per-audience search.
 
-For a budget price lam (objective per currency unit), each audience spends where
-its marginal return equals lam, clipped to its bounds; the total spend falls as
-lam rises, so an outer bisection on log(lam) finds the price that spends the
-budget. Exact to bisection precision for concave responses (marginal return
-falling with spend). The tests check the gradient allocator against it.
+For a budget price lam (objective per currency unit), each audience maximizes
+gain - lam * spend over its bid within its spend bounds. That inner problem is
+solved globally: a 128-point grid over log bids plus the two bound-hitting bids,
+then bisection on the marginal return around the best grid point. The total
+spend falls as lam rises, so an outer bisection on log(lam) finds the price that
+spends the budget (taking the side that does not overspend).
+
+For concave responses (marginal return falling with spend) this is the exact
+optimum to bisection precision. Where a response is not concave, the dual value
+D(lam) = lam * budget + sum_a max(gain_a - lam * spend_a) is still an exact
+upper bound on the optimum, which the allocator's certificate uses.
 """
 
 from __future__ import annotations
@@ -25,6 +31,9 @@ from optimizer.problem import (
     spend_at,
 )
 
+_GRID = 128
+_PEAKS = 3
+
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
@@ -38,23 +47,76 @@ class ExactSolution:
     objective: jax.Array  # () total objective
 
 
-def inner_spend(
+def inner_solution(
     problem: Problem,
-    log_price: jax.Array,
+    price: jax.Array,
     objective: str,
     first_price: bool,
     steps: int = 60,
 ) -> jax.Array:
-    """(A,) spend that maximizes gain - price * spend per audience, within bounds."""
+    """(A,) log bid maximizing gain - price * spend per audience within spend bounds.
+
+    ``price`` is () or (A,), objective per currency unit.
+    """
     low, high = log_bid_bounds(problem)
-    u = bisect(
-        lambda u: log_price - log_marginal_at(problem, u, objective, first_price),
-        low,
-        high,
-        steps,
-    )
     upper = jnp.minimum(problem.upper, capacity(problem, first_price))
-    return jnp.clip(spend_at(problem, u, first_price), problem.lower, upper)
+    lower = jnp.minimum(problem.lower, upper)
+    u_lo = jnp.where(lower > 0, bid_for_spend(problem, lower, first_price, steps), low)
+    u_hi = jnp.where(
+        jnp.isfinite(problem.upper),
+        bid_for_spend(problem, upper, first_price, steps),
+        high,
+    )
+    frac = jnp.linspace(0.0, 1.0, _GRID)
+    grid = u_lo[:, None] + (u_hi - u_lo)[:, None] * frac[None, :]  # (A, G)
+    price = jnp.broadcast_to(price, low.shape)
+
+    def lagrangian(u):
+        return gain_at(problem, u, objective) - price * spend_at(
+            problem, u, first_price
+        )
+
+    values = jax.vmap(lagrangian, in_axes=1, out_axes=1)(grid)
+    # Refine the best few local maxima of the grid, then keep the best refined one,
+    # so that near a tie between two basins the choice follows the true values.
+    pad = jnp.full((values.shape[0], 1), -jnp.inf)
+    left_v = jnp.concatenate([pad, values[:, :-1]], axis=1)
+    right_v = jnp.concatenate([values[:, 1:], pad], axis=1)
+    peaks = jnp.where((values >= left_v) & (values >= right_v), values, -jnp.inf)
+    _, top = jax.lax.top_k(peaks, _PEAKS)  # (A, P)
+    step = ((u_hi - u_lo) / (_GRID - 1))[:, None]
+    centre = jnp.take_along_axis(grid, top, axis=1)
+    left = jnp.maximum(centre - step, u_lo[:, None])
+    right = jnp.minimum(centre + step, u_hi[:, None])
+    log_price = jnp.log(jnp.maximum(price, 1e-300))[:, None]
+
+    def refine(lo_u, hi_u):
+        return bisect(
+            lambda u: (
+                log_price[:, 0] - log_marginal_at(problem, u, objective, first_price)
+            ),
+            lo_u,
+            hi_u,
+            steps,
+        )
+
+    refined = jax.vmap(refine, in_axes=1, out_axes=1)(left, right)
+    candidates = jnp.concatenate([refined, centre], axis=1)
+    scores = jax.vmap(lagrangian, in_axes=1, out_axes=1)(candidates)
+    return jnp.take_along_axis(candidates, jnp.argmax(scores, axis=1)[:, None], axis=1)[
+        :, 0
+    ]
+
+
+def dual_value(
+    problem: Problem, price: jax.Array, objective: str, first_price: bool
+) -> jax.Array:
+    """D(price) >= optimum for any price >= 0 (weak duality); price () or (A,)."""
+    u = inner_solution(problem, price, objective, first_price)
+    price = jnp.broadcast_to(price, u.shape)
+    return jnp.sum(
+        gain_at(problem, u, objective) - price * spend_at(problem, u, first_price)
+    )
 
 
 @jax.jit(static_argnames=("objective", "first_price", "steps"))
@@ -66,24 +128,67 @@ def solve_exact(
 ) -> ExactSolution:
     """Optimal plan of ``problem`` (assumes it is feasible: sum(lower) <= budget)."""
     low, high = log_bid_bounds(problem)
-    m_low = log_marginal_at(problem, low, objective, first_price)
-    m_high = log_marginal_at(problem, high, objective, first_price)
-    lo_price = jnp.min(m_high) - 1.0
-    hi_price = jnp.max(m_low) + 1.0
+    lo_price = jnp.min(log_marginal_at(problem, high, objective, first_price)) - 1.0
+    hi_price = jnp.max(log_marginal_at(problem, low, objective, first_price)) + 1.0
 
-    def excess(log_price: jax.Array) -> jax.Array:
-        return problem.budget - jnp.sum(
-            inner_spend(problem, log_price, objective, first_price, steps)
+    def total(log_price: jax.Array) -> jax.Array:
+        return jnp.sum(
+            spend_at(
+                problem,
+                inner_solution(
+                    problem, jnp.exp(log_price), objective, first_price, steps
+                ),
+                first_price,
+            )
         )
 
+    def under(log_price: jax.Array) -> jax.Array:
+        return problem.budget - total(log_price)
+
+    def body(_, bracket):
+        lo, hi = bracket
+        mid = 0.5 * (lo + hi)
+        ok = under(mid) >= 0
+        return jnp.where(ok, lo, mid), jnp.where(ok, mid, hi)
+
+    over_price, log_price = jax.lax.fori_loop(0, steps, body, (lo_price, hi_price))
     upper = jnp.minimum(problem.upper, capacity(problem, first_price))
     binding = jnp.sum(upper) > problem.budget
-    log_price = bisect(excess, lo_price, hi_price, steps)
-    spend = jnp.where(
-        binding, inner_spend(problem, log_price, objective, first_price, steps), upper
+    spend = _recover_primal(
+        problem, jnp.exp(log_price), jnp.exp(over_price), objective, first_price, steps
     )
+    spend = jnp.where(binding, spend, upper)
     u = bid_for_spend(problem, spend, first_price, steps)
     gains = gain_at(problem, u, objective)
     return ExactSolution(
-        u, spend, gains, jnp.where(binding, jnp.exp(log_price), 0.0), jnp.sum(gains)
+        u,
+        spend_at(problem, u, first_price),
+        gains,
+        jnp.where(binding, jnp.exp(log_price), 0.0),
+        jnp.sum(gains),
     )
+
+
+def _recover_primal(
+    problem: Problem,
+    price: jax.Array,
+    over_price: jax.Array,
+    objective: str,
+    first_price: bool,
+    steps: int,
+) -> jax.Array:
+    """(A,) spends at the budget price, with any budget left by a jump in a
+    non-concave response given to the audiences that jump (exact when one does)."""
+    under = spend_at(
+        problem,
+        inner_solution(problem, price, objective, first_price, steps),
+        first_price,
+    )
+    over = spend_at(
+        problem,
+        inner_solution(problem, over_price, objective, first_price, steps),
+        first_price,
+    )
+    gap = jnp.maximum(over - under, 0.0)
+    left = jnp.maximum(problem.budget - jnp.sum(under), 0.0)
+    return under + gap * jnp.minimum(1.0, left / jnp.maximum(jnp.sum(gap), 1e-300))

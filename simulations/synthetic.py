@@ -142,7 +142,7 @@ def make_truth(
                     for f, v in FEATURES.items()
                 },
                 "click_intercept": float(np.log(rng.uniform(0.008, 0.03))),
-                "post_click_intercept": float(np.log(rng.uniform(0.03, 0.15))),
+                "post_click_intercept": float(np.log(rng.uniform(0.02, 0.10))),
                 "price": price,
                 "value_per_conversion": float(
                     np.exp(rng.uniform(np.log(20), np.log(150)))

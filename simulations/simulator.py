@@ -1,0 +1,618 @@
+"""Simulator stage: replay a plan's bids and budgets auction by auction, hour by hour.
+
+The model is :mod:`optimizer.market`'s: in audience a and hour h, auctions arrive
+as a Poisson process with rate ``volume_per_day[a] * hour_profile[a, h % 24]``;
+each auction's impression stratum k is drawn from ``weight[a]`` and its competing
+price from the stratum's log-normal mixture (``price_loc[k] + mix_loc[j]``,
+``mix_scale[j]``, component j ~ ``mix_weight``). The campaign wins when the price
+is below its bid and pays the price (second price) or its bid (first price); a won
+impression is clicked with ``p_click[k]``, converts with ``p_conv[k]`` (always
+after a click) and a conversion is worth ``value[k]``.
+
+Event-level and exact, without holding every auction. By Poisson thinning the
+auctions the campaign joins *and wins* form a Poisson process with rate
+``rate * participation * win_rate`` independent of the others, so each hour draws
+the number of won auctions and of all other auctions (two Poisson counts per
+audience), and then draws every won auction individually from its conditional
+law: its (stratum, component) cell from ``w_k pi_j Phi(d_kj) / win_rate`` (a
+Walker alias table, O(1) per draw), its price from the log-normal truncated
+below the bid (inverse CDF), and one uniform for click and conversion. Lost auctions cannot change any outcome, so they are
+only counted. Won auctions are processed in fixed-size chunks of ``chunk`` slots
+(a ``while_loop`` until the hour's wins are done), so memory is
+O(replications x chunk) whatever the horizon or volume.
+
+Budget (both pacings): within an hour the won auctions of an audience arrive in
+random order; the campaign takes them while the running spend including the next
+one stays within the budget. The first won auction that does not fit ends the
+audience's campaign (it is not bought): spend never exceeds the budget, and the
+hour is recorded in ``out_hour``. Pacing ``"stop"`` joins every auction until
+then. Pacing ``"even"`` joins each auction of hour h with probability
+``clip((budget * (h + 1) / hours - spent) / expected_full_spend_h, 0, 1)``: the
+share of the hour's expected uncapped spend that brings spend back onto the
+straight line ``budget * elapsed share of the horizon``, so it throttles when
+ahead of schedule and joins everything when behind.
+
+All money is float64 (``MONEY``); replications are a ``vmap`` over keys, batched
+in groups of ``batch`` runs by :func:`simulate`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+from jax.scipy.special import ndtr, ndtri
+
+from optimizer.errors import InputError
+from optimizer.market import MONEY, MarketParams, per_auction
+
+PACINGS = ("stop", "even")
+METRICS = ("spend", "impressions", "clicks", "conversions", "value", "cpa", "roas")
+TOTAL = "TOTAL"
+# Columns of the per-audience running totals carried through the hours.
+_IMPRESSIONS, _SPEND, _CLICKS, _CONVERSIONS, _VALUE = range(5)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class SimulationResult:
+    """Monte-Carlo outcomes: R replications, A audiences, P sampled paths, H hours.
+
+    Attributes:
+        auctions: (R, A) float64, auctions held in the audience over the horizon
+            (whether or not the campaign joined them).
+        impressions: (R, A) float64, auctions won and bought.
+        spend: (R, A) float64, currency.
+        clicks: (R, A) float64.
+        conversions: (R, A) float64.
+        value: (R, A) float64, currency.
+        out_hour: (R, A) float64, hour index (0 = first hour) in which the budget
+            ran out, NaN when it lasted the horizon.
+        path_spend: (P, H, A) float64, cumulative spend at the end of each hour
+            for the first P replications, currency.
+        path_conversions: (P, H, A) float64, cumulative conversions likewise.
+    """
+
+    auctions: jax.Array
+    impressions: jax.Array
+    spend: jax.Array
+    clicks: jax.Array
+    conversions: jax.Array
+    value: jax.Array
+    out_hour: jax.Array
+    path_spend: jax.Array
+    path_conversions: jax.Array
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class _Tables:
+    """Lookup tables for drawing won auctions; C = A * K * J cells, flat.
+
+    Attributes:
+        alias_prob: (C,) alias-table keep probability of each cell given a win.
+        alias_cell: (C,) int, flat index of each cell's alias.
+        log_loc: (C,) location of the cell's log price.
+        log_scale: (C,) scale of the cell's log price.
+        win_share: (C,) P(price < bid) in the cell.
+        p_click: (C,) click probability of the cell's stratum.
+        p_conv: (C,) conversion probability of the cell's stratum.
+        value: (C,) value per conversion of the cell's stratum, currency.
+        win_rate: (A,) P(win) per auction.
+        hourly_spend: (A, 24) expected uncapped spend per hour of day, currency.
+        rate: (A, 24) expected auctions per hour of day.
+        bid: (A,) currency per impression.
+        budget: (A,) currency over the horizon.
+    """
+
+    alias_prob: jax.Array
+    alias_cell: jax.Array
+    log_loc: jax.Array
+    log_scale: jax.Array
+    win_share: jax.Array
+    p_click: jax.Array
+    p_conv: jax.Array
+    value: jax.Array
+    win_rate: jax.Array
+    hourly_spend: jax.Array
+    rate: jax.Array
+    bid: jax.Array
+    budget: jax.Array
+
+
+def _flat_cells(x: jax.Array, n_components: int) -> jax.Array:
+    """(A, K) stratum table -> (A * K * J,) cell table (component varies fastest)."""
+    return jnp.repeat(x, n_components, axis=1).reshape(-1)
+
+
+def _alias_row(p: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Walker/Vose alias table of one categorical distribution ``p`` (n,).
+
+    Returns ``prob`` (n,) float64 and ``alias`` (n,) int: draw i uniform in
+    0..n-1 and keep it with probability ``prob[i]``, else take ``alias[i]``
+    (exact in float64, O(1) per draw). Entries never paired keep ``prob = 1``.
+    """
+    n = p.shape[0]
+    q = p * n
+    is_large = q >= 1.0
+    small = jnp.argsort(is_large, stable=True)  # stack of small cells at the front
+    large = small[::-1]  # stack of large cells at the front
+    n_large = jnp.sum(is_large)
+
+    def pair(state, _):
+        q, prob, alias, small, n_small, n_large = state
+        go = (n_small > 0) & (n_large > 0)
+        s = small[jnp.maximum(n_small - 1, 0)]
+        big = large[jnp.maximum(n_large - 1, 0)]
+        prob = prob.at[s].set(jnp.where(go, q[s], prob[s]))
+        alias = alias.at[s].set(jnp.where(go, big, alias[s]))
+        rest = q[big] + q[s] - 1.0
+        q = q.at[big].set(jnp.where(go, rest, q[big]))
+        demoted = go & (rest < 1.0)  # the large cell is now small: push it
+        n_small = n_small - go
+        small = small.at[n_small].set(jnp.where(demoted, big, small[n_small]))
+        return (q, prob, alias, small, n_small + demoted, n_large - demoted), None
+
+    init = (q, jnp.ones(n, MONEY), jnp.arange(n), small, n - n_large, n_large)
+    (_, prob, alias, *_), _ = jax.lax.scan(pair, init, None, length=n)
+    return prob, alias
+
+
+def _tables(
+    params: MarketParams, bid: jax.Array, budget: jax.Array, first_price: bool
+) -> _Tables:
+    """Everything the hour loop looks up, from the market and the plan (A,)."""
+    n_components = params.mix_weight.shape[1]
+    log_loc = params.price_loc[:, :, None] + params.mix_loc[:, None, :]  # (A, K, J)
+    log_scale = jnp.broadcast_to(params.mix_scale[:, None, :], log_loc.shape)
+    win_share = ndtr((jnp.log(bid)[:, None, None] - log_loc) / log_scale)
+    joint = params.weight[:, :, None] * params.mix_weight[:, None, :] * win_share
+    joint = joint.reshape(joint.shape[0], -1)
+    win_rate = jnp.sum(joint, axis=1)
+    conditional = joint / jnp.maximum(win_rate, jnp.finfo(MONEY).tiny)[:, None]
+    alias_prob, alias = jax.vmap(_alias_row)(conditional)
+    row_start = jnp.arange(joint.shape[0])[:, None] * joint.shape[1]
+    rate = params.volume_per_day[:, None] * params.hour_profile
+    spend_per_auction = per_auction(params, bid, first_price)[:, 1]
+    return _Tables(
+        alias_prob=alias_prob.reshape(-1),
+        alias_cell=(alias + row_start).reshape(-1),
+        log_loc=log_loc.reshape(-1),
+        log_scale=log_scale.reshape(-1),
+        win_share=win_share.reshape(-1),
+        p_click=_flat_cells(params.p_click, n_components),
+        p_conv=_flat_cells(params.p_conv, n_components),
+        value=_flat_cells(params.value, n_components),
+        win_rate=win_rate,
+        hourly_spend=rate * spend_per_auction[:, None],
+        rate=rate,
+        bid=bid,
+        budget=budget,
+    )
+
+
+def _draw_won(
+    t: _Tables, key: jax.Array, audience: jax.Array, first_price: bool
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """Draw won auctions of the given audiences, one per slot.
+
+    Args:
+        audience: (S,) int audience index of each slot.
+
+    Returns:
+        price paid (S,) currency, click (S,) bool, conversion (S,) bool and value
+        of a conversion (S,) currency.
+    """
+    u_cell, u_price, u_action = jax.random.uniform(
+        key, (3, audience.shape[0]), dtype=MONEY
+    )
+    n_cells = t.alias_prob.shape[0] // t.bid.shape[0]
+    scaled = u_cell * n_cells
+    column = jnp.minimum(scaled.astype(audience.dtype), n_cells - 1)
+    cell = audience * n_cells + column
+    cell = jnp.where(scaled - column < t.alias_prob[cell], cell, t.alias_cell[cell])
+    if first_price:
+        price = t.bid[audience]
+    else:
+        # Inverse CDF of the log-normal truncated to price < bid; 1 - u is in (0, 1].
+        z = ndtri((1.0 - u_price) * t.win_share[cell])
+        price = jnp.exp(t.log_loc[cell] + t.log_scale[cell] * z)
+    # One uniform for both: conversion implies click, P(conv | click) = p_conv/p_click.
+    click = u_action < t.p_click[cell]
+    conversion = u_action < t.p_conv[cell]
+    return price, click, conversion, t.value[cell]
+
+
+def _chunk(
+    t: _Tables,
+    key: jax.Array,
+    offset: jax.Array,
+    won_end: jax.Array,
+    totals: jax.Array,
+    stopped: jax.Array,
+    chunk: int,
+    first_price: bool,
+) -> tuple[jax.Array, jax.Array]:
+    """Buy won auctions ``offset .. offset + chunk - 1`` of the hour.
+
+    The hour's won auctions are laid out audience after audience; audience a owns
+    ``won_end[a - 1] .. won_end[a] - 1`` (``won_end`` (A,) int, cumulative).
+
+    Args:
+        totals: (A, 5) running impressions, spend, clicks, conversions, value.
+        stopped: (A,) bool, budget already ran out.
+
+    Returns:
+        Updated ``totals`` and ``stopped``.
+    """
+    slot = offset + jnp.arange(chunk)
+    # Audience of each slot: audiences finished before the chunk, plus one for
+    # every audience boundary passed inside it (scatter + cumsum, O(chunk + A)).
+    passed = jnp.sum(won_end <= offset)
+    inside = jnp.where(won_end > offset, won_end - offset, chunk)  # chunk = dropped
+    marks = jnp.zeros(chunk, won_end.dtype).at[inside].add(1, mode="drop")
+    audience = jnp.minimum(passed + jnp.cumsum(marks), won_end.shape[0] - 1)
+    valid = slot < won_end[-1]  # slots past the hour's last win are padding
+    price, click, conversion, value = _draw_won(t, key, audience, first_price)
+    won_start = jnp.concatenate([jnp.zeros(1, won_end.dtype), won_end[:-1]])
+    start = jnp.clip(won_start - offset, 0, chunk)
+    end = jnp.clip(won_end - offset, 0, chunk)
+    # Spend of the audience's run so far in this chunk, including each slot
+    # (padding sits after every audience's run, so it never enters a sum).
+    running = jnp.cumsum(price)
+    before = jnp.concatenate([jnp.zeros(1, MONEY), running])[start]
+    after = totals[:, _SPEND][audience] + running - before[audience]
+    take = valid & ~stopped[audience] & (after <= t.budget[audience])
+    bought = take.astype(MONEY)
+    converted = bought * conversion
+    rows = jnp.stack(
+        [bought, bought * price, bought * click, converted, converted * value], 1
+    )
+    added = jnp.zeros((won_end.shape[0], 5), MONEY).at[audience].add(rows)
+    refused = added[:, _IMPRESSIONS] < (end - start)
+    return totals + added, stopped | refused
+
+
+def _participation(
+    t: _Tables, hour: jax.Array, hours: int, spent: jax.Array, pacing: str
+) -> jax.Array:
+    """(A,) probability of joining each auction of ``hour`` (see module docstring)."""
+    if pacing == "stop":
+        return jnp.ones_like(spent)
+    behind = t.budget * (hour + 1) / hours - spent
+    expected = t.hourly_spend[:, hour % 24]
+    share = jnp.where(expected > 0, behind / jnp.where(expected > 0, expected, 1), 1)
+    return jnp.clip(share, 0.0, 1.0)
+
+
+def _hour(
+    t: _Tables,
+    key: jax.Array,
+    carry: tuple[jax.Array, jax.Array, jax.Array, jax.Array],
+    hour: jax.Array,
+    *,
+    hours: int,
+    pacing: str,
+    chunk: int,
+    first_price: bool,
+) -> tuple[tuple[jax.Array, jax.Array, jax.Array, jax.Array], jax.Array]:
+    """One hour of one replication; ``carry`` = (totals (A, 5), auctions (A,),
+    stopped (A,) bool, out_hour (A,)). Emits (A, 2) cumulative spend, conversions.
+    """
+    totals, auctions, stopped, out_hour = carry
+    key_count, key_buy = jax.random.split(jax.random.fold_in(key, hour))
+    rate = t.rate[:, hour % 24]
+    joins = _participation(t, hour, hours, totals[:, _SPEND], pacing) * ~stopped
+    won_rate = rate * joins * t.win_rate
+    # One Poisson sampler in the program, not two: it is slow to compile.
+    won, lost = jax.random.poisson(
+        key_count, jnp.stack([won_rate, jnp.maximum(rate - won_rate, 0.0)])
+    )
+    won_end = jnp.cumsum(won)
+
+    def body(state):
+        i, tot, stop = state
+        tot, stop = _chunk(
+            t,
+            jax.random.fold_in(key_buy, i),
+            i * chunk,
+            won_end,
+            tot,
+            stop,
+            chunk,
+            first_price,
+        )
+        return i + 1, tot, stop
+
+    _, totals, now_stopped = jax.lax.while_loop(
+        lambda s: s[0] * chunk < won_end[-1], body, (0, totals, stopped)
+    )
+    out_hour = jnp.where(now_stopped & ~stopped, hour.astype(MONEY), out_hour)
+    carry = (totals, auctions + won + lost, now_stopped, out_hour)
+    return carry, totals[:, (_SPEND, _CONVERSIONS)]
+
+
+def simulate_one(
+    key: jax.Array,
+    params: MarketParams,
+    bid: jax.Array,
+    budget: jax.Array,
+    hours: int,
+    *,
+    first_price: bool,
+    pacing: str,
+    chunk: int,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """One replication of the plan over ``hours`` hours (pure; vmap it over keys).
+
+    Args:
+        key: PRNG key of this replication.
+        bid: (A,) float64, currency per impression.
+        budget: (A,) float64 cap over the horizon, currency (``inf`` = no cap).
+        hours: static horizon length in hours.
+        chunk: static number of won-auction slots processed at a time.
+
+    Returns:
+        ``outcomes`` (A, 6): auctions, impressions, spend, clicks, conversions,
+        value; ``out_hour`` (A,), NaN when the budget lasted; ``path`` (H, A, 2):
+        cumulative spend and conversions at the end of each hour.
+    """
+    t = _tables(params, bid, budget, first_price)
+    n = bid.shape[0]
+    step = functools.partial(
+        _hour, t, key, hours=hours, pacing=pacing, chunk=chunk, first_price=first_price
+    )
+    init = (
+        jnp.zeros((n, 5), MONEY),
+        jnp.zeros(n, MONEY),
+        jnp.zeros(n, bool),
+        jnp.full(n, jnp.nan, MONEY),
+    )
+    (totals, auctions, _, out_hour), path = jax.lax.scan(step, init, jnp.arange(hours))
+    return jnp.concatenate([auctions[:, None], totals], 1), out_hour, path
+
+
+@functools.partial(
+    jax.jit, static_argnames=("hours", "first_price", "pacing", "chunk", "paths")
+)
+def _simulate_batch(
+    keys, params, bid, budget, *, hours, first_price, pacing, chunk, paths
+):
+    """vmap of :func:`simulate_one` over ``keys`` (B,); drops paths unless asked."""
+    one = functools.partial(
+        simulate_one, hours=hours, first_price=first_price, pacing=pacing, chunk=chunk
+    )
+    outcomes, out_hour, path = jax.vmap(one, in_axes=(0, None, None, None))(
+        keys, params, bid, budget
+    )
+    return outcomes, out_hour, (path if paths else None)
+
+
+def default_chunk(params: MarketParams, bid: jax.Array) -> int:
+    """Won-auction slots per chunk: about a quarter of the mean won auctions per
+    hour over all audiences, a power of two in [16, 4096] (host-side, concrete)."""
+    won = np.asarray(per_auction(params, bid)[:, 0] * params.volume_per_day)
+    per_hour = float(np.sum(won)) / 24 / 4
+    return int(2 ** np.clip(round(math.log2(max(per_hour, 1.0))), 4, 12))
+
+
+def _validate(
+    params: MarketParams, bid: jax.Array, budget: jax.Array, days: int, pacing: str
+) -> None:
+    """Raise InputError for a plan the simulator cannot replay."""
+    if not jax.config.jax_enable_x64:
+        raise InputError("the simulator sums money in float64: enable jax_enable_x64")
+    if pacing not in PACINGS:
+        raise InputError(f"pacing {pacing!r} is not one of {', '.join(PACINGS)}")
+    if not isinstance(days, int) or days < 1:
+        raise InputError(f"days must be a whole number >= 1, got {days!r}")
+    shape = (params.n_audiences,)
+    for name, x in (("bid", bid), ("budget", budget)):
+        if x.shape != shape:
+            raise InputError(f"{name} has shape {x.shape}; expected {shape}")
+    if not bool(jnp.all(bid > 0)):
+        raise InputError("every bid must be > 0 (drop an audience instead of bid 0)")
+    if not bool(jnp.all(budget >= 0)):
+        raise InputError("every budget must be >= 0 (use inf for no cap)")
+
+
+def simulate(
+    key: jax.Array,
+    params: MarketParams,
+    bid: jax.Array,
+    budget: jax.Array,
+    days: int,
+    *,
+    first_price: bool,
+    pacing: str = "stop",
+    runs: int = 200,
+    path_runs: int = 20,
+    batch: int = 64,
+    chunk: int | None = None,
+    progress: bool = False,
+) -> SimulationResult:
+    """Replay a plan ``runs`` times over ``days`` days, auction by auction.
+
+    Args:
+        key: PRNG key; replication r uses ``jax.random.split(key, runs)[r]``.
+        params: the market (fitted or true).
+        bid: (A,) float64, currency per impression.
+        budget: (A,) float64 cap per audience over the horizon, currency (``inf``
+            for no cap).
+        days: whole days; the horizon is ``24 * days`` hours.
+        first_price: pay the bid (True) or the highest competing price (False).
+        pacing: ``"stop"`` or ``"even"`` (see the module docstring).
+        runs: number of replications.
+        path_runs: how many of the first replications keep hourly paths.
+        batch: replications vmapped per compiled call; bounds memory, and
+            successive batches run concurrently on a multi-core CPU.
+        chunk: won-auction slots per step; default :func:`default_chunk`.
+        progress: print one line per batch to stderr.
+
+    Returns:
+        :class:`SimulationResult` with R = ``runs`` and P = ``min(path_runs, runs)``.
+    """
+    bid = jnp.asarray(bid, MONEY)
+    budget = jnp.broadcast_to(jnp.asarray(budget, MONEY), bid.shape)
+    _validate(params, bid, budget, days, pacing)
+    static = dict(
+        hours=24 * days,
+        first_price=first_price,
+        pacing=pacing,
+        chunk=chunk or default_chunk(params, bid),
+    )
+    keys = jax.random.split(key, runs)
+    n_paths = min(path_runs, runs)
+    parts = []
+    if n_paths:
+        parts.append(
+            _simulate_batch(keys[:n_paths], params, bid, budget, paths=True, **static)
+        )
+    size = min(batch, runs - n_paths)
+    for lo in range(n_paths, runs, max(size, 1)):
+        # The last batch is padded to the same size so it reuses the compiled call.
+        idx = jnp.arange(lo, lo + size) % runs
+        outcomes, out_hour, _ = _simulate_batch(
+            keys[idx], params, bid, budget, paths=False, **static
+        )
+        n = min(size, runs - lo)
+        parts.append((outcomes[:n], out_hour[:n], None))
+        if progress:
+            # Wait for the previous batch only: two batches stay in flight, so
+            # both run concurrently on a multi-core CPU.
+            _report(parts[:-1], lo, runs)
+    if progress:
+        _report(parts, runs, runs)
+    return _assemble(parts, n_paths, bid.shape[0], 24 * days)
+
+
+def _report(parts: list, done: int, runs: int) -> None:
+    """Block until ``parts`` are computed, then print progress to stderr."""
+    jax.block_until_ready(parts)
+    print(f"simulated {done}/{runs} runs", file=sys.stderr, flush=True)
+
+
+def _assemble(
+    parts: list, n_paths: int, n_audiences: int, hours: int
+) -> SimulationResult:
+    """Concatenate batch outputs into one :class:`SimulationResult`."""
+    outcomes = jnp.concatenate([p[0] for p in parts])
+    out_hour = jnp.concatenate([p[1] for p in parts])
+    path = parts[0][2] if n_paths else jnp.zeros((0, hours, n_audiences, 2), MONEY)
+    return SimulationResult(
+        *(outcomes[..., i] for i in range(6)),
+        out_hour=out_hour,
+        path_spend=path[..., 0],
+        path_conversions=path[..., 1],
+    )
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den, NaN where den == 0 (e.g. CPA of a run without conversions)."""
+    safe = np.where(den > 0, den, 1.0)
+    return np.where(den > 0, num / safe, np.nan)
+
+
+def _stats(x: np.ndarray) -> tuple[float, float, float, float]:
+    """NaN-aware mean, P10, P50, P90 of ``x`` (R,); all NaN when every value is."""
+    finite = x[~np.isnan(x)]
+    if finite.size == 0:
+        return (np.nan,) * 4
+    p10, p50, p90 = np.quantile(finite, [0.1, 0.5, 0.9])
+    return float(finite.mean()), float(p10), float(p50), float(p90)
+
+
+def _metrics(r: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The seven summary metrics per replication from (R,) outcome arrays."""
+    return {
+        "spend": r["spend"],
+        "impressions": r["impressions"],
+        "clicks": r["clicks"],
+        "conversions": r["conversions"],
+        "value": r["value"],
+        "cpa": _ratio(r["spend"], r["conversions"]),
+        "roas": _ratio(r["value"], r["spend"]),
+    }
+
+
+def summarize(result: SimulationResult, audience_names: list[str]) -> pd.DataFrame:
+    """Mean and P10/P50/P90 over replications, per audience and ``TOTAL``.
+
+    CPA (spend / conversions) and ROAS (value / spend) are computed per
+    replication, then summarized over the replications where they are defined
+    (NaN when none is). ``TOTAL`` sums the audiences within each replication
+    first.
+
+    Returns:
+        DataFrame with columns ``audience, metric, mean, p10, p50, p90``; one row
+        per audience and metric (in :data:`METRICS` order), then ``TOTAL``.
+    """
+    fields = ("spend", "impressions", "clicks", "conversions", "value")
+    arrays = {f: np.asarray(getattr(result, f), np.float64) for f in fields}
+    columns = [
+        {f: a[:, i] for f, a in arrays.items()} for i in range(len(audience_names))
+    ]
+    columns.append({f: a.sum(axis=1) for f, a in arrays.items()})
+    rows = [
+        (name, metric, *_stats(x))
+        for name, outcome in zip([*audience_names, TOTAL], columns, strict=True)
+        for metric, x in _metrics(outcome).items()
+    ]
+    return pd.DataFrame(
+        rows, columns=["audience", "metric", "mean", "p10", "p50", "p90"]
+    )
+
+
+def budget_out_summary(
+    result: SimulationResult, audience_names: list[str]
+) -> pd.DataFrame:
+    """When budgets ran out: per audience, the share of replications whose budget
+    ran out and the mean/P10/P50/P90 of that hour (0 = first hour) over them.
+
+    Returns:
+        DataFrame with columns ``audience, share_out, mean, p10, p50, p90``
+        (statistics NaN for an audience whose budget always lasted).
+    """
+    out = np.asarray(result.out_hour, np.float64)
+    rows = [
+        (name, float(np.mean(~np.isnan(out[:, i]))), *_stats(out[:, i]))
+        for i, name in enumerate(audience_names)
+    ]
+    return pd.DataFrame(
+        rows, columns=["audience", "share_out", "mean", "p10", "p50", "p90"]
+    )
+
+
+def hourly_paths(result: SimulationResult, audience_names: list[str]) -> pd.DataFrame:
+    """Tidy hourly cumulative paths of the sampled replications, for charts.
+
+    Returns:
+        DataFrame with columns ``run, hour, audience, cumulative_spend,
+        cumulative_conversions``; ``hour`` counts elapsed hours (1 = end of the
+        first hour); one row per run, hour and audience, plus ``TOTAL``.
+    """
+    spend = np.asarray(result.path_spend, np.float64)  # (P, H, A)
+    conversions = np.asarray(result.path_conversions, np.float64)
+    spend = np.concatenate([spend, spend.sum(2, keepdims=True)], axis=2)
+    conversions = np.concatenate([conversions, conversions.sum(2, keepdims=True)], 2)
+    runs, hours, names = np.meshgrid(
+        np.arange(spend.shape[0]),
+        np.arange(1, spend.shape[1] + 1),
+        np.asarray([*audience_names, TOTAL], dtype=object),
+        indexing="ij",
+    )
+    return pd.DataFrame(
+        {
+            "run": runs.ravel(),
+            "hour": hours.ravel(),
+            "audience": names.ravel(),
+            "cumulative_spend": spend.ravel(),
+            "cumulative_conversions": conversions.ravel(),
+        }
+    )

@@ -1,0 +1,187 @@
+"""Allocator against exact optima, closed forms and the invariants of a plan."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from optimizer.allocator import allocate
+from optimizer.exact import solve_exact
+from optimizer.problem import capacity, log_bid_bounds, make_problem, spend_at
+from tests.markets import random_market
+
+CENT = 0.01
+
+
+def _check_feasible(problem, alloc, first_price=False):
+    spend = np.asarray(alloc.spend)
+    assert spend.sum() <= float(problem.budget) + CENT
+    assert np.all(spend >= np.asarray(problem.lower) - CENT)
+    assert np.all(spend <= np.asarray(problem.upper) + CENT)
+    uncapped = np.asarray(spend_at(problem, jnp.log(alloc.bid), first_price))
+    assert np.all(spend <= uncapped * (1 + 1e-9) + 1e-9)  # a cap can only throttle
+
+
+@given(
+    seed=st.integers(0, 100_000),
+    audiences=st.integers(1, 8),
+    share=st.floats(0.05, 1.5),
+    first_price=st.booleans(),
+    objective=st.sampled_from(["conversions", "value"]),
+    bounded=st.booleans(),
+)
+def test_matches_exact_solver(seed, audiences, share, first_price, objective, bounded):
+    """Random markets, two price modes included: the plans agree with the exact solver."""
+    params = random_market(seed, audiences=audiences)
+    rng = np.random.default_rng(seed)
+    probe = make_problem(params, 7.0, 1.0)
+    cap = np.asarray(capacity(probe, first_price))
+    budget = share * cap.sum()
+    lower = upper = None
+    if bounded:
+        lower = np.where(
+            rng.uniform(size=audiences) < 0.3, 0.2 * cap * min(share, 0.9), 0.0
+        )
+        upper = np.where(rng.uniform(size=audiences) < 0.3, 0.5 * cap, np.inf)
+        lower = np.minimum(lower, np.minimum(upper, cap))
+    problem = make_problem(params, 7.0, budget, lower, upper)
+    exact = solve_exact(problem, objective, first_price)
+    alloc = allocate(problem, objective, first_price)
+    _check_feasible(problem, alloc, first_price)
+    assert float(alloc.objective) >= float(exact.objective) * (1 - 1e-3)
+    assert float(alloc.objective) <= float(exact.objective) * (1 + 1e-6)
+    assert float(alloc.duality_gap) <= 1e-3 * float(exact.objective) + 1e-9
+
+
+def test_closed_form_bids_proportional_to_conversion_rate():
+    """One stratum, no quality link, second price: marginal return = p_conv / bid,
+    so at the optimum every audience bids p_conv / price (bids ∝ p_conv)."""
+    params = random_market(7, audiences=6, strata=1, components=1, slope=0.0)
+    problem = make_problem(
+        params,
+        14.0,
+        0.3 * float(jnp.sum(capacity(make_problem(params, 14.0, 1.0), False))),
+    )
+    alloc = allocate(problem)
+    _, high = log_bid_bounds(problem)
+    interior = np.asarray(jnp.log(alloc.bid)) < np.asarray(high) - 1e-9
+    assert interior.sum() >= 4
+    ratio = np.asarray(alloc.bid) / np.asarray(params.p_conv[:, 0])
+    np.testing.assert_allclose(ratio[interior], 1 / float(alloc.dual_price), rtol=1e-8)
+    assert float(jnp.sum(alloc.spend)) == pytest.approx(
+        float(problem.budget), rel=1e-10
+    )
+
+
+def test_marginal_cpa_equalized_and_certificate():
+    problem = make_problem(random_market(8, audiences=10), 14.0, 500.0)
+    alloc = allocate(problem)
+    m = np.asarray(alloc.marginal)
+    np.testing.assert_allclose(m, float(alloc.dual_price), rtol=1e-6)
+    assert float(alloc.kkt_residual) < 1e-6
+
+
+@given(seed=st.integers(0, 10_000), b1=st.floats(10, 2000), ratio=st.floats(1.0, 3.0))
+def test_more_budget_never_fewer_conversions(seed, b1, ratio):
+    params = random_market(seed, audiences=4)
+    small = allocate(make_problem(params, 7.0, b1))
+    large = allocate(make_problem(params, 7.0, b1 * ratio))
+    assert float(large.objective) >= float(small.objective) * (1 - 1e-9)
+
+
+@given(seed=st.integers(0, 10_000))
+def test_permuting_audiences_permutes_the_plan(seed):
+    params = random_market(seed, audiences=5)
+    perm = np.random.default_rng(seed).permutation(5)
+    base = allocate(make_problem(params, 7.0, 300.0, lower=np.arange(5.0)))
+    shuffled = allocate(
+        make_problem(
+            params.take(jnp.asarray(perm)), 7.0, 300.0, lower=np.arange(5.0)[perm]
+        )
+    )
+    np.testing.assert_allclose(
+        np.asarray(shuffled.budget), np.asarray(base.budget)[perm], rtol=1e-6, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        np.asarray(shuffled.bid), np.asarray(base.bid)[perm], rtol=1e-6
+    )
+
+
+@given(seed=st.integers(0, 10_000), c=st.floats(0.1, 20.0))
+def test_scaling_money_scales_the_plan(seed, c):
+    params = random_market(seed, audiences=4)
+    scaled = dataclasses.replace(params, price_loc=params.price_loc + jnp.log(c))
+    base = allocate(make_problem(params, 7.0, 200.0))
+    big = allocate(make_problem(scaled, 7.0, 200.0 * c))
+    np.testing.assert_allclose(
+        np.asarray(big.budget), c * np.asarray(base.budget), rtol=1e-6, atol=1e-9
+    )
+    np.testing.assert_allclose(np.asarray(big.bid), c * np.asarray(base.bid), rtol=1e-6)
+    assert float(big.objective) == pytest.approx(float(base.objective), rel=1e-6)
+
+
+def test_group_caps_and_spend_all():
+    params = random_market(9, audiences=6)
+    group = np.array([0, 0, 0, 1, 1, 2])
+    free = allocate(
+        make_problem(
+            params,
+            7.0,
+            600.0,
+            group=group,
+            group_cap=np.array([np.inf, np.inf, np.inf]),
+        )
+    )
+    first_two = float(jnp.sum(free.spend[:3]))
+    capped = allocate(
+        make_problem(
+            params,
+            7.0,
+            600.0,
+            group=group,
+            group_cap=np.array([0.5 * first_two, np.inf, np.inf]),
+        )
+    )
+    assert float(jnp.sum(capped.spend[:3])) <= 0.5 * first_two + CENT
+    assert float(capped.objective) <= float(free.objective)
+    assert float(jnp.sum(capped.spend)) == pytest.approx(600.0, rel=1e-6)
+    assert float(capped.duality_gap) <= 1e-3 * float(capped.objective)
+
+
+def test_budget_above_capacity_spends_capacity():
+    params = random_market(10, audiences=3)
+    cap = float(jnp.sum(capacity(make_problem(params, 7.0, 1.0), False)))
+    alloc = allocate(make_problem(params, 7.0, 10 * cap))
+    assert float(jnp.sum(alloc.spend)) == pytest.approx(cap, rel=1e-6)
+    assert float(alloc.dual_price) == 0.0
+
+
+def test_max_bid_binds():
+    params = random_market(11, audiences=3)
+    alloc = allocate(make_problem(params, 7.0, 1e6, max_bid=np.full(3, 0.004)))
+    assert np.all(np.asarray(alloc.bid) <= 0.004 * (1 + 1e-9))
+
+
+def test_non_concave_market_plan_is_feasible_and_certified():
+    """A premium-bidder price mode can make returns rise again with spend; the plan
+    stays feasible and its reported gap bounds the distance to the dual bound."""
+    from optimizer.exact import dual_value
+
+    params = random_market(0, audiences=1)
+    cap = float(capacity(make_problem(params, 7.0, 1.0), False)[0])
+    problem = make_problem(params, 7.0, 0.5 * cap)
+    alloc = allocate(problem)
+    _check_feasible(problem, alloc)
+    # One audience: the best plan spends the whole budget at the bid that does so.
+    assert float(jnp.sum(alloc.spend)) == pytest.approx(0.5 * cap, rel=1e-9)
+    bound = float(alloc.dual_price) * 0.5 * cap + float(
+        dual_value(problem, alloc.dual_price, "conversions", False)
+    )
+    assert float(alloc.objective) + float(alloc.duality_gap) == pytest.approx(
+        bound, rel=1e-9
+    )
