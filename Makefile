@@ -35,10 +35,11 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(MAKE) --no-print-directory data train plan simulate report
+	$(MAKE) --no-print-directory data train plan simulate whatif frontier report
 	@echo ""
 	@echo "Done. Your spend plan:  $(PLAN)/plan.csv  (details: $(PLAN)/plan.json)"
 	@echo "      Simulation:       $(SIM)/summary.csv"
+	@echo "      What-if:          $(WHATIF)/comparison.csv    Frontier: $(FRONTIER)/frontier.csv"
 	@echo "      Report:           $(REPORT)  (open it in a browser)"
 
 data: $(STAMP)
@@ -57,7 +58,7 @@ whatif: $(STAMP)
 	$(BIN)/adplan whatif --model $(MODEL) --plan $(PLAN) $(foreach s,$(wildcard $(SCENARIO)),--scenario $(s)) --out $(WHATIF)
 
 frontier: $(STAMP)
-	$(BIN)/adplan frontier --model $(MODEL) --budgets $$(($(BUDGET)/4)):$$(($(BUDGET)*2)):40 --days $(DAYS) $(if $(wildcard $(AUDIENCES)),--audiences $(AUDIENCES)) --out $(FRONTIER)
+	$(BIN)/adplan frontier --model $(MODEL) --budgets $$(($(BUDGET)/4)):$$(($(BUDGET)*2)):40 --days $(DAYS) $(if $(wildcard $(AUDIENCES)),--audiences $(AUDIENCES)) $(if $(wildcard $(PLAN)/plan.json),--plan $(PLAN)) --out $(FRONTIER)
 
 report: $(STAMP)
 	$(BIN)/adplan report --model $(MODEL) --plan $(PLAN) $(if $(wildcard $(SIM)/summary.json),--simulation $(SIM)) $(if $(wildcard $(WHATIF)/comparison.csv),--whatif $(WHATIF)) $(if $(wildcard $(FRONTIER)/frontier.csv),--frontier $(FRONTIER)) --out $(REPORT)

@@ -328,5 +328,319 @@ def plan(
         echo(ctx, line)
 
 
+@main.command()
+@click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Model folder from adplan train.",
+)
+@click.option(
+    "--plan",
+    "plan_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Plan folder from adplan plan.",
+)
+@click.option(
+    "--runs",
+    type=click.IntRange(1, 100_000),
+    default=200,
+    show_default=True,
+    help="Monte-Carlo replications.",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Random seed (same seed, same simulation).",
+)
+@click.option(
+    "--pacing",
+    type=click.Choice(["stop", "even"]),
+    default="stop",
+    show_default=True,
+    help="stop: buy until the budget is spent; even: spread spend over the horizon.",
+)
+@click.option(
+    "--truth",
+    "truth_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="truth.json of a synthetic market: also replay the plan on the true market.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder for summary.csv, summary.json and paths.csv.",
+)
+@click.pass_context
+@friendly_errors
+def simulate(
+    ctx: click.Context,
+    model_dir: Path,
+    plan_dir: Path,
+    runs: int,
+    seed: int,
+    pacing: str,
+    truth_file: Path | None,
+    out_dir: Path,
+) -> None:
+    """Replay the plan auction by auction: spread of spend and conversions."""
+    _enable_x64()
+    from optimizer.simulate_files import write_simulation
+
+    for line in write_simulation(
+        model_dir,
+        plan_dir,
+        out_dir,
+        runs=runs,
+        seed=seed,
+        pacing=pacing,
+        truth_file=truth_file,
+        quiet=ctx.obj["quiet"],
+    ):
+        echo(ctx, line)
+
+
+@main.command()
+@click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Model folder from adplan train.",
+)
+@click.option(
+    "--plan",
+    "plan_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Plan folder from adplan plan.",
+)
+@click.option(
+    "--simulation",
+    "simulation_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder from adplan simulate.",
+)
+@click.option(
+    "--whatif",
+    "whatif_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder from adplan whatif.",
+)
+@click.option(
+    "--frontier",
+    "frontier_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder from adplan frontier.",
+)
+@click.option(
+    "--out",
+    "out_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="HTML file to write.",
+)
+@click.pass_context
+@friendly_errors
+def report(
+    ctx: click.Context,
+    model_dir: Path,
+    plan_dir: Path,
+    simulation_dir: Path | None,
+    whatif_dir: Path | None,
+    frontier_dir: Path | None,
+    out_file: Path,
+) -> None:
+    """Write one self-contained HTML report (opens offline, safe to mail)."""
+    from reports import write_report
+
+    path = write_report(
+        model_dir,
+        plan_dir,
+        out_file,
+        simulation_dir=simulation_dir,
+        whatif_dir=whatif_dir,
+        frontier_dir=frontier_dir,
+    )
+    echo(ctx, f"Report written to {path}")
+
+
+@main.command()
+@click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Model folder from adplan train.",
+)
+@click.option(
+    "--plan",
+    "plan_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Base plan folder (or give --budget and --days).",
+)
+@click.option(
+    "--budget",
+    type=click.FloatRange(0, min_open=True),
+    help="Base budget when no --plan is given.",
+)
+@click.option(
+    "--days",
+    type=click.FloatRange(0, 366, min_open=True),
+    help="Horizon when no --plan is given.",
+)
+@click.option(
+    "--audiences",
+    "settings_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Audience settings CSV.",
+)
+@click.option(
+    "--scenario",
+    "scenario_files",
+    type=click.Path(dir_okay=False, path_type=Path),
+    multiple=True,
+    help="Scenario TOML; repeat for several.",
+)
+@click.option(
+    "--budget-scale",
+    type=click.FloatRange(0, min_open=True),
+    help="One-off: multiply the budget, e.g. 1.2.",
+)
+@click.option(
+    "--price-shift",
+    type=click.FloatRange(-0.95, 10, min_open=True),
+    help="One-off: relative change of market prices, e.g. 0.15.",
+)
+@click.option(
+    "--rate-shift",
+    multiple=True,
+    help="One-off: AUDIENCE=-0.1 changes that audience's conversion rate; repeatable.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder for comparison.csv and plans/.",
+)
+@click.pass_context
+@friendly_errors
+def whatif(
+    ctx: click.Context,
+    model_dir: Path,
+    plan_dir: Path | None,
+    budget: float | None,
+    days: float | None,
+    settings_file: Path | None,
+    scenario_files: tuple[Path, ...],
+    budget_scale: float | None,
+    price_shift: float | None,
+    rate_shift: tuple[str, ...],
+    out_dir: Path,
+) -> None:
+    """Compare scenarios: keep the plan in a changed world, or re-optimize."""
+    _enable_x64()
+    from optimizer.scenario_files import write_whatif
+
+    inline = {
+        "budget_scale": budget_scale,
+        "price_shift": price_shift,
+        "rate_shift": rate_shift,
+    }
+    for line in write_whatif(
+        model_dir,
+        plan_dir,
+        budget,
+        days,
+        settings_file,
+        scenario_files,
+        inline,
+        out_dir,
+    ):
+        echo(ctx, line)
+
+
+@main.command()
+@click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Model folder from adplan train.",
+)
+@click.option("--budgets", required=True, help="FROM:TO:STEPS, e.g. 1000:20000:50.")
+@click.option(
+    "--days",
+    type=click.FloatRange(0, 366, min_open=True),
+    required=True,
+    help="Horizon in days.",
+)
+@click.option(
+    "--audiences",
+    "settings_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Audience settings CSV.",
+)
+@click.option(
+    "--scenario",
+    "scenario_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Scenario TOML (bounds, what-ifs).",
+)
+@click.option(
+    "--objective",
+    type=click.Choice(["conversions", "value"]),
+    help="Maximize conversions or value.",
+)
+@click.option(
+    "--plan",
+    "plan_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Mark this plan's budget on the frontier.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder for frontier.csv.",
+)
+@click.pass_context
+@friendly_errors
+def frontier(
+    ctx: click.Context,
+    model_dir: Path,
+    budgets: str,
+    days: float,
+    settings_file: Path | None,
+    scenario_file: Path | None,
+    objective: str | None,
+    plan_dir: Path | None,
+    out_dir: Path,
+) -> None:
+    """Best expected outcome at each budget: where more money stops paying."""
+    _enable_x64()
+    from optimizer.scenario_files import write_frontier
+
+    for line in write_frontier(
+        model_dir,
+        budgets,
+        days,
+        settings_file,
+        scenario_file,
+        objective,
+        plan_dir,
+        out_dir,
+    ):
+        echo(ctx, line)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -28,6 +28,9 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     )
     os.close(fd)
     tmp_path = Path(tmp)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes it private; outputs are shared
     try:
         yield tmp_path
         os.replace(tmp_path, target)
@@ -51,7 +54,10 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         target.mkdir(parents=True, exist_ok=True)
         for item in tmp.iterdir():
-            os.replace(item, target / item.name)
+            destination = target / item.name
+            if item.is_dir() and destination.is_dir():
+                shutil.rmtree(destination)  # a sub-folder is replaced whole
+            os.replace(item, destination)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -268,7 +268,7 @@ def _largest_ok(inputs: PlanInputs, low: float, high: float, ok) -> float | None
     return float(low)
 
 
-def _target_budget(inputs: PlanInputs, scenario: Scenario, budget: float) -> float:
+def target_budget(inputs: PlanInputs, scenario: Scenario, budget: float) -> float:
     """Budget after CPA/ROAS targets: the largest that meets them (<= budget)."""
     if scenario.max_cpa is None and scenario.min_roas is None:
         return budget
@@ -343,7 +343,7 @@ def solve_plan(
             "conversions" if scenario.objective == "conversions" else "value",
         )
     inputs = resolve(market, scenario, settings, budget)
-    used = _target_budget(inputs, scenario, float(inputs.problem.budget))
+    used = target_budget(inputs, scenario, float(inputs.problem.budget))
     allocation = _solve(inputs, used)
     p = inputs.problem
     current = expected_outcomes(

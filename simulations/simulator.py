@@ -27,9 +27,9 @@ one stays within the budget. The first won auction that does not fit ends the
 audience's campaign (it is not bought): spend never exceeds the budget, and the
 hour is recorded in ``out_hour``. Pacing ``"stop"`` joins every auction until
 then. Pacing ``"even"`` joins each auction of hour h with probability
-``clip((budget * (h + 1) / hours - spent) / expected_full_spend_h, 0, 1)``: the
-share of the hour's expected uncapped spend that brings spend back onto the
-straight line ``budget * elapsed share of the horizon``, so it throttles when
+``clip((budget * due_h - spent) / expected_full_spend_h, 0, 1)``, where ``due_h``
+is the share of the horizon's expected uncapped spend that falls in hours 0..h
+(the schedule follows the audience's daily traffic curve): it throttles when
 ahead of schedule and joins everything when behind.
 
 All money is float64 (``MONEY``); replications are a ``vmap`` over keys, batched
@@ -285,7 +285,15 @@ def _participation(
     """(A,) probability of joining each auction of ``hour`` (see module docstring)."""
     if pacing == "stop":
         return jnp.ones_like(spent)
-    behind = t.budget * (hour + 1) / hours - spent
+    # The schedule follows the audience's traffic: by the end of hour h the
+    # campaign should have spent the budget times the share of the horizon's
+    # expected uncapped spend that falls in hours 0..h.
+    day_total = jnp.sum(t.hourly_spend, axis=1)
+    so_far = (hour // 24) * day_total + jnp.cumsum(t.hourly_spend, axis=1)[:, hour % 24]
+    share_due = jnp.where(
+        day_total > 0, so_far / jnp.where(day_total > 0, day_total * hours / 24, 1), 1
+    )
+    behind = t.budget * share_due - spent
     expected = t.hourly_spend[:, hour % 24]
     share = jnp.where(expected > 0, behind / jnp.where(expected > 0, expected, 1), 1)
     return jnp.clip(share, 0.0, 1.0)

@@ -1,0 +1,234 @@
+"""What-if scenarios and the budget frontier, solved as one batch each (vmap).
+
+Every scenario becomes a Problem of the same shape (removed audiences get zero
+bounds rather than being dropped), so the problems stack into one pytree and a
+single ``jax.vmap`` of the allocator solves them all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from optimizer.allocator import allocate
+from optimizer.config import Scenario, scenario_from_mapping
+from optimizer.errors import InputError
+from optimizer.market import expected_outcomes
+from optimizer.market_fit import FittedMarket
+from optimizer.planning import PlanInputs, resolve, target_budget
+
+COMPARISON_COLUMNS = [
+    "scenario",
+    "variant",
+    "budget",
+    "expected_spend",
+    "expected_conversions",
+    "expected_value",
+    "cpa",
+    "roas",
+]
+FRONTIER_COLUMNS = [
+    "budget",
+    "expected_spend",
+    "expected_conversions",
+    "expected_value",
+    "cpa",
+    "marginal_cpa",
+]
+
+
+def read_scenario_file(path: Path, base: Scenario) -> Scenario:
+    """A what-if file laid over the base scenario (its keys win)."""
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"scenario {path}: cannot be read as TOML ({exc}).") from exc
+    merged = {k: v for k, v in base.to_dict().items() if v not in (None, {}, [])}
+    merged.pop("name", None)
+    merged.update(data)
+    merged.setdefault("name", Path(path).stem)
+    return scenario_from_mapping(merged, str(path))
+
+
+def _stack(problems: list) -> object:
+    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *problems)
+
+
+def _totals(problem, bid, cap, first_price: bool) -> dict[str, jax.Array]:
+    out = expected_outcomes(problem.params, bid, problem.days, cap, first_price)
+    return {
+        "spend": jnp.sum(out.spend),
+        "conversions": jnp.sum(out.conversions),
+        "value": jnp.sum(out.value),
+    }
+
+
+def _row(name: str, variant: str, budget: float, t: dict) -> dict:
+    spend, conv, value = (float(t[k]) for k in ("spend", "conversions", "value"))
+    return {
+        "scenario": name,
+        "variant": variant,
+        "budget": round(budget, 2),
+        "expected_spend": round(spend, 2),
+        "expected_conversions": round(conv, 3),
+        "expected_value": round(value, 2),
+        "cpa": round(spend / conv, 2) if conv > 0 else np.nan,
+        "roas": round(value / spend, 3) if spend > 0 else np.nan,
+    }
+
+
+def _check_batchable(inputs: list[PlanInputs], names: list[str]) -> None:
+    signature = {
+        (i.objective, i.first_price, i.spend_all, i.problem.group_cap.shape)
+        for i in inputs
+    }
+    if len(signature) > 1:
+        raise InputError(
+            f"scenarios {names} differ in objective, auction type, spend_all or group caps; what-if compares scenarios that share those. Split them into separate runs."
+        )
+
+
+def run_whatif(
+    market: FittedMarket,
+    base: Scenario,
+    scenarios: list[Scenario],
+    settings: pd.DataFrame | None,
+    base_bid: np.ndarray,
+    base_budget: np.ndarray,
+) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """For each scenario: the base plan in the changed world, and the re-optimized plan.
+
+    "Keeping the plan" keeps its bids and its split of the budget (caps scaled by
+    the scenario's budget_scale). Re-optimized plans are one vmapped solve; a
+    scenario with a CPA/ROAS target that the full budget would miss is then
+    re-solved at the largest budget meeting it.
+    """
+    base_inputs = resolve(market, base, settings)
+    inputs = [resolve(market, s, settings) for s in scenarios]
+    _check_batchable([base_inputs, *inputs], [s.name for s in scenarios])
+    batch = _stack([i.problem for i in inputs])
+    fp, objective, spend_all = (
+        base_inputs.first_price,
+        base_inputs.objective,
+        base_inputs.spend_all,
+    )
+    removed = jnp.asarray(np.stack([i.removed for i in inputs]))
+    scale = jnp.asarray([s.budget_scale for s in scenarios])
+    bid, cap = jnp.asarray(base_bid), jnp.asarray(base_budget)
+
+    @jax.jit
+    def solve_all(batch, removed, scale):
+        kept = jax.vmap(
+            lambda p, r, c: _totals(p, bid, jnp.where(r, 0.0, c * cap), fp)
+        )(batch, removed, scale)
+        allocs = jax.vmap(lambda p: allocate(p, objective, fp, spend_all))(batch)
+        return kept, allocs
+
+    kept, allocs = solve_all(batch, removed, scale)
+    allocs = _apply_targets(scenarios, inputs, allocs)
+    reopt = jax.vmap(lambda p, a: _totals(p, a.bid, a.budget, fp))(batch, allocs)
+    base_totals = _totals(base_inputs.problem, bid, cap, fp)
+    rows = [_row("base", "base_plan", float(np.sum(base_budget)), base_totals)]
+    plans = {}
+    for i, s in enumerate(scenarios):
+        pick = jax.tree_util.tree_map(lambda x, i=i: x[i], (kept, reopt))
+        rows.append(
+            _row(
+                s.name,
+                "base_plan",
+                float(np.sum(base_budget * ~inputs[i].removed)) * s.budget_scale,
+                pick[0],
+            )
+        )
+        rows.append(
+            _row(s.name, "reoptimized", float(jnp.sum(allocs.budget[i])), pick[1])
+        )
+        plans[s.name] = pd.DataFrame(
+            {
+                "audience": market.names,
+                "budget": np.round(np.asarray(allocs.budget[i]), 2),
+                "bid": np.round(np.asarray(allocs.bid[i]), 6),
+            }
+        )
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS), plans
+
+
+def _apply_targets(scenarios: list[Scenario], inputs: list[PlanInputs], allocs):
+    """Re-solve the scenarios whose CPA/ROAS target limits their budget."""
+    for i, (s, inp) in enumerate(zip(scenarios, inputs, strict=True)):
+        if s.max_cpa is None and s.min_roas is None:
+            continue
+        budget = target_budget(inp, s, float(inp.problem.budget))
+        if budget < float(inp.problem.budget):
+            one = allocate(
+                dataclasses.replace(inp.problem, budget=jnp.asarray(budget)),
+                inp.objective,
+                inp.first_price,
+                inp.spend_all,
+            )
+            allocs = jax.tree_util.tree_map(
+                lambda batch, x, i=i: batch.at[i].set(x), allocs, one
+            )
+    return allocs
+
+
+def run_frontier(inputs: PlanInputs, budgets: np.ndarray) -> pd.DataFrame:
+    """Optimal outcomes at each budget (one vmapped solve)."""
+    p = inputs.problem
+
+    @jax.jit
+    def solve(b):
+        problem = dataclasses.replace(p, budget=b)
+        alloc = allocate(
+            problem, inputs.objective, inputs.first_price, inputs.spend_all
+        )
+        t = _totals(problem, alloc.bid, alloc.budget, inputs.first_price)
+        return t, alloc.dual_price
+
+    totals, price = jax.vmap(solve)(jnp.asarray(budgets, jnp.float64))
+    spend, conv, value = (
+        np.asarray(totals[k]) for k in ("spend", "conversions", "value")
+    )
+    price = np.asarray(price)
+    marginal = (
+        np.where(price > 0, 1 / np.where(price > 0, price, 1), np.nan)
+        if inputs.objective == "conversions"
+        else np.full(len(budgets), np.nan)
+    )
+    frame = pd.DataFrame(
+        {
+            "budget": np.round(budgets, 2),
+            "expected_spend": np.round(spend, 2),
+            "expected_conversions": np.round(conv, 3),
+            "expected_value": np.round(value, 2),
+            "cpa": np.round(
+                np.where(conv > 0, spend / np.where(conv > 0, conv, 1), np.nan), 2
+            ),
+            "marginal_cpa": np.round(marginal, 2),
+        }
+    )
+    if inputs.objective == "value":
+        frame["marginal_roas"] = np.round(price, 4)
+    return frame
+
+
+def parse_budgets(text: str) -> np.ndarray:
+    """'FROM:TO:STEPS' -> evenly spaced budgets."""
+    try:
+        start, stop, steps = text.split(":")
+        start, stop, n = float(start), float(stop), int(steps)
+    except ValueError:
+        raise InputError(
+            f"--budgets '{text}' must look like FROM:TO:STEPS, e.g. 1000:20000:50."
+        ) from None
+    if not (0 < start < stop) or n < 2 or n > 10_000:
+        raise InputError(
+            f"--budgets '{text}': need 0 < FROM < TO and 2 <= STEPS <= 10000."
+        )
+    return np.linspace(start, stop, n)

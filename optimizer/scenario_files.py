@@ -1,0 +1,191 @@
+"""``adplan whatif`` and ``adplan frontier``: read inputs, run the batches, write files."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+
+from optimizer.config import Scenario, load_scenario, scenario_from_mapping
+from optimizer.errors import InputError
+from optimizer.fileio import atomic_dir, write_csv, write_json
+from optimizer.market import expected_outcomes
+from optimizer.market_fit import load_market
+from optimizer.plan_reader import read_plan
+from optimizer.planning import resolve, solve_plan
+from optimizer.scenario_batch import (
+    parse_budgets,
+    read_scenario_file,
+    run_frontier,
+    run_whatif,
+)
+from optimizer.schema import read_settings
+
+
+def _settings(market, settings_file: Path | None, plan_doc: dict | None):
+    if settings_file is None and plan_doc:
+        recorded = plan_doc.get("provenance", {}).get("settings_file")
+        settings_file = (
+            Path(recorded) if recorded and Path(recorded).is_file() else None
+        )
+    return read_settings(settings_file, market.names) if settings_file else None
+
+
+def _inline(
+    base: Scenario,
+    budget_scale: float | None,
+    price_shift: float | None,
+    rate_shift: tuple[str, ...],
+) -> Scenario | None:
+    if budget_scale is None and price_shift is None and not rate_shift:
+        return None
+    shifts = {}
+    for item in rate_shift:
+        audience, sep, value = item.rpartition("=")
+        try:
+            shifts[audience] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not audience:
+            raise InputError(
+                f"--rate-shift '{item}' must look like AUDIENCE=-0.1 (a relative change)."
+            )
+    data = {k: v for k, v in base.to_dict().items() if v not in (None, {}, [])}
+    data.update(
+        name="inline",
+        budget_scale=budget_scale or 1.0,
+        price_shift=price_shift or 0.0,
+        rate_shift=shifts,
+    )
+    return scenario_from_mapping(data, "command-line what-if")
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "scenario"
+
+
+def write_whatif(
+    model_dir: Path,
+    plan_dir: Path | None,
+    budget: float | None,
+    days: float | None,
+    settings_file: Path | None,
+    scenario_files: tuple[Path, ...],
+    inline: dict,
+    out_dir: Path,
+) -> list[str]:
+    """Run every scenario against the base plan; write comparison.csv and plans/."""
+    market = load_market(model_dir)
+    doc = None
+    if plan_dir is not None:
+        doc, bid, cap = read_plan(plan_dir, market.names)
+        base_data = {
+            k: v for k, v in doc.get("scenario", {}).items() if v not in (None, {}, [])
+        }
+        base_data.update(budget=doc["budget"], days=doc["days"], budget_scale=1.0)
+        base = scenario_from_mapping(base_data, f"plan {plan_dir}")
+    else:
+        if budget is None or days is None:
+            raise InputError(
+                "what-if needs a base plan: pass --plan PLAN_DIR, or --budget and --days."
+            )
+        base = load_scenario(None, {"budget": budget, "days": days})
+    settings = _settings(market, settings_file, doc)
+    if plan_dir is None:
+        solved = solve_plan(market, base, settings)
+        bid, cap = (
+            np.asarray(solved.allocation.bid),
+            np.asarray(solved.allocation.budget),
+        )
+    scenarios = [read_scenario_file(path, base) for path in scenario_files]
+    extra = _inline(base, **inline)
+    scenarios += [extra] if extra else []
+    if not scenarios:
+        raise InputError(
+            "no scenario given: pass --scenario FILE (e.g. simulations/scenarios/*.toml) or an inline flag such as --budget-scale 1.2."
+        )
+    names = [s.name for s in scenarios]
+    if len(set(names)) != len(names):
+        raise InputError(
+            f"scenario names must be unique, got {names}; set 'name' in the files."
+        )
+    comparison, plans = run_whatif(market, base, scenarios, settings, bid, cap)
+    with atomic_dir(out_dir) as tmp:
+        write_csv(tmp / "comparison.csv", comparison)
+        write_json(
+            tmp / "comparison.json",
+            {
+                "scenarios": [s.to_dict() for s in scenarios],
+                "rows": comparison.replace({np.nan: None}).to_dict(orient="records"),
+            },
+        )
+        (tmp / "plans").mkdir()
+        for name, frame in plans.items():
+            write_csv(tmp / "plans" / f"{_safe(name)}.csv", frame)
+    lines = [
+        f"What-if: {len(scenarios)} scenario(s) against the base plan (budget {float(np.sum(cap)):,.2f}):"
+    ]
+    for name in names:
+        rows = comparison[comparison["scenario"] == name].set_index("variant")
+        kept, re_opt = rows.loc["base_plan"], rows.loc["reoptimized"]
+        lines.append(
+            f"  {name:<24} keep plan: {kept['expected_conversions']:>9,.1f} conv   re-optimized: {re_opt['expected_conversions']:>9,.1f} conv for {re_opt['expected_spend']:,.2f}"
+        )
+    lines.append(f"Written to {out_dir / 'comparison.csv'}")
+    return lines
+
+
+def write_frontier(
+    model_dir: Path,
+    budgets: str,
+    days: float,
+    settings_file: Path | None,
+    scenario_file: Path | None,
+    objective: str | None,
+    plan_dir: Path | None,
+    out_dir: Path,
+) -> list[str]:
+    """Optimal outcomes across budgets; write frontier.csv and frontier.json."""
+    market = load_market(model_dir)
+    grid = parse_budgets(budgets)
+    scenario = load_scenario(
+        scenario_file, {"days": days, "objective": objective, "budget": float(grid[-1])}
+    )
+    settings = read_settings(settings_file, market.names) if settings_file else None
+    inputs = resolve(market, scenario, settings)
+    floor = float(np.sum(np.asarray(inputs.problem.lower)))
+    if grid[0] < floor:
+        raise InputError(
+            f"--budgets starts at {grid[0]:,.2f}, below the minimum spends ({floor:,.2f}); start at {floor:,.2f} or more."
+        )
+    frame = run_frontier(inputs, grid)
+    p = inputs.problem
+    current = expected_outcomes(
+        p.params, jnp.asarray(market.current_bid), p.days, None, inputs.first_price
+    )
+    meta = {
+        "days": days,
+        "objective": scenario.objective,
+        "current_spend": float(jnp.sum(current.spend)),
+        "current_conversions": float(jnp.sum(current.conversions)),
+    }
+    if plan_dir is not None:
+        meta["chosen_budget"] = float(
+            json.loads((Path(plan_dir) / "plan.json").read_text())["budget"]
+        )
+    with atomic_dir(out_dir) as tmp:
+        write_csv(tmp / "frontier.csv", frame)
+        write_json(
+            tmp / "frontier.json",
+            {**meta, "rows": frame.replace({np.nan: None}).to_dict(orient="records")},
+        )
+    best = frame.iloc[-1]
+    return [
+        f"Budget frontier: {len(grid)} budgets from {grid[0]:,.2f} to {grid[-1]:,.2f} over {days:g} days.",
+        f"  at {best['budget']:,.2f}: {best['expected_conversions']:,.1f} conversions, CPA {best['cpa']:,.2f}, next conversion costs {best['marginal_cpa']:,.2f}",
+        f"  current spend over the horizon: {meta['current_spend']:,.2f}",
+        f"Written to {out_dir / 'frontier.csv'}",
+    ]

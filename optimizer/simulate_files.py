@@ -1,0 +1,105 @@
+"""``adplan simulate``: replay a plan on the fitted (and optionally the true) market."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+from optimizer.errors import InputError
+from optimizer.fileio import atomic_dir, write_csv, write_json
+from optimizer.market_fit import load_market
+from optimizer.plan_reader import read_plan
+
+
+def _run(params, bid, budget, days, first_price, pacing, runs, seed, quiet):
+    from simulations.simulator import simulate
+
+    return simulate(
+        jax.random.key(seed),
+        params,
+        jnp.asarray(bid),
+        jnp.asarray(budget),
+        days,
+        first_price=first_price,
+        pacing=pacing,
+        runs=runs,
+        progress=not quiet,
+    )
+
+
+def write_simulation(
+    model_dir: Path,
+    plan_dir: Path,
+    out_dir: Path,
+    *,
+    runs: int,
+    seed: int,
+    pacing: str,
+    truth_file: Path | None,
+    quiet: bool,
+) -> list[str]:
+    """Simulate the plan and write summary.csv/.json, paths.csv (and truth_summary.csv)."""
+    from simulations.simulator import budget_out_summary, hourly_paths, summarize
+    from simulations.truth import Truth
+
+    market = load_market(model_dir)
+    doc, bid, budget = read_plan(plan_dir, market.names)
+    days = doc["days"]
+    if abs(days - round(days)) > 1e-9:
+        raise InputError(
+            f"plan {plan_dir}: the simulator replays whole days, but the plan covers {days:g} days. Plan a whole number of days."
+        )
+    days = round(days)
+    first_price = doc.get("auction_type", market.auction_type) == "first_price"
+    result = _run(
+        market.params, bid, budget, days, first_price, pacing, runs, seed, quiet
+    )
+    summary = summarize(result, market.names)
+    out = {
+        "runs": runs,
+        "seed": seed,
+        "pacing": pacing,
+        "days": days,
+        "model_id": doc.get("provenance", {}).get("model_id"),
+        "rows": summary.to_dict(orient="records"),
+        "budget_out": budget_out_summary(result, market.names).to_dict(
+            orient="records"
+        ),
+    }
+    truth_summary = None
+    if truth_file is not None:
+        truth = Truth.load(truth_file)
+        missing = sorted(set(market.names) - set(truth.audiences))
+        if missing:
+            raise InputError(
+                f"truth file {truth_file}: audiences {missing[:5]} are not in this market; use the truth.json generated with the event log."
+            )
+        true_params = truth.market_params().take(
+            jnp.asarray([truth.audiences.index(n) for n in market.names])
+        )
+        truth_result = _run(
+            true_params, bid, budget, days, first_price, pacing, runs, seed + 1, quiet
+        )
+        truth_summary = summarize(truth_result, market.names)
+        out["truth"] = truth_summary.to_dict(orient="records")
+    with atomic_dir(out_dir) as tmp:
+        write_csv(tmp / "summary.csv", summary)
+        write_json(tmp / "summary.json", out)
+        write_csv(tmp / "paths.csv", hourly_paths(result, market.names))
+        if truth_summary is not None:
+            write_csv(tmp / "truth_summary.csv", truth_summary)
+    total = summary[summary["audience"] == "TOTAL"].set_index("metric")
+    lines = [
+        f"Simulated the plan {runs} times over {days} days ({pacing} pacing, seed {seed}).",
+        f"  spend        mean {total.loc['spend', 'mean']:,.2f}  (P10 {total.loc['spend', 'p10']:,.2f} - P90 {total.loc['spend', 'p90']:,.2f})",
+        f"  conversions  mean {total.loc['conversions', 'mean']:,.1f}  (P10 {total.loc['conversions', 'p10']:,.1f} - P90 {total.loc['conversions', 'p90']:,.1f})",
+    ]
+    if truth_summary is not None:
+        t = truth_summary[truth_summary["audience"] == "TOTAL"].set_index("metric")
+        lines.append(
+            f"  on the true market: conversions mean {t.loc['conversions', 'mean']:,.1f} (P10 {t.loc['conversions', 'p10']:,.1f} - P90 {t.loc['conversions', 'p90']:,.1f}), spend {t.loc['spend', 'mean']:,.2f}"
+        )
+    lines.append(f"Written to {out_dir / 'summary.csv'}")
+    return lines
