@@ -39,3 +39,36 @@ def small_market(tmp_path_factory):
     )
     assert result.exit_code == 0, result.output
     return out
+
+
+@pytest.fixture(scope="session")
+def trained(small_market, tmp_path_factory):
+    """small_market trained by ``adplan train`` (few epochs) and planned once."""
+    from click.testing import CliRunner
+
+    from optimizer.cli import main
+
+    root = tmp_path_factory.mktemp("pipeline")
+    runner = CliRunner()
+    model, plan = root / "model", root / "plan"
+    result = runner.invoke(
+        main,
+        [
+            "-q",
+            "train",
+            "--events",
+            str(small_market / "events.csv"),
+            "--out",
+            str(model),
+            "--epochs",
+            "4",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    args = ["-q", "plan", "--model", str(model), "--budget", "300", "--days", "7"]
+    result = runner.invoke(
+        main,
+        [*args, "--audiences", str(small_market / "audiences.csv"), "--out", str(plan)],
+    )
+    assert result.exit_code == 0, result.output
+    return {"market": small_market, "model": model, "plan": plan, "root": root}
