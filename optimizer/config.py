@@ -27,8 +27,8 @@ class Scenario:
     name: str = "base"
     # Total budget over the horizon (currency); None means "give it on the command line".
     budget: float | None = None
-    # Horizon of the plan in days.
-    days: float = 14.0
+    # Horizon of the plan in days; None means "give it on the command line".
+    days: float | None = None
     # What to maximize: expected conversions or expected conversion value.
     objective: str = "conversions"
     # How the exchange charges a won impression; None = as detected from the log.
@@ -54,9 +54,8 @@ class Scenario:
         _check_choice("objective", self.objective, OBJECTIVES)
         if self.auction_type is not None:
             _check_choice("auction_type", self.auction_type, AUCTION_TYPES)
-        _check_positive("days", self.days)
         _check_positive("budget_scale", self.budget_scale)
-        for key in ("budget", "max_bid", "max_cpa", "min_roas"):
+        for key in ("budget", "days", "max_bid", "max_cpa", "min_roas"):
             value = getattr(self, key)
             if value is not None:
                 _check_positive(key, value)

@@ -29,6 +29,9 @@ N_STRATA = 16
 RECENT_DAYS = 7
 _HOUR_PSEUDO_COUNT = 120.0  # hour profiles shrink toward the pooled profile
 _VALUE_PSEUDO_CONVERSIONS = 5.0  # value per conversion shrinks toward the pooled mean
+# Without a max bid from the planner, bids stay within 3x the highest bids the log
+# has seen (99th percentile): beyond that the landscape is pure extrapolation.
+_CEILING_FACTOR = 3.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +43,7 @@ class FittedMarket:
     params: MarketParams
     current_bid: np.ndarray  # (A,) currency per impression, recent median bid
     current_daily_spend: np.ndarray  # (A,) currency per day, recent average
+    bid_ceiling: np.ndarray  # (A,) default max bid: 3 x the 99th percentile logged bid
     has_value: bool  # whether the log carried revenue
     metrics: dict
 
@@ -232,6 +236,13 @@ def fit_market(
         mix_scale=jnp.asarray(fit["scale"]),
     )
     bid, spend = _current(events, codes, a)
+    p99 = (
+        pd.Series(events["bid"].to_numpy())
+        .groupby(codes)
+        .quantile(0.99)
+        .reindex(range(a))
+    )
+    ceiling = _CEILING_FACTOR * p99.to_numpy()
     metrics = {
         "auction_type": auction_type,
         "days_in_log": int(n_days),
@@ -239,7 +250,9 @@ def fit_market(
             fit, None if first_price else naive_fit(data), data, names
         ),
     }
-    return FittedMarket(names, auction_type, params, bid, spend, has_value, metrics)
+    return FittedMarket(
+        names, auction_type, params, bid, spend, ceiling, has_value, metrics
+    )
 
 
 def save_market(model_dir: Path, market: FittedMarket) -> None:
@@ -251,6 +264,7 @@ def save_market(model_dir: Path, market: FittedMarket) -> None:
         "has_value": market.has_value,
         "current_bid": market.current_bid.tolist(),
         "current_daily_spend": market.current_daily_spend.tolist(),
+        "bid_ceiling": market.bid_ceiling.tolist(),
         "params": params_to_json(market.params),
         "metrics": market.metrics,
     }
@@ -287,6 +301,7 @@ def load_market(model_dir: str | Path) -> FittedMarket:
             params=params,
             current_bid=np.asarray(data["current_bid"], float),
             current_daily_spend=np.asarray(data["current_daily_spend"], float),
+            bid_ceiling=np.asarray(data["bid_ceiling"], float),
             has_value=bool(data["has_value"]),
             metrics=data["metrics"],
         )

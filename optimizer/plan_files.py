@@ -43,10 +43,6 @@ def write_plan(
     info = read_model_info(model_dir)
     market = load_market(model_dir)
     settings = read_settings(settings_file, market.names) if settings_file else None
-    if scenario.days is None:
-        raise InputError(
-            "no horizon given: pass --days H or set 'days' in the scenario file."
-        )
     solved = solve_plan(
         market, scenario, settings, target_conversions=target_conversions
     )

@@ -183,6 +183,7 @@ def _warnings(plan: SolvedPlan, frame: pd.DataFrame, market_metrics: dict) -> li
     notes = []
     inputs = plan.inputs
     lower, upper = np.asarray(inputs.problem.lower), np.asarray(inputs.problem.upper)
+    max_bid = np.exp(np.asarray(inputs.problem.max_log_bid))
     budget = frame["budget"].to_numpy()
     for i, name in enumerate(inputs.names):
         if inputs.removed[i]:
@@ -194,6 +195,10 @@ def _warnings(plan: SolvedPlan, frame: pd.DataFrame, market_metrics: dict) -> li
         if np.isfinite(upper[i]) and budget[i] >= upper[i] - 0.01:
             notes.append(
                 f"'{name}': capped at its max_spend {upper[i]:,.2f}; it would take more budget."
+            )
+        if budget[i] > 0 and frame["bid"].iloc[i] >= max_bid[i] * (1 - 1e-4):
+            notes.append(
+                f"'{name}': bid held at its max bid {max_bid[i]:.4f} (by default 3x the highest bids in the log); set max_bid in the audience settings to allow more."
             )
     for entry in market_metrics.get("landscapes", []):
         if entry["auctions"] < 1000:

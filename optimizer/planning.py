@@ -164,9 +164,11 @@ def resolve(
         raise InputError(
             f"audience '{names[bad[0]]}': min_spend {lower[bad[0]]:,.2f} is above max_spend {upper[bad[0]]:,.2f} once the scenario's bounds are applied."
         )
-    max_bid = _setting(settings, names, "max_bid", np.inf)
+    # The planner's max bids win; otherwise bids stay near what the log has seen.
+    max_bid = _setting(settings, names, "max_bid", np.nan)
     if scenario.max_bid is not None:
-        max_bid = np.minimum(max_bid, scenario.max_bid)
+        max_bid = np.fmin(max_bid, scenario.max_bid)
+    max_bid = np.where(np.isnan(max_bid), market.bid_ceiling, max_bid)
     group, group_cap, groups = _groups(settings, names, scenario)
     problem = make_problem(
         params,
