@@ -154,7 +154,7 @@ def allocate(
         objective: 'conversions' or 'value'.
         first_price: auction type of the market.
         spend_all: force total spend to equal the budget.
-        iterations: projected steps (fixed, so the solve is shape-stable and vmappable).
+        iterations: most projected steps (the loop stops earlier once spends settle).
     """
     u_low, u_high = log_bid_bounds(problem)
     upper = jnp.minimum(problem.upper, capacity(problem, first_price))
@@ -168,7 +168,7 @@ def allocate(
     )
     u0 = bid_for_spend(problem, start, first_price, 50)
 
-    def step(_, u):
+    def step(u):
         s = spend_at(problem, u, first_price)
         m, h, ds_du = _curvature(problem, u, objective, first_price)
         radius = 0.5 * s + 0.1 * budget / a
@@ -176,9 +176,18 @@ def allocate(
         hi = jnp.minimum(upper, s + radius)
         s_new, *_ = _project(s, m, h, lo, hi, budget, spend_all, *grouping)
         du = jnp.clip((s_new - s) / jnp.maximum(ds_du, 1e-300), -1.0, 1.0)
-        return jnp.clip(u + du, u_low, u_high)
+        return jnp.clip(u + du, u_low, u_high), jnp.max(jnp.abs(s_new - s))
 
-    u = jax.lax.fori_loop(0, iterations, step, u0)
+    def body(carry):
+        i, u, _ = carry
+        u, moved = step(u)
+        return i + 1, u, moved
+
+    # Stop once no audience's spend moves by more than 1e-12 of an even share.
+    tol = 1e-12 * budget / a
+    _, u, _ = jax.lax.while_loop(
+        lambda c: (c[0] < iterations) & (c[2] > tol), body, (0, u0, jnp.inf)
+    )
     return _certify(problem, u, lower, upper, objective, first_price, spend_all)
 
 
@@ -226,7 +235,9 @@ def _certify(
     )
     kkt = jnp.max(violation) / jnp.maximum(jnp.max(audience_price), jnp.max(m) * 1e-12)
     # Weak duality: D(price) >= optimum, evaluated globally per audience.
-    dual = price * budget + dual_value(problem, audience_price, objective, first_price)
+    dual = price * budget + dual_value(
+        problem, audience_price, objective, first_price, 48
+    )
     if problem.group_cap.shape[0]:
         dual = dual + jnp.sum(
             jnp.where(

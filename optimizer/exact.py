@@ -53,6 +53,7 @@ def inner_solution(
     objective: str,
     first_price: bool,
     steps: int = 60,
+    grid_points: int = _GRID,
 ) -> jax.Array:
     """(A,) log bid maximizing gain - price * spend per audience within spend bounds.
 
@@ -61,13 +62,24 @@ def inner_solution(
     low, high = log_bid_bounds(problem)
     upper = jnp.minimum(problem.upper, capacity(problem, first_price))
     lower = jnp.minimum(problem.lower, upper)
-    u_lo = jnp.where(lower > 0, bid_for_spend(problem, lower, first_price, steps), low)
-    u_hi = jnp.where(
-        jnp.isfinite(problem.upper),
-        bid_for_spend(problem, upper, first_price, steps),
-        high,
+    # Bound-hitting bids cost a bisection each: skip it when no audience has bounds.
+    u_lo = jax.lax.cond(
+        jnp.any(lower > 0),
+        lambda: jnp.where(
+            lower > 0, bid_for_spend(problem, lower, first_price, steps), low
+        ),
+        lambda: low,
     )
-    frac = jnp.linspace(0.0, 1.0, _GRID)
+    u_hi = jax.lax.cond(
+        jnp.any(jnp.isfinite(problem.upper)),
+        lambda: jnp.where(
+            jnp.isfinite(problem.upper),
+            bid_for_spend(problem, upper, first_price, steps),
+            high,
+        ),
+        lambda: high,
+    )
+    frac = jnp.linspace(0.0, 1.0, grid_points)
     grid = u_lo[:, None] + (u_hi - u_lo)[:, None] * frac[None, :]  # (A, G)
     price = jnp.broadcast_to(price, low.shape)
 
@@ -84,7 +96,7 @@ def inner_solution(
     right_v = jnp.concatenate([values[:, 1:], pad], axis=1)
     peaks = jnp.where((values >= left_v) & (values >= right_v), values, -jnp.inf)
     _, top = jax.lax.top_k(peaks, _PEAKS)  # (A, P)
-    step = ((u_hi - u_lo) / (_GRID - 1))[:, None]
+    step = ((u_hi - u_lo) / (grid_points - 1))[:, None]
     centre = jnp.take_along_axis(grid, top, axis=1)
     left = jnp.maximum(centre - step, u_lo[:, None])
     right = jnp.minimum(centre + step, u_hi[:, None])
@@ -109,10 +121,14 @@ def inner_solution(
 
 
 def dual_value(
-    problem: Problem, price: jax.Array, objective: str, first_price: bool
+    problem: Problem,
+    price: jax.Array,
+    objective: str,
+    first_price: bool,
+    grid_points: int = _GRID,
 ) -> jax.Array:
     """D(price) >= optimum for any price >= 0 (weak duality); price () or (A,)."""
-    u = inner_solution(problem, price, objective, first_price)
+    u = inner_solution(problem, price, objective, first_price, 40, grid_points)
     price = jnp.broadcast_to(price, u.shape)
     return jnp.sum(
         gain_at(problem, u, objective) - price * spend_at(problem, u, first_price)

@@ -32,6 +32,9 @@ _VALUE_PSEUDO_CONVERSIONS = 5.0  # value per conversion shrinks toward the poole
 # Without a max bid from the planner, bids stay within 3x the highest bids the log
 # has seen (99th percentile): beyond that the landscape is pure extrapolation.
 _CEILING_FACTOR = 3.0
+_ANCHOR_EVENTS = (
+    20.0  # prior weight, in expected clicks/conversions, of the log-wide level
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,6 +133,27 @@ def _current(
     return bid.fillna(all_bids).to_numpy(), spend.to_numpy()
 
 
+def anchor_factors(
+    codes: np.ndarray,
+    won: np.ndarray,
+    outcome: np.ndarray,
+    predicted: np.ndarray,
+    a: int,
+) -> np.ndarray:
+    """(A,) factors that anchor each audience's predicted total to the log's.
+
+    The rate network's calibration is fitted on the few validation days, so with
+    rare conversions its level can be off by tens of percent. Over all won
+    auctions, audience a's factor is (observed + tau * g) / (predicted + tau),
+    where g is the factor of the whole log and tau = 20 expected events: large
+    audiences follow their own totals, small ones the log's.
+    """
+    observed = np.bincount(codes[won], weights=outcome[won].astype(float), minlength=a)
+    expected = np.bincount(codes[won], weights=predicted[won], minlength=a)
+    overall = observed.sum() / max(expected.sum(), 1e-12)
+    return (observed + _ANCHOR_EVENTS * overall) / (expected + _ANCHOR_EVENTS)
+
+
 def _fit_metrics(
     fit: dict, naive: dict | None, data: LandscapeData, names: list[str]
 ) -> list[dict]:
@@ -218,6 +242,12 @@ def fit_market(
         first_price=first_price,
     )
     fit = fit_landscapes(subsample(data))
+    click_factor = anchor_factors(codes, won, events["click"].to_numpy(), p_click, a)
+    conv_factor = anchor_factors(
+        codes, won, events["conversion"].to_numpy(), p_conversion, a
+    )
+    p_click = np.clip(p_click * click_factor[codes], 0.0, 1.0)
+    p_conversion = np.minimum(p_conversion * conv_factor[codes], p_click)
     strata = _strata(codes, shift, p_click, p_conversion, a, n_strata)
     value, has_value = _value_per_conversion(events, codes, a)
     n_days = max(events["timestamp"].dt.normalize().nunique(), 1)
@@ -246,6 +276,10 @@ def fit_market(
     metrics = {
         "auction_type": auction_type,
         "days_in_log": int(n_days),
+        "rate_anchoring": {
+            name: {"click": float(click_factor[i]), "conversion": float(conv_factor[i])}
+            for i, name in enumerate(names)
+        },
         "landscapes": _fit_metrics(
             fit, None if first_price else naive_fit(data), data, names
         ),
