@@ -18,7 +18,9 @@ import numpy as np
 import pandas as pd
 
 from optimizer.errors import InputError
-from optimizer.market import MarketParams
+from optimizer.exact import ExactSolution, solve_exact
+from optimizer.market import MarketParams, Outcomes, expected_outcomes
+from optimizer.problem import make_problem
 
 _GH_NODES = 9
 
@@ -170,6 +172,26 @@ class Truth:
             ),
             **{k: jnp.asarray(np.array(v), jnp.float64) for k, v in rows.items()},
         )
+
+    def expected_outcome(
+        self, bid: np.ndarray, budget: np.ndarray | None, days: float
+    ) -> Outcomes:
+        """Exact expected outcomes per audience of bids (A,) and budget caps (A,)."""
+        cap = None if budget is None else jnp.asarray(budget, jnp.float64)
+        return expected_outcomes(
+            self.market_params(),
+            jnp.asarray(bid, jnp.float64),
+            days,
+            cap,
+            self.auction_type == "first_price",
+        )
+
+    def optimal_plan(
+        self, budget: float, days: float, objective: str = "conversions"
+    ) -> ExactSolution:
+        """The exact optimal plan under the truth for a total budget over ``days``."""
+        problem = make_problem(self.market_params(), days, budget)
+        return solve_exact(problem, objective, self.auction_type == "first_price")
 
     def usual_bids(self) -> np.ndarray:
         """(A,) the behaviour policy's usual bid per audience (the 'current' plan)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from optimizer.schema import validate_event_log
 from simulations.synthetic import generate_events, make_truth
@@ -68,3 +69,17 @@ def test_win_rate_and_spend_match_exact_expectation():
         )
         spent = rows["cost"].to_numpy()[:n]
         assert abs(spent.mean() - rates[:, 1].mean()) < 4 * spent.std() / np.sqrt(n)
+
+
+def test_truth_scores_plans_and_knows_the_optimum():
+    t = Truth(make_truth(4, 3, seed=8))
+    optimum = t.optimal_plan(budget=200.0, days=7)
+    assert float(np.sum(optimum.spend)) == pytest.approx(200.0, rel=1e-6)
+    out = t.expected_outcome(
+        np.exp(np.asarray(optimum.log_bid)), np.asarray(optimum.spend), 7
+    )
+    assert float(np.sum(out.conversions)) == pytest.approx(
+        float(optimum.objective), rel=1e-6
+    )
+    usual = t.expected_outcome(t.usual_bids(), np.asarray(optimum.spend), 7)
+    assert float(np.sum(usual.conversions)) <= float(optimum.objective) * (1 + 1e-9)
