@@ -6,7 +6,7 @@ to twice the plan's budget (as ``make frontier`` asks for):
 
 * ``plan``: one :func:`optimizer.allocator.allocate` call, plan and certificate;
 * ``frontier``: the computation of :func:`optimizer.scenario_batch.run_frontier`,
-  i.e. ``jax.vmap`` over the budgets of ``allocate`` followed by the expected
+  i.e. ``allocate_path`` over the sorted budgets followed by the expected
   totals, returning totals and dual prices (under jit, XLA drops what is not
   returned, such as each point's duality certificate, exactly as in
   ``run_frontier``);
@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.bench_allocator import FIRST_PRICE, OBJECTIVE, make_bench_problem
-from optimizer.allocator import allocate
+from optimizer.allocator import allocate, allocate_path
 from optimizer.planning import PlanInputs
 from optimizer.problem import Problem
 from optimizer.scenario_batch import _totals, run_frontier
@@ -55,14 +55,16 @@ def _plan(problem: Problem):
 
 @jax.jit
 def _frontier(problem: Problem, budgets: jax.Array):
-    """(totals, dual prices) at every budget: run_frontier's batched solve."""
+    """(totals, dual prices) at every budget: run_frontier's solve (sorted budgets,
+    each plan warm-started from the previous one in one compiled scan)."""
+    allocs = allocate_path(problem, budgets, OBJECTIVE, FIRST_PRICE)
 
-    def solve(b):
-        one = dataclasses.replace(problem, budget=b)
-        alloc = allocate(one, OBJECTIVE, FIRST_PRICE)
-        return _totals(one, alloc.bid, alloc.budget, FIRST_PRICE), alloc.dual_price
+    def totals(b, alloc):
+        return _totals(
+            dataclasses.replace(problem, budget=b), alloc.bid, alloc.budget, FIRST_PRICE
+        )
 
-    return jax.vmap(solve)(budgets)
+    return jax.vmap(totals)(budgets, allocs), allocs.dual_price
 
 
 def _timed(fn, repeats: int = REPEATS):

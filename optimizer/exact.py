@@ -54,6 +54,7 @@ def inner_solution(
     first_price: bool,
     steps: int = 60,
     grid_points: int = _GRID,
+    peaks: int = _PEAKS,
 ) -> jax.Array:
     """(A,) log bid maximizing gain - price * spend per audience within spend bounds.
 
@@ -94,8 +95,8 @@ def inner_solution(
     pad = jnp.full((values.shape[0], 1), -jnp.inf)
     left_v = jnp.concatenate([pad, values[:, :-1]], axis=1)
     right_v = jnp.concatenate([values[:, 1:], pad], axis=1)
-    peaks = jnp.where((values >= left_v) & (values >= right_v), values, -jnp.inf)
-    _, top = jax.lax.top_k(peaks, _PEAKS)  # (A, P)
+    local_max = jnp.where((values >= left_v) & (values >= right_v), values, -jnp.inf)
+    _, top = jax.lax.top_k(local_max, peaks)  # (A, P)
     step = ((u_hi - u_lo) / (grid_points - 1))[:, None]
     centre = jnp.take_along_axis(grid, top, axis=1)
     left = jnp.maximum(centre - step, u_lo[:, None])
@@ -126,9 +127,13 @@ def dual_value(
     objective: str,
     first_price: bool,
     grid_points: int = _GRID,
+    steps: int = 40,
+    peaks: int = _PEAKS,
 ) -> jax.Array:
     """D(price) >= optimum for any price >= 0 (weak duality); price () or (A,)."""
-    u = inner_solution(problem, price, objective, first_price, 40, grid_points)
+    u = inner_solution(
+        problem, price, objective, first_price, steps, grid_points, peaks
+    )
     price = jnp.broadcast_to(price, u.shape)
     return jnp.sum(
         gain_at(problem, u, objective) - price * spend_at(problem, u, first_price)

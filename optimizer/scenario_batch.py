@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from optimizer.allocator import allocate
+from optimizer.allocator import allocate, allocate_path
 from optimizer.config import Scenario, scenario_from_mapping
 from optimizer.errors import InputError
 from optimizer.market import expected_outcomes
@@ -179,23 +179,26 @@ def _apply_targets(scenarios: list[Scenario], inputs: list[PlanInputs], allocs):
 
 
 def run_frontier(inputs: PlanInputs, budgets: np.ndarray) -> pd.DataFrame:
-    """Optimal outcomes at each budget (one vmapped solve)."""
+    """Optimal outcomes at each budget (one compiled solve over the sorted budgets,
+    each warm-started from its neighbour)."""
     p = inputs.problem
-
-    @jax.jit
-    def solve(b):
-        problem = dataclasses.replace(p, budget=b)
-        alloc = allocate(
-            problem, inputs.objective, inputs.first_price, inputs.spend_all
-        )
-        t = _totals(problem, alloc.bid, alloc.budget, inputs.first_price)
-        return t, alloc.dual_price
-
-    totals, price = jax.vmap(solve)(jnp.asarray(budgets, jnp.float64))
-    spend, conv, value = (
-        np.asarray(totals[k]) for k in ("spend", "conversions", "value")
+    order = np.argsort(budgets)
+    allocs = allocate_path(
+        p,
+        jnp.asarray(budgets[order], jnp.float64),
+        inputs.objective,
+        inputs.first_price,
+        inputs.spend_all,
     )
-    price = np.asarray(price)
+    totals = jax.vmap(
+        lambda b, a: _totals(
+            dataclasses.replace(p, budget=b), a.bid, a.budget, inputs.first_price
+        )
+    )(jnp.asarray(budgets[order]), allocs)
+    undo = np.argsort(order)
+    totals = {k: np.asarray(v)[undo] for k, v in totals.items()}
+    price = np.asarray(allocs.dual_price)[undo]
+    spend, conv, value = (totals[k] for k in ("spend", "conversions", "value"))
     marginal = (
         np.where(price > 0, 1 / np.where(price > 0, price, 1), np.nan)
         if inputs.objective == "conversions"

@@ -202,3 +202,15 @@ def test_non_concave_market_plan_is_feasible_and_certified():
     assert float(alloc.objective) + float(alloc.duality_gap) == pytest.approx(
         bound, rel=1e-9
     )
+
+
+def test_warm_started_path_matches_independent_plans():
+    from optimizer.allocator import allocate_path
+
+    params = random_market(12, audiences=6)
+    budgets = jnp.array([50.0, 120.0, 300.0, 700.0])
+    path = allocate_path(make_problem(params, 7.0, 1.0), budgets)
+    for i, b in enumerate(budgets):
+        alone = allocate(make_problem(params, 7.0, float(b)))
+        assert float(path.objective[i]) == pytest.approx(float(alone.objective), rel=1e-6)
+        assert float(jnp.sum(path.spend[i])) <= float(b) + CENT
