@@ -39,6 +39,21 @@ def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+model_option = click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Model folder from adplan train.",
+)
+settings_option = click.option(
+    "--audiences",
+    "settings_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Audience settings CSV.",
+)
+
+
 def echo(ctx: click.Context, message: str) -> None:
     """Print unless --quiet was given."""
     if not ctx.obj.get("quiet"):
@@ -200,13 +215,7 @@ def train(
 
 
 @main.command()
-@click.option(
-    "--model",
-    "model_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="Model folder from adplan train.",
-)
+@model_option
 @click.option(
     "--events",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -240,13 +249,7 @@ def predict(ctx: click.Context, model_dir: Path, events: Path, out_file: Path) -
 
 
 @main.command()
-@click.option(
-    "--model",
-    "model_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="Model folder from adplan train.",
-)
+@model_option
 @click.option(
     "--budget",
     type=click.FloatRange(0, min_open=True),
@@ -329,13 +332,7 @@ def plan(
 
 
 @main.command()
-@click.option(
-    "--model",
-    "model_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="Model folder from adplan train.",
-)
+@model_option
 @click.option(
     "--plan",
     "plan_dir",
@@ -407,13 +404,7 @@ def simulate(
 
 
 @main.command()
-@click.option(
-    "--model",
-    "model_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="Model folder from adplan train.",
-)
+@model_option
 @click.option(
     "--plan",
     "plan_dir",
@@ -472,13 +463,7 @@ def report(
 
 
 @main.command()
-@click.option(
-    "--model",
-    "model_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="Model folder from adplan train.",
-)
+@model_option
 @click.option(
     "--plan",
     "plan_dir",
@@ -495,12 +480,7 @@ def report(
     type=click.FloatRange(0, 366, min_open=True),
     help="Horizon when no --plan is given.",
 )
-@click.option(
-    "--audiences",
-    "settings_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Audience settings CSV.",
-)
+@settings_option
 @click.option(
     "--scenario",
     "scenario_files",
@@ -568,13 +548,7 @@ def whatif(
 
 
 @main.command()
-@click.option(
-    "--model",
-    "model_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="Model folder from adplan train.",
-)
+@model_option
 @click.option("--budgets", required=True, help="FROM:TO:STEPS, e.g. 1000:20000:50.")
 @click.option(
     "--days",
@@ -582,12 +556,7 @@ def whatif(
     required=True,
     help="Horizon in days.",
 )
-@click.option(
-    "--audiences",
-    "settings_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Audience settings CSV.",
-)
+@settings_option
 @click.option(
     "--scenario",
     "scenario_file",

@@ -16,24 +16,8 @@ import numpy as np
 import pandas as pd
 
 from optimizer import __version__, response
+from optimizer.columns import PLAN_COLUMNS
 from optimizer.planning import SolvedPlan
-
-PLAN_COLUMNS = [
-    "audience",
-    "budget",
-    "daily_budget",
-    "bid",
-    "expected_spend",
-    "expected_impressions",
-    "expected_clicks",
-    "expected_conversions",
-    "expected_value",
-    "cpa",
-    "roas",
-    "marginal_cpa",
-    "current_spend",
-    "current_conversions",
-]
 
 
 def round_cents(values: np.ndarray) -> np.ndarray:
@@ -91,7 +75,7 @@ def plan_frame(plan: SolvedPlan) -> pd.DataFrame:
         }
     )
     frame["bid_cpm"] = np.round(frame["bid"] * 1000, 4)
-    return frame
+    return frame[[*PLAN_COLUMNS, "bid_cpm"]]
 
 
 def _sensitivities(plan: SolvedPlan) -> dict:

@@ -17,30 +17,12 @@ import numpy as np
 import pandas as pd
 
 from optimizer.allocator import allocate, allocate_path
+from optimizer.columns import COMPARISON_COLUMNS
 from optimizer.config import Scenario, scenario_from_mapping
 from optimizer.errors import InputError
 from optimizer.market import expected_outcomes
 from optimizer.market_fit import FittedMarket
 from optimizer.planning import PlanInputs, resolve, target_budget
-
-COMPARISON_COLUMNS = [
-    "scenario",
-    "variant",
-    "budget",
-    "expected_spend",
-    "expected_conversions",
-    "expected_value",
-    "cpa",
-    "roas",
-]
-FRONTIER_COLUMNS = [
-    "budget",
-    "expected_spend",
-    "expected_conversions",
-    "expected_value",
-    "cpa",
-    "marginal_cpa",
-]
 
 
 def read_scenario_file(path: Path, base: Scenario) -> Scenario:
@@ -156,7 +138,7 @@ def run_whatif(
                 "bid": np.round(np.asarray(allocs.bid[i]), 6),
             }
         )
-    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS), plans
+    return pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS)), plans
 
 
 def _apply_targets(scenarios: list[Scenario], inputs: list[PlanInputs], allocs):

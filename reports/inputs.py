@@ -16,40 +16,22 @@ from typing import Any
 
 import pandas as pd
 
+from optimizer.columns import (
+    COMPARISON_COLUMNS as WHATIF_COLUMNS,
+)
+from optimizer.columns import (
+    FRONTIER_COLUMNS,
+    PLAN_COLUMNS,
+    SUMMARY_COLUMNS,
+)
 from optimizer.errors import InputError
 from optimizer.fileio import file_sha256
 from reports import text
 
 PLAN_KEYS = ("objective", "days", "budget", "totals", "audiences")
-AUDIENCE_KEYS = (
-    "audience",
-    "budget",
-    "daily_budget",
-    "bid",
-    "expected_spend",
-    "expected_impressions",
-    "expected_conversions",
-    "expected_value",
-    "cpa",
-    "roas",
-    "marginal_cpa",
-    "current_spend",
-    "current_conversions",
-)
+AUDIENCE_KEYS = PLAN_COLUMNS
 TOTAL_KEYS = ("budget", "expected_spend", "expected_conversions", "expected_value")
-SUMMARY_COLUMNS = ("audience", "metric", "mean", "p10", "p50", "p90")
 PATH_COLUMNS = ("run", "hour", "audience", "cumulative_spend", "cumulative_conversions")
-WHATIF_COLUMNS = (
-    "scenario",
-    "variant",
-    "budget",
-    "expected_spend",
-    "expected_conversions",
-    "expected_value",
-    "cpa",
-    "roas",
-)
-FRONTIER_COLUMNS = ("budget", "expected_conversions", "marginal_cpa")
 # Name columns stay text: an audience called "NA" or "007" must not become NaN or 7.
 TEXT_COLUMNS = {name: str for name in ("audience", "metric", "scenario", "variant")}
 

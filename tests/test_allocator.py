@@ -212,5 +212,7 @@ def test_warm_started_path_matches_independent_plans():
     path = allocate_path(make_problem(params, 7.0, 1.0), budgets)
     for i, b in enumerate(budgets):
         alone = allocate(make_problem(params, 7.0, float(b)))
-        assert float(path.objective[i]) == pytest.approx(float(alone.objective), rel=1e-6)
+        assert float(path.objective[i]) == pytest.approx(
+            float(alone.objective), rel=1e-6
+        )
         assert float(jnp.sum(path.spend[i])) <= float(b) + CENT

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from optimizer.cli import main
-from optimizer.plan_output import PLAN_COLUMNS
+from optimizer.columns import PLAN_COLUMNS
 
 
 def run(*args: str) -> tuple[int, str]:
@@ -27,7 +27,7 @@ def test_generate_writes_the_three_files(small_market):
 def test_plan_files_follow_the_contract(trained, small_market):
     plan = pd.read_csv(trained["plan"] / "plan.csv")
     doc = json.loads((trained["plan"] / "plan.json").read_text())
-    assert list(plan.columns[: len(PLAN_COLUMNS)]) == PLAN_COLUMNS
+    assert tuple(plan.columns[: len(PLAN_COLUMNS)]) == PLAN_COLUMNS
     assert len(plan) == 6 and plan["audience"].is_unique
     assert plan["budget"].sum() <= 300.0 + 1e-9 and plan["budget"].sum() >= 299.99
     assert np.all(np.round(plan["budget"] * 100) == plan["budget"] * 100)  # cents
