@@ -479,6 +479,7 @@ def coverage(ctx: Context, plan: Plan, runs: int, realised: int) -> dict:
     """Share of true-market realisations inside the fitted-market P10-P90 band."""
     import jax
 
+    from optimizer.simulate_files import simulate_with_rate_uncertainty
     from simulations.simulator import simulate
 
     def totals(key, params, n):
@@ -495,7 +496,11 @@ def coverage(ctx: Context, plan: Plan, runs: int, realised: int) -> dict:
         )
         return np.asarray(res.conversions).sum(axis=1)
 
-    band = np.quantile(totals(jax.random.key(1), ctx.market.params, runs), [0.1, 0.9])
+    # The band adplan simulate reports: auction luck plus conversion-rate uncertainty.
+    forecast = simulate_with_rate_uncertainty(
+        ctx.market, plan.bid, plan.cap, DAYS, ctx.first_price, "stop", runs, 1
+    )
+    band = np.quantile(np.asarray(forecast.conversions).sum(axis=1), [0.1, 0.9])
     real = totals(jax.random.key(2), ctx.true_params, realised)
     inside = (real >= band[0]) & (real <= band[1])
     return {

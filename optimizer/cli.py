@@ -374,6 +374,12 @@ def plan(
     required=True,
     help="Folder for summary.csv, summary.json and paths.csv.",
 )
+@click.option(
+    "--rate-uncertainty/--no-rate-uncertainty",
+    default=True,
+    show_default=True,
+    help="Also draw each audience's conversion rate from its uncertainty (wider, more honest bands).",
+)
 @click.pass_context
 @friendly_errors
 def simulate(
@@ -385,6 +391,7 @@ def simulate(
     pacing: str,
     truth_file: Path | None,
     out_dir: Path,
+    rate_uncertainty: bool,
 ) -> None:
     """Replay the plan auction by auction: spread of spend and conversions."""
     _enable_x64()
@@ -399,6 +406,7 @@ def simulate(
         pacing=pacing,
         truth_file=truth_file,
         quiet=ctx.obj["quiet"],
+        rate_uncertainty=rate_uncertainty,
     ):
         echo(ctx, line)
 

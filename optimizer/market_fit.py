@@ -133,6 +133,17 @@ def _current(
     return bid.fillna(all_bids).to_numpy(), spend.to_numpy()
 
 
+def rate_uncertainty_shape(market: FittedMarket) -> np.ndarray:
+    """(A,) Gamma shape k of each audience's conversion-rate multiplier (mean 1,
+    relative sd 1/sqrt(k)): the log's conversions plus the anchoring prior."""
+    anchoring = market.metrics.get("rate_anchoring", {})
+    observed = np.array(
+        [anchoring.get(n, {}).get("conversions_observed", 0) for n in market.names],
+        float,
+    )
+    return observed + _ANCHOR_EVENTS
+
+
 def anchor_factors(
     codes: np.ndarray,
     won: np.ndarray,
@@ -273,11 +284,18 @@ def fit_market(
         .reindex(range(a))
     )
     ceiling = _CEILING_FACTOR * p99.to_numpy()
+    observed_conv = np.bincount(
+        codes[won], weights=events["conversion"].to_numpy()[won], minlength=a
+    )
     metrics = {
         "auction_type": auction_type,
         "days_in_log": int(n_days),
         "rate_anchoring": {
-            name: {"click": float(click_factor[i]), "conversion": float(conv_factor[i])}
+            name: {
+                "click": float(click_factor[i]),
+                "conversion": float(conv_factor[i]),
+                "conversions_observed": int(observed_conv[i]),
+            }
             for i, name in enumerate(names)
         },
         "landscapes": _fit_metrics(

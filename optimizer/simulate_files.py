@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from optimizer.errors import InputError
 from optimizer.fileio import atomic_dir, write_csv, write_json
-from optimizer.market_fit import load_market
+from optimizer.market_fit import load_market, rate_uncertainty_shape
 from optimizer.plan_reader import read_plan
+
+_RATE_DRAWS = 20  # market draws per simulation when rate uncertainty is on
 
 
 def _run(params, bid, budget, days, first_price, pacing, runs, seed, quiet):
@@ -29,6 +33,45 @@ def _run(params, bid, budget, days, first_price, pacing, runs, seed, quiet):
     )
 
 
+def simulate_with_rate_uncertainty(
+    market, bid, budget, days, first_price, pacing, runs, seed
+):
+    """Replications in groups, each group on a market whose conversion rates are
+    drawn from their uncertainty (a Gamma multiplier per audience with mean 1 and
+    relative sd 1/sqrt(conversions in the log + 20)): the spread then covers what
+    the model does not know, not only auction luck."""
+    shape = rate_uncertainty_shape(market)
+    rng = np.random.default_rng([seed, 7])
+    groups = min(_RATE_DRAWS, runs)
+    per_group = -(-runs // groups)
+    parts = []
+    for g in range(groups):
+        factor = jnp.asarray(rng.gamma(shape, 1.0 / shape))
+        p = market.params
+        drawn = dataclasses.replace(
+            p, p_conv=jnp.minimum(p.p_conv * factor[:, None], p.p_click)
+        )
+        parts.append(
+            _run(
+                drawn,
+                bid,
+                budget,
+                days,
+                first_price,
+                pacing,
+                per_group,
+                seed + 1000 * g,
+                True,
+            )
+        )
+    joined = jax.tree_util.tree_map(lambda *xs: np.concatenate(xs)[:runs], *parts)
+    return dataclasses.replace(
+        joined,
+        path_spend=parts[0].path_spend,
+        path_conversions=parts[0].path_conversions,
+    )
+
+
 def write_simulation(
     model_dir: Path,
     plan_dir: Path,
@@ -39,6 +82,7 @@ def write_simulation(
     pacing: str,
     truth_file: Path | None,
     quiet: bool,
+    rate_uncertainty: bool = True,
 ) -> list[str]:
     """Simulate the plan and write summary.csv/.json, paths.csv (and truth_summary.csv)."""
     from simulations.simulator import budget_out_summary, hourly_paths, summarize
@@ -53,15 +97,21 @@ def write_simulation(
         )
     days = round(days)
     first_price = doc.get("auction_type", market.auction_type) == "first_price"
-    result = _run(
-        market.params, bid, budget, days, first_price, pacing, runs, seed, quiet
-    )
+    if rate_uncertainty:
+        result = simulate_with_rate_uncertainty(
+            market, bid, budget, days, first_price, pacing, runs, seed
+        )
+    else:
+        result = _run(
+            market.params, bid, budget, days, first_price, pacing, runs, seed, quiet
+        )
     summary = summarize(result, market.names)
     out = {
         "runs": runs,
         "seed": seed,
         "pacing": pacing,
         "days": days,
+        "rate_uncertainty": rate_uncertainty,
         "model_id": doc.get("provenance", {}).get("model_id"),
         "rows": summary.to_dict(orient="records"),
         "budget_out": budget_out_summary(result, market.names).to_dict(
@@ -92,7 +142,7 @@ def write_simulation(
             write_csv(tmp / "truth_summary.csv", truth_summary)
     total = summary[summary["audience"] == "TOTAL"].set_index("metric")
     lines = [
-        f"Simulated the plan {runs} times over {days} days ({pacing} pacing, seed {seed}).",
+        f"Simulated the plan {runs} times over {days} days ({pacing} pacing, seed {seed}{', conversion-rate uncertainty included' if rate_uncertainty else ''}).",
         f"  spend        mean {total.loc['spend', 'mean']:,.2f}  (P10 {total.loc['spend', 'p10']:,.2f} - P90 {total.loc['spend', 'p90']:,.2f})",
         f"  conversions  mean {total.loc['conversions', 'mean']:,.1f}  (P10 {total.loc['conversions', 'p10']:,.1f} - P90 {total.loc['conversions', 'p90']:,.1f})",
     ]

@@ -363,3 +363,37 @@ def test_train_rejects_a_broken_log(tmp_path, small_market):
     code, output = run("train", "--events", path, "--out", tmp_path / "m")
     assert code == 1 and "'cost'" in output and "row 4" in output
     assert not (tmp_path / "m").exists()
+
+
+def test_rate_uncertainty_widens_the_band(trained, tmp_path):
+    args = [
+        "simulate",
+        "--model",
+        trained["model"],
+        "--plan",
+        trained["plan"],
+        "--runs",
+        60,
+        "--seed",
+        2,
+    ]
+    assert run(*args, "--no-rate-uncertainty", "--out", tmp_path / "luck")[0] == 0
+    assert run(*args, "--out", tmp_path / "both")[0] == 0
+
+    def band(folder):
+        frame = pd.read_csv(folder / "summary.csv")
+        row = frame[
+            (frame["audience"] == "TOTAL") & (frame["metric"] == "conversions")
+        ].iloc[0]
+        return row["p90"] - row["p10"], row["mean"]
+
+    (narrow, mean_luck), (wide, mean_both) = (
+        band(tmp_path / "luck"),
+        band(tmp_path / "both"),
+    )
+    assert wide > narrow
+    assert (
+        json.loads((tmp_path / "both" / "summary.json").read_text())["rate_uncertainty"]
+        is True
+    )
+    assert mean_both == pytest.approx(mean_luck, rel=0.15)  # multipliers have mean 1
