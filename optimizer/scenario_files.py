@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -173,9 +172,7 @@ def write_frontier(
         "current_conversions": float(jnp.sum(current.conversions)),
     }
     if plan_dir is not None:
-        meta["chosen_budget"] = float(
-            json.loads((Path(plan_dir) / "plan.json").read_text())["budget"]
-        )
+        meta["chosen_budget"] = float(read_plan(plan_dir, market.names)[0]["budget"])
     with atomic_dir(out_dir) as tmp:
         write_csv(tmp / "frontier.csv", frame)
         write_json(

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from optimizer.columns import COMPARISON_COLUMNS
 from optimizer.errors import InputError
 from reports import charts, formatting, text, write_report
 
@@ -277,17 +278,9 @@ def write_whatif(folder: Path, plan: dict, scenarios: list[str]) -> None:
                     10.0,
                 )
             )
-    columns = [
-        "scenario",
-        "variant",
-        "budget",
-        "expected_spend",
-        "expected_conversions",
-        "expected_value",
-        "cpa",
-        "roas",
-    ]
-    pd.DataFrame(rows, columns=columns).to_csv(folder / "comparison.csv", index=False)
+    pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS)).to_csv(
+        folder / "comparison.csv", index=False
+    )
 
 
 def write_frontier(folder: Path, plan: dict) -> None:
