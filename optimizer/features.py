@@ -123,6 +123,99 @@ def feature_columns(events: pd.DataFrame) -> tuple[list[str], list[str]]:
     return categorical, numeric
 
 
+@dataclasses.dataclass(frozen=True)
+class FeatureCounts:
+    """Statistics of training rows that add up across chunks and processes.
+
+    Attributes:
+        categorical: column -> {value: rows}.
+        numeric: column -> (finite rows, mean, sum of squared deviations).
+    """
+
+    categorical: dict[str, dict[str, int]]
+    numeric: dict[str, tuple[int, float, float]]
+
+
+def count_features(events: pd.DataFrame) -> FeatureCounts:
+    """Value counts and moments of the feature columns of ``events``."""
+    categorical, numeric = feature_columns(events)
+    counts = {}
+    for col in categorical:
+        column = events[col]
+        if not isinstance(column.dtype, pd.CategoricalDtype):
+            column = column.astype(str)
+        values = column.value_counts(sort=False)
+        counts[col] = {str(k): int(v) for k, v in values.items() if v > 0}
+    moments = {}
+    for col in numeric:
+        values = events[col].to_numpy(dtype=np.float64)
+        values = values[np.isfinite(values)]
+        mean = float(values.mean()) if len(values) else 0.0
+        moments[col] = (len(values), mean, float(((values - mean) ** 2).sum()))
+    return FeatureCounts(counts, moments)
+
+
+def merge_counts(parts: list[FeatureCounts]) -> FeatureCounts:
+    """One FeatureCounts for the union of the rows of ``parts`` (same columns).
+
+    Raises:
+        InputError: a column is text in one part and numbers in another.
+    """
+    first = parts[0]
+    for part in parts[1:]:
+        if set(part.categorical) != set(first.categorical) or set(part.numeric) != set(
+            first.numeric
+        ):
+            raise InputError(
+                "event log: the feature columns differ between chunks or files "
+                f"(text: {sorted(first.categorical)} vs {sorted(part.categorical)}; "
+                f"numbers: {sorted(first.numeric)} vs {sorted(part.numeric)}). Give "
+                "every file the same columns, each either always numbers or always text."
+            )
+    categorical = {}
+    for col in first.categorical:
+        total: dict[str, int] = {}
+        for part in parts:
+            for value, n in part.categorical[col].items():
+                total[value] = total.get(value, 0) + n
+        categorical[col] = total
+    numeric = {}
+    for col in first.numeric:
+        n, mean, m2 = 0, 0.0, 0.0
+        for k, mean_k, m2_k in (part.numeric[col] for part in parts):
+            if k == 0:
+                continue
+            if n == 0:
+                n, mean, m2 = k, mean_k, m2_k
+                continue
+            delta = mean_k - mean
+            mean += delta * k / (n + k)
+            m2 += m2_k + delta**2 * n * k / (n + k)
+            n += k
+        numeric[col] = (n, mean, m2)
+    return FeatureCounts(categorical, numeric)
+
+
+def spec_from_counts(
+    counts: FeatureCounts, *, min_count: int = 5, max_vocab: int = 10_000
+) -> FeatureSpec:
+    """Vocabularies (values seen ``min_count`` times or more, most frequent first,
+    at most ``max_vocab``) and numeric (mean, std) from merged counts."""
+    vocab = {}
+    for col, values in counts.categorical.items():
+        # Frequency order (ties by value) keeps the vocabulary deterministic.
+        kept = sorted(
+            ((v, n) for v, n in values.items() if n >= min_count),
+            key=lambda kv: (-kv[1], kv[0]),
+        )
+        vocab[col] = [value for value, _ in kept[:max_vocab]]
+    stats = {}
+    for col, (n, mean, m2) in counts.numeric.items():
+        std = float(np.sqrt(m2 / n)) if n else 0.0
+        stats[col] = (mean, std if std > 0 else 1.0)
+    return FeatureSpec(vocab, stats)
+
+
 def fit_features(
     events: pd.DataFrame, *, min_count: int = 5, max_vocab: int = 10_000
 ) -> FeatureSpec:
@@ -134,21 +227,9 @@ def fit_features(
             trained and rare IDs do not get an embedding of their own.
         max_vocab: at most this many most frequent values per column.
     """
-    categorical, numeric = feature_columns(events)
-    vocab = {}
-    for col in categorical:
-        counts = events[col].astype(str).value_counts(sort=False)
-        counts = counts[counts >= min_count]
-        # Frequency order (ties by value) keeps the vocabulary deterministic.
-        order = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-        vocab[col] = [value for value, _ in order[:max_vocab]]
-    stats = {}
-    for col in numeric:
-        values = events[col].to_numpy(dtype=np.float64)
-        mean = float(np.nanmean(values)) if np.isfinite(values).any() else 0.0
-        std = float(np.nanstd(values)) if np.isfinite(values).any() else 0.0
-        stats[col] = (mean, std if std > 0 else 1.0)
-    return FeatureSpec(vocab, stats)
+    return spec_from_counts(
+        count_features(events), min_count=min_count, max_vocab=max_vocab
+    )
 
 
 def _category_codes(column: pd.Series | None, known: list[str], n: int) -> np.ndarray:

@@ -37,9 +37,18 @@ import optax
 import pandas as pd
 from flax import nnx, serialization
 
-from optimizer import calibration
+from optimizer import calibration, data_parallel, distributed
+from optimizer.data_parallel import DataParallel, Rows
 from optimizer.errors import InputError
-from optimizer.features import FeatureBatch, FeatureSpec, encode, fit_features
+from optimizer.features import (
+    FeatureBatch,
+    FeatureCounts,
+    FeatureSpec,
+    count_features,
+    encode,
+    merge_counts,
+    spec_from_counts,
+)
 from optimizer.fileio import atomic_dir, dumps_json
 from optimizer.rate_model import NetConfig, RateNet, esmm_log_probs
 
@@ -101,21 +110,34 @@ class TrainConfig:
 def validation_mask(timestamps: pd.Series, validation_days: float) -> np.ndarray:
     """(n,) bool: rows in the last ``validation_days`` of the log.
 
-    When that would leave no training rows or no validation rows, the last 20%
-    of rows in time order are used instead, with a warning.
+    With several processes, "the log" is the union of their rows. When that
+    would leave no training rows or no validation rows, the last 20% of rows in
+    time order are used instead, with a warning (one process only).
     """
     ts = pd.to_datetime(timestamps, utc=True)
-    cutoff = ts.max() - pd.Timedelta(days=validation_days)
-    mask = (ts > cutoff).to_numpy()
-    if 0 < mask.sum() < len(mask):
+    stamps = (
+        ts.dt.tz_localize(None).to_numpy().astype("datetime64[ns]").astype(np.int64)
+    )
+    span = distributed.combine(
+        np.array([-stamps.min(), stamps.max()]), lambda parts: np.max(parts, axis=0)
+    )
+    cutoff = span[1] - int(validation_days * 86400e9)
+    mask = stamps > cutoff
+    counts = distributed.combine(np.array([mask.sum(), len(mask)]), sum)
+    if 0 < counts[0] < counts[1]:
         return mask
+    if distributed.process_count() > 1:
+        raise InputError(
+            f"the log spans {(span[1] + span[0]) / 86400e9:.2f} days, too short for "
+            f"a {validation_days}-day validation split; pass a smaller --validation-days."
+        )
     warnings.warn(
-        f"the log spans {(ts.max() - ts.min()).total_seconds() / 86400:.2f} days, "
+        f"the log spans {(span[1] + span[0]) / 86400e9:.2f} days, "
         f"too short for a {validation_days}-day validation split; validating on the "
         "last 20% of won auctions instead.",
         stacklevel=3,
     )
-    order = np.argsort(ts.to_numpy(), kind="stable")
+    order = np.argsort(stamps, kind="stable")
     mask = np.zeros(len(ts), bool)
     mask[order[int(len(ts) * (1 - _FALLBACK_VALIDATION_SHARE)) :]] = True
     return mask
@@ -126,22 +148,39 @@ def _labels(events: pd.DataFrame) -> np.ndarray:
     return events[["click", "conversion"]].to_numpy(np.float32)
 
 
-def _check_trainable(labels: np.ndarray, what: str) -> None:
-    """Raise InputError when a head has no positive or no negative example."""
+def _label_totals(labels: np.ndarray, what: str) -> np.ndarray:
+    """[rows, clicks, conversions] over every process; raises InputError when a
+    head has no positive or no negative example."""
+    totals = distributed.combine(
+        np.array([len(labels), *labels.sum(axis=0)], np.float64), sum
+    )
     for j, head in enumerate(HEADS):
-        positives = int(labels[:, j].sum())
-        if positives == 0 or positives == len(labels):
+        positives = int(totals[1 + j])
+        if positives == 0 or positives == totals[0]:
             raise InputError(
                 f"the {what} won auctions have {positives} {head}(s) out of "
-                f"{len(labels)}: a {head} rate needs both outcomes. Use a longer log."
+                f"{int(totals[0])}: a {head} rate needs both outcomes. Use a longer log."
             )
+    return totals
+
+
+def _global_spec(events: pd.DataFrame, min_count: int) -> FeatureSpec:
+    """Feature spec from the training rows of every process."""
+    local = count_features(events)
+    parts = [
+        FeatureCounts(**json.loads(blob))
+        for blob in distributed.allgather_bytes(
+            json.dumps(dataclasses.asdict(local)).encode()
+        )
+    ]
+    return spec_from_counts(merge_counts(parts), min_count=min_count)
 
 
 # ---------------------------------------------------------------- training
 
 
-def esmm_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """Mean ESMM log-loss: click BCE + conversion-per-impression BCE (float32).
+def esmm_nll(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """(n,) ESMM log-loss per row: click BCE + conversion-per-impression BCE.
 
     Args:
         logits: (n, 2) click and post-click logits.
@@ -155,40 +194,7 @@ def esmm_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
         + (1 - labels[:, 0]) * jax.nn.log_sigmoid(-logits[:, 0])
     )
     conv_nll = -(labels[:, 1] * log_conv + (1 - labels[:, 1]) * log_no_conv)
-    return jnp.mean(click_nll + conv_nll)
-
-
-def _make_epoch(graphdef: nnx.GraphDef, tx: optax.GradientTransformation):
-    """Jitted epoch: a ``lax.scan`` of AdamW steps over the minibatches in ``perm``.
-
-    The returned function takes (params, ema, opt_state, decay, codes (n, F)
-    int32, numeric (n, N) float32, labels (n, 2) float32, perm (steps, batch)
-    int32) and returns (params, ema, opt_state, mean training loss). ``ema`` is an
-    exponential moving average of the parameters with per-step ``decay``: with
-    conversions at ~1e-3 a minibatch holds a handful of them, so the last iterate
-    is noisy, and the average is what gets evaluated and kept.
-    """
-
-    def loss_fn(params, batch, labels):
-        return esmm_loss(nnx.merge(graphdef, params)(batch), labels)
-
-    @jax.jit
-    def epoch(params, ema, opt_state, decay, codes, numeric, labels, perm):
-        def step(carry, rows):
-            params, ema, opt_state = carry
-            batch = FeatureBatch(codes[rows], numeric[rows])
-            loss, grads = jax.value_and_grad(loss_fn)(params, batch, labels[rows])
-            updates, opt_state = tx.update(grads, opt_state, params)
-            params = optax.apply_updates(params, updates)
-            ema = jax.tree.map(lambda e, p: e + (1 - decay) * (p - e), ema, params)
-            return (params, ema, opt_state), loss
-
-        (params, ema, opt_state), losses = jax.lax.scan(
-            step, (params, ema, opt_state), perm
-        )
-        return params, ema, opt_state, jnp.mean(losses)
-
-    return epoch
+    return click_nll + conv_nll
 
 
 def _ema_decay(steps_per_epoch: int) -> float:
@@ -468,46 +474,57 @@ def _build_net(net: NetConfig, key: jax.Array, base_logits: tuple[float, float])
 def _train(
     graphdef: nnx.GraphDef,
     state: nnx.State,
-    train: tuple[FeatureBatch, np.ndarray],
+    train: DataParallel,
     valid: tuple[FeatureBatch, np.ndarray],
     cfg: TrainConfig,
     key: jax.Array,
     report: Callable[[str], None],
 ) -> tuple[nnx.State, dict[str, Any]]:
-    """Epochs of AdamW with early stopping; returns the best state and a history."""
+    """Epochs of AdamW with early stopping; returns the best state and a history.
+
+    ``valid`` holds this process's validation rows; every process scores the
+    union of them, so all take the same early-stopping decisions.
+    """
     tx = optax.chain(
         optax.clip_by_global_norm(cfg.clip_norm),
         optax.adamw(cfg.learning_rate, weight_decay=cfg.weight_decay),
     )
-    params, ema, opt_state = state, state, tx.init(state)
-    epoch_fn = _make_epoch(graphdef, tx)
-    (batch, labels), (vbatch, vlabels) = train, valid
-    size = _batch_size(cfg, len(batch))
-    steps = len(batch) // size
-    decay = jnp.float32(_ema_decay(steps))
-    arrays = (jnp.asarray(batch.codes), jnp.asarray(batch.numeric), jnp.asarray(labels))
+
+    def loss_sum(params, codes, numeric, labels):
+        logits = nnx.merge(graphdef, params)(FeatureBatch(codes, numeric))
+        return jnp.sum(esmm_nll(logits, labels))
+
+    epoch_fn = train.epoch_fn(loss_sum, tx)
+    params = data_parallel.replicate(train.mesh, state)
+    ema, opt_state = params, data_parallel.replicate(train.mesh, tx.init(state))
+    decay = data_parallel.replicate(train.mesh, np.float32(_ema_decay(train.steps)))
+    vbatch, vlabels = valid[0], np.concatenate(distributed.allgather_array(valid[1]))
     best = (np.inf, 0, state)
     history = []
     for epoch in range(1, cfg.epochs + 1):
-        perm = jax.random.permutation(jax.random.fold_in(key, epoch), len(batch))
-        perm = perm[: steps * size].reshape(steps, size).astype(jnp.int32)
+        perm = train.permutation(jax.random.fold_in(key, epoch))
         params, ema, opt_state, train_loss = epoch_fn(
-            params, ema, opt_state, decay, *arrays, perm
+            params, ema, opt_state, decay, perm
         )
-        vlogits = predict_logits(graphdef, ema, vbatch)
+        host_ema = jax.tree.map(jnp.asarray, data_parallel.to_local(ema))
+        vlogits = np.concatenate(
+            distributed.allgather_array(predict_logits(graphdef, host_ema, vbatch))
+        )
         vloss = _validation_loss(vlogits, vlabels)
-        history.append(
-            {"epoch": epoch, "train_loss": float(train_loss), "valid_loss": vloss}
-        )
-        report(_epoch_line(epoch, float(train_loss), vlogits, vlabels))
+        train_loss = float(data_parallel.to_local(train_loss))
+        history.append({"epoch": epoch, "train_loss": train_loss, "valid_loss": vloss})
+        report(_epoch_line(epoch, train_loss, vlogits, vlabels))
         if vloss < best[0] - cfg.min_improvement:
-            best = (vloss, epoch, jax.tree.map(jnp.copy, ema))
+            best = (vloss, epoch, host_ema)
         elif epoch - best[1] >= cfg.patience:
             break
     return best[2], {
         "epochs_run": len(history),
         "best_epoch": best[1],
-        "batch_size": size,
+        "batch_size": train.batch,
+        "devices": train.mesh.size,
+        "data_shards": train.n_shards,
+        "processes": distributed.process_count(),
         "history": history,
     }
 
@@ -531,15 +548,21 @@ def _epoch_line(
 def _evaluate(
     z: dict[str, np.ndarray],
     vlabels: np.ndarray,
-    train_won: pd.DataFrame,
-    valid_won: pd.DataFrame,
+    frames: tuple[pd.DataFrame, pd.DataFrame] | None,
     spec: FeatureSpec,
 ) -> tuple[dict[str, calibration.Platt], dict[str, Any]]:
-    """Fit the calibration maps and measure the network and the baselines."""
+    """Fit the calibration maps and measure the network and the baselines.
+
+    ``frames`` are the (training, validation) won auctions the baselines are
+    fitted and scored on; None skips them (several processes each hold only part
+    of the rows).
+    """
     maps, heads = {}, {}
-    baseline_preds = {
-        name: fit(train_won, valid_won, spec=spec) for name, fit in BASELINES.items()
-    }
+    baseline_preds = (
+        {}
+        if frames is None
+        else {name: fit(*frames, spec=spec) for name, fit in BASELINES.items()}
+    )
     for j, head in enumerate(HEADS):
         y = vlabels[:, j]
         maps[head] = calibration.fit_platt(z[head], y)
@@ -566,8 +589,15 @@ def fit_rate_model(
     validation_days: float = 2,
     progress: bool = True,
     config: TrainConfig | None = None,
+    shard: np.ndarray | None = None,
+    n_shards: int = 1,
+    n_events: int | None = None,
 ) -> RateModel:
     """Train, calibrate and evaluate the rate network on a validated event log.
+
+    Training is data-parallel over every device of the job (see
+    :mod:`optimizer.data_parallel`); with several processes, each passes the
+    rows it read and all of them return the same model.
 
     Args:
         events: log validated by :func:`optimizer.schema.validate_event_log`;
@@ -579,6 +609,12 @@ def fit_rate_model(
         progress: print one line per epoch to stderr.
         config: further hyperparameters; ``epochs`` and ``validation_days``
             arguments override its fields.
+        shard: (len(events),) int, this process's data shard of each row (index
+            into :func:`optimizer.data_parallel.local_shards`); None = all 0.
+        n_shards: 1, or one data shard per device (required with several
+            processes).
+        n_events: auctions in the whole log when ``events`` holds only some of
+            them (streamed logs keep only won rows); for the metrics.
 
     Raises:
         InputError: too few won auctions, clicks or conversions to train.
@@ -589,42 +625,61 @@ def fit_rate_model(
     )
     report = (
         (lambda line: print(line, file=sys.stderr, flush=True))
-        if progress
+        if progress and distributed.process_index() == 0
         else (lambda _: None)
     )
-    won = events.loc[events["won"].to_numpy() == 1]
-    if len(won) < 2:
+    is_won = events["won"].to_numpy() == 1
+    won = events.loc[is_won]
+    shard = np.zeros(len(events), np.int32) if shard is None else np.asarray(shard)
+    shard = shard[is_won]
+    n_won = int(distributed.combine(np.array(len(won)), sum))
+    if n_won < 2:
         raise InputError(
-            f"the event log has {len(won)} won auction(s); training needs won impressions."
+            f"the event log has {n_won} won auction(s); training needs won impressions."
         )
     in_valid = validation_mask(won["timestamp"], cfg.validation_days)
     train_won, valid_won = won.loc[~in_valid], won.loc[in_valid]
     labels, vlabels = _labels(train_won), _labels(valid_won)
-    _check_trainable(labels, "training")
-    spec = fit_features(train_won, min_count=cfg.min_count)
+    totals = _label_totals(labels, "training")
+    spec = _global_spec(train_won, cfg.min_count)
     batch, vbatch = encode(spec, train_won), encode(spec, valid_won)
     net = NetConfig(
         tuple(spec.field_sizes), len(spec.numeric), cfg.embed_dim, cfg.hidden
     )
-    base = calibration.log_odds(labels.mean(axis=0))
     base_logits = (
-        float(base[0]),
-        float(calibration.log_odds(labels[:, 1].sum() / labels[:, 0].sum())),
+        float(calibration.log_odds(totals[1] / totals[0])),
+        float(calibration.log_odds(totals[2] / totals[1])),
     )
     key_init, key_train = jax.random.split(jax.random.key(seed))
     graphdef, state = _build_net(net, key_init, base_logits)
-    state, history = _train(
-        graphdef, state, (batch, labels), (vbatch, vlabels), cfg, key_train, report
+    train = DataParallel(
+        Rows((batch.codes, batch.numeric, labels), shard[~in_valid]),
+        n_shards,
+        _batch_size(cfg, int(totals[0])),
+        data_parallel.make_mesh(),
     )
-    z = head_log_odds(predict_logits(graphdef, state, vbatch))
-    maps, heads = _evaluate(z, vlabels, train_won, valid_won, spec)
+    state, history = _train(
+        graphdef, state, train, (vbatch, vlabels), cfg, key_train, report
+    )
+    z = head_log_odds(
+        np.concatenate(
+            distributed.allgather_array(predict_logits(graphdef, state, vbatch))
+        )
+    )
+    maps, heads = _evaluate(
+        z,
+        np.concatenate(distributed.allgather_array(vlabels)),
+        (train_won, valid_won) if distributed.process_count() == 1 else None,
+        spec,
+    )
+    n_valid = len(z["click"])
     metrics = {
         "heads": heads,
         "rows": {
-            "events": len(events),
-            "won": len(won),
-            "train": len(train_won),
-            "validation": len(valid_won),
+            "events": int(distributed.combine(np.array(n_events or len(events)), sum)),
+            "won": n_won,
+            "train": int(totals[0]),
+            "validation": n_valid,
         },
         **history,
         "seconds": time.perf_counter() - start,
@@ -642,9 +697,10 @@ def _summary(metrics: Mapping[str, Any]) -> str:
         f"{metrics['seconds']:.1f}s, best epoch {metrics['best_epoch']} of {metrics['epochs_run']}"
     ]
     for head, m in metrics["heads"].items():
-        lr = m["baselines"]["logistic_regression"]
+        lr = m["baselines"].get("logistic_regression")
+        versus = f" (logistic regression {lr['auc']})" if lr else ""
         lines.append(
-            f"  {head}: AUC {m['model']['auc']} (logistic regression {lr['auc']}), "
+            f"  {head}: AUC {m['model']['auc']}{versus}, "
             f"ECE {m['model']['ece']:.2e} (mean rate {m['model']['observed_rate']:.2e})"
         )
     return "\n".join(lines)

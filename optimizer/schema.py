@@ -68,11 +68,17 @@ def read_table(path: str | Path, what: str) -> pd.DataFrame:
     return frame
 
 
-def _fail(path: Path, column: str, mask: np.ndarray, rule: str, fix: str) -> None:
-    """Raise InputError if ``mask`` flags any row, naming count and first row."""
+def _fail(
+    path: Path, column: str, mask: np.ndarray, rule: str, fix: str, offset: int = 0
+) -> None:
+    """Raise InputError if ``mask`` flags any row, naming count and first row.
+
+    ``offset`` is the data row number of the mask's first row minus one (chunks of
+    a streamed file start later in the file).
+    """
     mask = np.asarray(mask, dtype=bool)
     if mask.any():
-        first = int(np.flatnonzero(mask)[0]) + 1
+        first = int(np.flatnonzero(mask)[0]) + 1 + offset
         raise InputError(
             f"{path}: column '{column}' {rule} in {int(mask.sum())} row(s) "
             f"(first at data row {first}). {fix}"
@@ -86,7 +92,9 @@ def _suggest(missing: str, present: list[str]) -> str:
     return f" (found '{close[0]}': rename it to '{missing}')" if close else ""
 
 
-def _numeric(frame: pd.DataFrame, path: Path, column: str) -> np.ndarray:
+def _numeric(
+    frame: pd.DataFrame, path: Path, column: str, offset: int = 0
+) -> np.ndarray:
     """Column as float64; non-numbers and blanks are reported, not coerced silently."""
     raw = frame[column]
     values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
@@ -97,6 +105,7 @@ def _numeric(frame: pd.DataFrame, path: Path, column: str) -> np.ndarray:
         bad,
         "is not a number",
         "Use plain numbers such as 0.35 (no currency signs).",
+        offset,
     )
     _fail(
         path,
@@ -104,13 +113,16 @@ def _numeric(frame: pd.DataFrame, path: Path, column: str) -> np.ndarray:
         np.isnan(values),
         "is empty (NaN)",
         "Fill in every value or drop those rows.",
+        offset,
     )
-    _fail(path, column, ~np.isfinite(values), "is infinite", "Use finite numbers.")
+    _fail(
+        path, column, ~np.isfinite(values), "is infinite", "Use finite numbers.", offset
+    )
     return values
 
 
 def validate_event_log(
-    frame: pd.DataFrame, path: str | Path = "event log"
+    frame: pd.DataFrame, path: str | Path = "event log", row_offset: int = 0
 ) -> pd.DataFrame:
     """Check an event log against the contract and return a clean, typed copy.
 
@@ -122,6 +134,8 @@ def validate_event_log(
     Returns:
         The frame with timestamp as UTC datetime64, money as float64, flags as int8,
         audience and string features as str; row order is kept.
+
+    ``row_offset`` is added to the row numbers in messages (for chunks of a file).
 
     Raises:
         InputError: naming the file, column, rows and fix.
@@ -153,6 +167,7 @@ def validate_event_log(
         ts.isna().to_numpy(),
         "is not an ISO 8601 date-time",
         "Write timestamps like 2026-03-01T14:05:00 (or with a Z / +01:00 offset).",
+        row_offset,
     )
     out["timestamp"] = ts
 
@@ -164,17 +179,19 @@ def validate_event_log(
         blank,
         "is empty",
         "Give every auction the audience it was bought for.",
+        row_offset,
     )
     out["audience"] = aud.astype(str).str.strip()
 
     for col in ("bid", "cost"):
-        out[col] = _numeric(out, path, col)
+        out[col] = _numeric(out, path, col, row_offset)
     _fail(
         path,
         "bid",
         out["bid"].to_numpy() <= 0,
         "is not positive",
         "Bids are currency per impression and must be > 0.",
+        row_offset,
     )
     _fail(
         path,
@@ -182,16 +199,18 @@ def validate_event_log(
         out["cost"].to_numpy() < 0,
         "is negative",
         "Cost is the price paid and must be >= 0.",
+        row_offset,
     )
 
     for col in _BINARY:
-        values = _numeric(out, path, col)
+        values = _numeric(out, path, col, row_offset)
         _fail(
             path,
             col,
             ~np.isin(values, (0.0, 1.0)),
             "is not 0 or 1",
             f"'{col}' is a flag: write 1 for yes and 0 for no.",
+            row_offset,
         )
         out[col] = values.astype(np.int8)
 
@@ -202,6 +221,7 @@ def validate_event_log(
         click > won,
         "is 1 on an auction that was not won",
         "A click needs a won impression (click <= won).",
+        row_offset,
     )
     _fail(
         path,
@@ -209,6 +229,7 @@ def validate_event_log(
         conv > click,
         "is 1 without a click",
         "A conversion needs a click (conversion <= click).",
+        row_offset,
     )
     _fail(
         path,
@@ -216,16 +237,18 @@ def validate_event_log(
         (won == 0) & (out["cost"].to_numpy() != 0),
         "is not 0 on a lost auction",
         "Set cost to 0 where won is 0.",
+        row_offset,
     )
 
     if "revenue" in out.columns:
-        out["revenue"] = _numeric(out, path, "revenue")
+        out["revenue"] = _numeric(out, path, "revenue", row_offset)
         _fail(
             path,
             "revenue",
             out["revenue"].to_numpy() < 0,
             "is negative",
             "Revenue is the value of a conversion and must be >= 0.",
+            row_offset,
         )
 
     for col in out.columns:
