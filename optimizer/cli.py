@@ -147,9 +147,9 @@ def generate(
 @main.command()
 @click.option(
     "--events",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     required=True,
-    help="Event log (CSV or Parquet), one row per auction.",
+    help="Event log (CSV or Parquet), one row per auction; or a folder of such files.",
 )
 @click.option(
     "--out",
@@ -186,6 +186,34 @@ def generate(
     show_default=True,
     help="How the log's exchange charged (auto: detect from costs).",
 )
+@click.option(
+    "--chunk-rows",
+    type=click.IntRange(1000),
+    default=1_000_000,
+    show_default=True,
+    help="Rows read at a time: memory stays bounded however long the log is.",
+)
+@click.option(
+    "--shard-data",
+    is_flag=True,
+    help="Give each device its own chunks of the log instead of a copy of all rows "
+    "(less memory per device; always on with several processes).",
+)
+@click.option(
+    "--coordinator",
+    metavar="HOST:PORT",
+    help="Several machines: address of process 0 (env ADPLAN_COORDINATOR).",
+)
+@click.option(
+    "--num-processes",
+    type=click.IntRange(1),
+    help="Several machines: how many processes train together (env ADPLAN_NUM_PROCESSES).",
+)
+@click.option(
+    "--process-id",
+    type=click.IntRange(0),
+    help="Several machines: this process's number, 0 to N-1; 0 writes the model (env ADPLAN_PROCESS_ID).",
+)
 @click.pass_context
 @friendly_errors
 def train(
@@ -196,9 +224,23 @@ def train(
     seed: int,
     validation_days: float,
     auction_type: str,
+    chunk_rows: int,
+    shard_data: bool,
+    coordinator: str | None,
+    num_processes: int | None,
+    process_id: int | None,
 ) -> None:
-    """Learn conversion rates and the market (volumes, bid landscapes) from a log."""
+    """Learn conversion rates and the market (volumes, bid landscapes) from a log.
+
+    Training uses every GPU (or device) of the machine; with --coordinator,
+    --num-processes and --process-id, several machines train one model together,
+    each reading its share of the log's chunks.
+    """
     _enable_x64()
+    from optimizer import distributed
+
+    # Before anything touches a device (importing the training code does).
+    distributed.initialize(coordinator, num_processes, process_id)
     from optimizer.training import train_model
 
     summary = train_model(
@@ -209,6 +251,8 @@ def train(
         validation_days=validation_days,
         auction_type=None if auction_type == "auto" else auction_type,
         quiet=ctx.obj["quiet"],
+        chunk_rows=chunk_rows,
+        shard_data=shard_data,
     )
     for line in summary:
         echo(ctx, line)

@@ -55,6 +55,95 @@ class FittedMarket:
         return self.auction_type == "first_price"
 
 
+@dataclasses.dataclass(frozen=True)
+class LogTotals:
+    """Exact totals of a whole log that add up across chunks and processes.
+
+    A streamed log fits the market on a per-audience sample of its rows; these
+    totals keep volumes, hour profiles, observed clicks and conversions and value
+    exact. Per-audience dicts are keyed by audience name.
+
+    Attributes:
+        auctions: auctions per audience.
+        hours: (24,) auctions per UTC hour of day, per audience.
+        clicks, conversions: on won auctions, per audience.
+        revenue: revenue of converting auctions, per audience (currency).
+        revenue_total: revenue over all rows, None when the log has no revenue column.
+        days: distinct UTC dates (ISO) in the log.
+        last: latest timestamp (ISO 8601, UTC).
+    """
+
+    auctions: dict[str, int]
+    hours: dict[str, list[int]]
+    clicks: dict[str, int]
+    conversions: dict[str, int]
+    revenue: dict[str, float]
+    revenue_total: float | None
+    days: list[str]
+    last: str
+
+
+def log_totals(events: pd.DataFrame) -> LogTotals:
+    """Totals of a validated event log (or one chunk of it)."""
+    frame = pd.DataFrame(
+        {
+            "audience": events["audience"].astype(str).to_numpy(),
+            "hour": events["timestamp"].dt.hour.to_numpy(),
+            "click": events["click"].to_numpy() * (events["won"].to_numpy() == 1),
+            "conversion": events["conversion"].to_numpy()
+            * (events["won"].to_numpy() == 1),
+            "revenue": (
+                events["revenue"].to_numpy() * events["conversion"].to_numpy()
+                if "revenue" in events.columns
+                else np.zeros(len(events))
+            ),
+        }
+    )
+    grouped = frame.groupby("audience", sort=True)
+    sums = grouped[["click", "conversion", "revenue"]].sum()
+    hours = (
+        frame.groupby(["audience", "hour"])
+        .size()
+        .unstack(fill_value=0)
+        .reindex(columns=range(24), fill_value=0)
+    )
+    return LogTotals(
+        auctions={k: int(v) for k, v in grouped.size().items()},
+        hours={k: [int(x) for x in row] for k, row in hours.iterrows()},
+        clicks={k: int(v) for k, v in sums["click"].items()},
+        conversions={k: int(v) for k, v in sums["conversion"].items()},
+        revenue={k: float(v) for k, v in sums["revenue"].items()},
+        revenue_total=(
+            float(events["revenue"].sum()) if "revenue" in events.columns else None
+        ),
+        days=sorted(events["timestamp"].dt.strftime("%Y-%m-%d").unique().tolist()),
+        last=events["timestamp"].max().isoformat(),
+    )
+
+
+def merge_totals(parts: list[LogTotals]) -> LogTotals:
+    """Totals of the union of the logs (chunks) of ``parts``."""
+
+    def add(field: str, zero):
+        out: dict = {}
+        for part in parts:
+            for k, v in getattr(part, field).items():
+                out[k] = np.add(out.get(k, zero), v)
+        return out
+
+    revenue_totals = [p.revenue_total for p in parts if p.revenue_total is not None]
+    return LogTotals(
+        auctions={k: int(v) for k, v in add("auctions", 0).items()},
+        hours={k: [int(x) for x in v] for k, v in add("hours", np.zeros(24)).items()},
+        clicks={k: int(v) for k, v in add("clicks", 0).items()},
+        conversions={k: int(v) for k, v in add("conversions", 0).items()},
+        revenue={k: float(v) for k, v in add("revenue", 0.0).items()},
+        revenue_total=sum(revenue_totals) if revenue_totals else None,
+        days=sorted(set().union(*(p.days for p in parts))),
+        last=max(pd.Timestamp(p.last) for p in parts).isoformat(),
+    )
+
+
 def detect_auction_type(events: pd.DataFrame) -> str:
     """'first_price' when won auctions cost exactly the bid, else 'second_price'."""
     won = events["won"].to_numpy() == 1
@@ -65,10 +154,9 @@ def detect_auction_type(events: pd.DataFrame) -> str:
     return "first_price" if paid_bid.mean() > 0.99 else "second_price"
 
 
-def _hour_profiles(events: pd.DataFrame, codes: np.ndarray, a: int) -> np.ndarray:
-    hours = events["timestamp"].dt.hour.to_numpy()
-    counts = np.zeros((a, 24))
-    np.add.at(counts, (codes, hours), 1.0)
+def _hour_profiles(totals: LogTotals, names: list[str]) -> np.ndarray:
+    """(A, 24) share of each audience's auctions by UTC hour, shrunk to the pooled profile."""
+    counts = np.array([totals.hours[n] for n in names], float)
     pooled = (counts.sum(0) + 1.0) / (counts.sum() + 24.0)
     profile = counts + _HOUR_PSEUDO_COUNT * pooled
     return profile / profile.sum(1, keepdims=True)
@@ -93,14 +181,13 @@ def _strata(
 
 
 def _value_per_conversion(
-    events: pd.DataFrame, codes: np.ndarray, a: int
+    totals: LogTotals, names: list[str]
 ) -> tuple[np.ndarray, bool]:
-    if "revenue" not in events.columns or events["revenue"].sum() <= 0:
-        return np.zeros(a), False
-    conv = events["conversion"].to_numpy().astype(float)
-    revenue = events["revenue"].to_numpy()
-    n_conv = np.bincount(codes, weights=conv, minlength=a)
-    rev = np.bincount(codes, weights=revenue * conv, minlength=a)
+    """(A,) revenue per conversion (currency), shrunk to the pooled mean."""
+    if not totals.revenue_total or totals.revenue_total <= 0:
+        return np.zeros(len(names)), False
+    n_conv = np.array([totals.conversions[n] for n in names], float)
+    rev = np.array([totals.revenue[n] for n in names], float)
     pooled = rev.sum() / max(n_conv.sum(), 1.0)
     return (rev + _VALUE_PSEUDO_CONVERSIONS * pooled) / (
         n_conv + _VALUE_PSEUDO_CONVERSIONS
@@ -108,15 +195,18 @@ def _value_per_conversion(
 
 
 def _current(
-    events: pd.DataFrame, codes: np.ndarray, a: int
+    events: pd.DataFrame, codes: np.ndarray, weight: np.ndarray, last: pd.Timestamp
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Median bid and average daily spend per audience over the log's last days."""
+    """Median bid and average daily spend per audience over the log's last days.
+
+    ``weight`` (A,) is auctions per sampled row of each audience (1 when
+    ``events`` is the whole log); ``last`` is the log's latest timestamp.
+    """
+    a = len(weight)
     ts = events["timestamp"]
-    cutoff = ts.max() - pd.Timedelta(days=RECENT_DAYS)
+    cutoff = last - pd.Timedelta(days=RECENT_DAYS)
     recent = (ts > cutoff).to_numpy()
-    span_days = max(
-        (ts.max() - max(cutoff, ts.min())).total_seconds() / 86400.0, 1 / 24
-    )
+    span_days = max((last - max(cutoff, ts.min())).total_seconds() / 86400.0, 1 / 24)
     frame = pd.DataFrame(
         {
             "a": codes[recent],
@@ -129,7 +219,7 @@ def _current(
     all_bids = (
         pd.Series(events["bid"].to_numpy()).groupby(codes).median().reindex(range(a))
     )
-    spend = grouped["cost"].sum().reindex(range(a)).fillna(0.0) / span_days
+    spend = grouped["cost"].sum().reindex(range(a)).fillna(0.0) * weight / span_days
     return bid.fillna(all_bids).to_numpy(), spend.to_numpy()
 
 
@@ -144,23 +234,17 @@ def rate_uncertainty_shape(market: FittedMarket) -> np.ndarray:
     return observed + _ANCHOR_EVENTS
 
 
-def anchor_factors(
-    codes: np.ndarray,
-    won: np.ndarray,
-    outcome: np.ndarray,
-    predicted: np.ndarray,
-    a: int,
-) -> np.ndarray:
+def anchor_factors(observed: np.ndarray, expected: np.ndarray) -> np.ndarray:
     """(A,) factors that anchor each audience's predicted total to the log's.
 
     The rate network's calibration is fitted on the few validation days, so with
-    rare conversions its level can be off by tens of percent. Over all won
-    auctions, audience a's factor is (observed + tau * g) / (predicted + tau),
-    where g is the factor of the whole log and tau = 20 expected events: large
-    audiences follow their own totals, small ones the log's.
+    rare conversions its level can be off by tens of percent. ``observed`` (A,)
+    is each audience's count of clicks (or conversions) over its won auctions and
+    ``expected`` (A,) the model's predicted total for the same auctions. Audience
+    a's factor is (observed + tau * g) / (expected + tau), where g is the factor
+    of the whole log and tau = 20 expected events: large audiences follow their
+    own totals, small ones the log's.
     """
-    observed = np.bincount(codes[won], weights=outcome[won].astype(float), minlength=a)
-    expected = np.bincount(codes[won], weights=predicted[won], minlength=a)
     overall = observed.sum() / max(expected.sum(), 1e-12)
     return (observed + _ANCHOR_EVENTS * overall) / (expected + _ANCHOR_EVENTS)
 
@@ -217,19 +301,29 @@ def fit_market(
     p_conversion: np.ndarray,
     auction_type: str | None = None,
     n_strata: int = N_STRATA,
+    totals: LogTotals | None = None,
 ) -> FittedMarket:
     """Fit the market model from a validated event log and per-row predicted rates.
 
     Args:
-        events: validated event log (n rows).
+        events: validated event log (n rows), or a uniform sample of each
+            audience's rows of a bigger log described by ``totals``.
         p_click: (n,) predicted click probability per won impression, for every row.
         p_conversion: (n,) predicted conversion probability per won impression.
         auction_type: 'second_price', 'first_price' or None to detect from the log.
         n_strata: quality strata per audience in the response model.
+        totals: exact totals of the whole log; None computes them from ``events``.
     """
-    names = sorted(events["audience"].unique().tolist())
+    totals = totals or log_totals(events)
+    names = sorted(totals.auctions)
     codes = pd.Categorical(events["audience"], categories=names).codes.astype(np.int32)
     a = len(names)
+    sampled = np.bincount(codes, minlength=a)
+    if (sampled == 0).any():
+        raise InputError("the market sample misses an audience of the log totals.")
+    # Auctions of the log per row of ``events``: the same within an audience, so
+    # per-audience means, medians and quantiles need no weights.
+    weight = np.array([totals.auctions[n] for n in names], float) / sampled
     auction_type = auction_type or detect_auction_type(events)
     first_price = auction_type == "first_price"
     won = events["won"].to_numpy() == 1
@@ -253,18 +347,23 @@ def fit_market(
         first_price=first_price,
     )
     fit = fit_landscapes(subsample(data))
-    click_factor = anchor_factors(codes, won, events["click"].to_numpy(), p_click, a)
+    observed_clicks = np.array([totals.clicks[n] for n in names], float)
+    observed_conv = np.array([totals.conversions[n] for n in names], float)
+    click_factor = anchor_factors(
+        observed_clicks, weight * np.bincount(codes[won], p_click[won], minlength=a)
+    )
     conv_factor = anchor_factors(
-        codes, won, events["conversion"].to_numpy(), p_conversion, a
+        observed_conv,
+        weight * np.bincount(codes[won], p_conversion[won], minlength=a),
     )
     p_click = np.clip(p_click * click_factor[codes], 0.0, 1.0)
     p_conversion = np.minimum(p_conversion * conv_factor[codes], p_click)
     strata = _strata(codes, shift, p_click, p_conversion, a, n_strata)
-    value, has_value = _value_per_conversion(events, codes, a)
-    n_days = max(events["timestamp"].dt.normalize().nunique(), 1)
+    value, has_value = _value_per_conversion(totals, names)
+    n_days = max(len(totals.days), 1)
     params = MarketParams(
-        volume_per_day=jnp.asarray(np.bincount(codes, minlength=a) / n_days),
-        hour_profile=jnp.asarray(_hour_profiles(events, codes, a)),
+        volume_per_day=jnp.asarray(weight * sampled / n_days),
+        hour_profile=jnp.asarray(_hour_profiles(totals, names)),
         weight=jnp.asarray(strata["weight"]),
         p_click=jnp.asarray(strata["p_click"]),
         p_conv=jnp.asarray(strata["p_conv"]),
@@ -276,7 +375,7 @@ def fit_market(
         mix_loc=jnp.asarray(fit["loc"]),
         mix_scale=jnp.asarray(fit["scale"]),
     )
-    bid, spend = _current(events, codes, a)
+    bid, spend = _current(events, codes, weight, pd.Timestamp(totals.last))
     p99 = (
         pd.Series(events["bid"].to_numpy())
         .groupby(codes)
@@ -284,9 +383,6 @@ def fit_market(
         .reindex(range(a))
     )
     ceiling = _CEILING_FACTOR * p99.to_numpy()
-    observed_conv = np.bincount(
-        codes[won], weights=events["conversion"].to_numpy()[won], minlength=a
-    )
     metrics = {
         "auction_type": auction_type,
         "days_in_log": int(n_days),

@@ -59,6 +59,8 @@ _PREDICT_CHUNK = 65_536
 _ECE_BINS = 10
 # Validation split used when the log is too short for ``validation_days``.
 _FALLBACK_VALIDATION_SHARE = 0.2
+# The baselines are fitted on at most this many training rows.
+_BASELINE_ROWS = 1_000_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -333,7 +335,10 @@ def _audience_average(train: pd.DataFrame, valid: pd.DataFrame, **_: Any) -> dic
         glob = max(float(train[col].mean()), 1e-12)
         grouped = train.groupby("audience", observed=True)[col].agg(["sum", "count"])
         rate = (grouped["sum"] + 1.0) / (grouped["count"] + 1.0 / glob)
-        out[head] = valid["audience"].map(rate).fillna(glob).to_numpy(np.float64)
+        rate.index = rate.index.astype(str)
+        out[head] = (
+            valid["audience"].astype(str).map(rate).fillna(glob).to_numpy(np.float64)
+        )
     return out
 
 
@@ -554,15 +559,19 @@ def _evaluate(
     """Fit the calibration maps and measure the network and the baselines.
 
     ``frames`` are the (training, validation) won auctions the baselines are
-    fitted and scored on; None skips them (several processes each hold only part
+    fitted (on at most a million training rows) and scored on; None skips them (several processes each hold only part
     of the rows).
     """
     maps, heads = {}, {}
-    baseline_preds = (
-        {}
-        if frames is None
-        else {name: fit(*frames, spec=spec) for name, fit in BASELINES.items()}
-    )
+    baseline_preds = {}
+    if frames is not None:
+        train, valid = frames
+        if len(train) > _BASELINE_ROWS:  # baselines learn from a random subset
+            rows = np.random.default_rng(0).choice(len(train), _BASELINE_ROWS, False)
+            train = train.iloc[np.sort(rows)]
+        baseline_preds = {
+            name: fit(train, valid, spec=spec) for name, fit in BASELINES.items()
+        }
     for j, head in enumerate(HEADS):
         y = vlabels[:, j]
         maps[head] = calibration.fit_platt(z[head], y)

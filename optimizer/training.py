@@ -1,16 +1,86 @@
-"""``adplan train``: fit the rate network and the market model into one model folder."""
+"""``adplan train``: fit the rate network and the market model into one model folder.
+
+The log is streamed (:mod:`optimizer.log_stream`), the rate network trains
+data-parallel over every device of the job (:mod:`optimizer.data_parallel`), and
+the market model is fitted on a per-audience sample plus exact totals. With
+several processes each reads its own chunks, and process 0 gathers the market
+sample and writes the model folder.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
+import io
+import json
 from pathlib import Path
 
+import pandas as pd
+
+from optimizer import data_parallel, distributed
+from optimizer.errors import InputError
 from optimizer.fileio import atomic_dir, file_sha256, write_json
-from optimizer.market_fit import fit_market, save_market
+from optimizer.log_stream import (
+    DEFAULT_CHUNK_ROWS,
+    DEFAULT_SAMPLE_PER_AUDIENCE,
+    StreamedLog,
+    stream_log,
+)
+from optimizer.market_fit import LogTotals, fit_market, merge_totals, save_market
 from optimizer.plan_output import library_versions
 from optimizer.rates import fit_rate_model
-from optimizer.schema import read_event_log
+
+LOG_SUFFIXES = (".csv", ".parquet", ".pq")
+
+
+def event_files(path: Path) -> list[Path]:
+    """The log's files: ``path`` itself, or the CSV/Parquet files of a folder, by name."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in LOG_SUFFIXES)
+        if not files:
+            raise InputError(
+                f"event log folder {path}: no .csv or .parquet files in it. "
+                "Point --events at a log file or a folder of them."
+            )
+        return files
+    if not path.is_file():
+        raise InputError(f"event log {path}: file not found. Check the path.")
+    return [path]
+
+
+def _log_sha256(files: list[Path]) -> str:
+    """SHA-256 of the log: of the file itself, or of the folder's (name, hash) list."""
+    if len(files) == 1:
+        return file_sha256(files[0])
+    listing = "\n".join(f"{p.name} {file_sha256(p)}" for p in files)
+    return hashlib.sha256(listing.encode()).hexdigest()
+
+
+def _gather_market_inputs(
+    log: StreamedLog, per_audience: int
+) -> tuple[pd.DataFrame, LogTotals]:
+    """Every process's market sample and totals, combined (a no-op in one process)."""
+    if distributed.process_count() == 1:
+        return log.sample, log.totals
+    buffer = io.BytesIO()
+    log.sample.to_parquet(buffer, index=False)
+    samples = [
+        pd.read_parquet(io.BytesIO(blob))
+        for blob in distributed.allgather_bytes(buffer.getvalue())
+    ]
+    totals = [
+        LogTotals(**json.loads(blob))
+        for blob in distributed.allgather_bytes(
+            json.dumps(dataclasses.asdict(log.totals)).encode()
+        )
+    ]
+    sample = pd.concat(samples, ignore_index=True).sort_values(
+        "_priority", kind="stable"
+    )
+    sample = sample[sample.groupby("audience").cumcount() < per_audience]
+    return sample.reset_index(drop=True), merge_totals(totals)
 
 
 def train_model(
@@ -22,20 +92,49 @@ def train_model(
     validation_days: float,
     auction_type: str | None,
     quiet: bool,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    shard_data: bool = False,
 ) -> list[str]:
-    """Train both models on ``events_path`` and write ``model_dir``; return summary lines."""
-    events = read_event_log(events_path)
+    """Train both models on the log at ``events_path`` (a file or a folder of files)
+    and write ``model_dir``; return summary lines (empty on processes other than 0).
+
+    ``shard_data`` gives each device its own chunks of the log (chunk i to device
+    i mod devices) instead of a copy of every row; it is implied by several
+    processes, and one process with it reproduces a multi-process run.
+    """
+    files = event_files(events_path)
+    mesh = data_parallel.make_mesh()
+    shard_data = shard_data or distributed.process_count() > 1
+    n_shards = mesh.size if shard_data else 1
+    owned = data_parallel.local_shards(mesh) if shard_data else [0]
+    log = stream_log(
+        files,
+        chunk_rows=chunk_rows,
+        seed=seed,
+        n_shards=n_shards,
+        owned=owned,
+        progress=not quiet,
+    )
     rates = fit_rate_model(
-        events,
+        log.won,
         seed=seed,
         epochs=epochs,
         validation_days=validation_days,
         progress=not quiet,
+        shard=log.shard,
+        n_shards=n_shards,
+        n_events=log.n_events,
     )
-    preds = rates.predict(events)
+    sample, totals = _gather_market_inputs(log, DEFAULT_SAMPLE_PER_AUDIENCE)
+    if distributed.process_index() != 0:
+        return []
+    preds = rates.predict(sample)
     if not quiet:
         print("Fitting bid landscapes and volumes ...", flush=True)
-    market = fit_market(events, preds["p_click"], preds["p_conversion"], auction_type)
+    market = fit_market(
+        sample, preds["p_click"], preds["p_conversion"], auction_type, totals=totals
+    )
+    n_events = sum(totals.auctions.values())
     with atomic_dir(model_dir) as tmp:
         rates.save(tmp)
         save_market(tmp, market)
@@ -50,27 +149,29 @@ def train_model(
                 "model_id": model_id,
                 "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                 "events_file": str(events_path),
-                "events_sha256": file_sha256(events_path),
-                "rows": len(events),
+                "events_sha256": _log_sha256(files),
+                "rows": n_events,
                 "audiences": market.names,
                 "auction_type": market.auction_type,
                 "seed": seed,
                 "epochs": epochs,
                 "validation_days": validation_days,
+                "chunk_rows": chunk_rows,
+                "devices": rates.metrics.get("devices", 1),
+                "processes": distributed.process_count(),
+                "data_shards": n_shards,
                 "versions": library_versions(),
             },
         )
     fits = market.metrics["landscapes"]
     worst = max(fits, key=lambda f: f["max_abs_win_rate_error"])
-    conv = rates.metrics.get(
-        "conversion", rates.metrics.get("heads", {}).get("conversion", {})
-    )
+    conv = rates.metrics.get("heads", {}).get("conversion", {}).get("model", {})
     lines = [
-        f"Trained on {len(events):,} auctions, {len(market.names)} audiences ({market.auction_type}).",
+        f"Trained on {n_events:,} auctions, {len(market.names)} audiences ({market.auction_type}).",
         f"  model folder: {model_dir} (model id {model_id})",
         f"  bid landscapes: {sum(f['family'] == 'mixture' for f in fits)} two-mode, worst win-rate fit off by {worst['max_abs_win_rate_error']:.1%} ('{worst['audience']}')",
     ]
-    if isinstance(conv, dict) and conv.get("auc") is not None:
+    if conv.get("auc") is not None:
         lines.append(
             f"  conversion model: validation AUC {conv['auc']:.3f}, log-loss {conv['log_loss']:.4f}"
         )
