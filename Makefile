@@ -24,7 +24,7 @@ RUNS      ?= 200
 SCENARIO  ?= simulations/scenarios/*.toml
 N_AUDIENCES ?= 24
 
-.PHONY: demo test bench bench-allocator bench-quality lint fmt data train plan simulate whatif frontier report clean install browser
+.PHONY: demo test bench bench-allocator bench-quality bench-scaleout lint fmt data train plan simulate whatif frontier report clean install browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -86,6 +86,9 @@ bench-allocator: $(STAMP)
 
 bench-quality: $(STAMP)
 	$(BIN)/python -m benchmarks.run quality
+
+bench-scaleout: $(STAMP)
+	$(BIN)/python -m benchmarks.run scaleout
 
 clean:
 	rm -rf $(OUT) reports/out .pytest_cache .ruff_cache .hypothesis

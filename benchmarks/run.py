@@ -1,11 +1,11 @@
 """Benchmark dispatcher: ``python -m benchmarks.run {all|allocator|frontier|...}``.
 
 Each benchmark prints its table and writes ``benchmarks/results/<name>.json``.
-``all`` runs allocator, frontier, simulator, training and, where
+``all`` runs allocator, frontier, simulator, training, scaleout and, where
 ``benchmarks/bench_quality.py`` exists, quality; one that fails is reported and
 the rest still run (exit status 1 at the end). Set ``ADPLAN_BENCH_QUICK=1`` to
 train on smaller logs (``QUICK_TRAINING_SIZES``) in the training benchmark and
-to run the quality benchmark with ``main(quick=True)``.
+to run the quality and scale-out benchmarks with ``main(quick=True)``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import jax
 jax.config.update("jax_enable_x64", True)
 
 QUICK_TRAINING_SIZES = (200_000,)
-ORDER = ("allocator", "frontier", "simulator", "training", "quality")
+ORDER = ("allocator", "frontier", "simulator", "training", "scaleout", "quality")
 USAGE = (
     f"usage: python -m benchmarks.run {{all|{'|'.join(ORDER)}}} [training sizes ...]"
 )
@@ -65,6 +65,12 @@ def _training(args: list[str]) -> None:
         bench_training.main()
 
 
+def _scaleout(_: list[str]) -> None:
+    from benchmarks import bench_scaleout
+
+    bench_scaleout.main(quick=_quick())
+
+
 def _quality(_: list[str]) -> None:
     # Written separately; imported only when present so the others run without it.
     if importlib.util.find_spec("benchmarks.bench_quality") is None:
@@ -82,6 +88,7 @@ BENCHMARKS: dict[str, Callable[[list[str]], None]] = {
     "frontier": _frontier,
     "simulator": _simulator,
     "training": _training,
+    "scaleout": _scaleout,
     "quality": _quality,
 }
 

@@ -507,17 +507,26 @@ def _train(
     best = (np.inf, 0, state)
     history = []
     for epoch in range(1, cfg.epochs + 1):
+        tick = time.perf_counter()
         perm = train.permutation(jax.random.fold_in(key, epoch))
         params, ema, opt_state, train_loss = epoch_fn(
             params, ema, opt_state, decay, perm
         )
+        train_loss = float(data_parallel.to_local(train_loss))
+        seconds = time.perf_counter() - tick
         host_ema = jax.tree.map(jnp.asarray, data_parallel.to_local(ema))
         vlogits = np.concatenate(
             distributed.allgather_array(predict_logits(graphdef, host_ema, vbatch))
         )
         vloss = _validation_loss(vlogits, vlabels)
-        train_loss = float(data_parallel.to_local(train_loss))
-        history.append({"epoch": epoch, "train_loss": train_loss, "valid_loss": vloss})
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "valid_loss": vloss,
+                "seconds": seconds,
+            }
+        )
         report(_epoch_line(epoch, train_loss, vlogits, vlabels))
         if vloss < best[0] - cfg.min_improvement:
             best = (vloss, epoch, host_ema)
@@ -527,6 +536,7 @@ def _train(
         "epochs_run": len(history),
         "best_epoch": best[1],
         "batch_size": train.batch,
+        "steps_per_epoch": train.steps,
         "devices": train.mesh.size,
         "data_shards": train.n_shards,
         "processes": distributed.process_count(),
@@ -638,7 +648,7 @@ def fit_rate_model(
         else (lambda _: None)
     )
     is_won = events["won"].to_numpy() == 1
-    won = events.loc[is_won]
+    won = events if is_won.all() else events.loc[is_won]  # streamed logs: all won
     shard = np.zeros(len(events), np.int32) if shard is None else np.asarray(shard)
     shard = shard[is_won]
     n_won = int(distributed.combine(np.array(len(won)), sum))
