@@ -21,6 +21,7 @@ Where a device's rows come from:
 from __future__ import annotations
 
 import dataclasses
+import mmap
 from collections.abc import Callable
 
 import jax
@@ -70,11 +71,11 @@ def replicate(mesh: Mesh, tree):
 
 @dataclasses.dataclass(frozen=True)
 class Rows:
-    """Training rows held by this process.
+    """Training rows held by this process, in host memory or memory-mapped files.
 
     Attributes:
         arrays: per-row arrays with the row axis first, e.g. codes (n, F) int32,
-            numeric (n, N) float32, labels (n, 2) float32.
+            numeric (n, N) float32, labels (n, 2) float32 (``np.memmap`` works).
         shard: (n,) int, index into :func:`local_shards` of the shard each row
             belongs to (all 0 with one data shard).
     """
@@ -83,19 +84,40 @@ class Rows:
     shard: np.ndarray
 
 
+def _release(array: np.ndarray) -> None:
+    """Let the OS drop a memory-mapped array's pages from this process's memory."""
+    mapping = getattr(array, "_mmap", None)
+    if mapping is not None:
+        mapping.madvise(mmap.MADV_DONTNEED)
+
+
 class DataParallel:
-    """Places the rows on the mesh once and runs jitted, sharded epochs.
+    """Feeds minibatches to the devices and runs jitted, sharded training steps.
+
+    The rows stay on the host (or on disk, memory-mapped); each group of
+    ``group_steps`` minibatches is gathered on the host, placed on the devices
+    with its batch axis sharded, and trained by one jitted ``lax.scan``, so
+    device memory holds one group and host memory is bounded for mapped rows.
 
     Args:
         rows: this process's training rows.
-        n_shards: 1 (every device sees all rows) or the number of mesh devices
-            (each device its own rows); several processes need the latter.
+        n_shards: 1 (the devices share one permutation of all rows) or the number
+            of mesh devices (each device its own rows); several processes need
+            the latter.
         batch_size: global rows per step; rounded down to a multiple of the
             device count.
         mesh: from :func:`make_mesh`.
+        group_rows: about this many rows are gathered per group of steps.
     """
 
-    def __init__(self, rows: Rows, n_shards: int, batch_size: int, mesh: Mesh):
+    def __init__(
+        self,
+        rows: Rows,
+        n_shards: int,
+        batch_size: int,
+        mesh: Mesh,
+        group_rows: int = 1 << 20,
+    ):
         devices = mesh.size
         if n_shards not in (1, devices):
             raise InputError(
@@ -103,95 +125,71 @@ class DataParallel:
             )
         if n_shards == 1 and jax.process_count() > 1:
             raise InputError("several processes need one data shard per device.")
-        self.mesh, self.n_shards = mesh, n_shards
+        self.mesh, self.n_shards, self.arrays = mesh, n_shards, rows.arrays
         self.batch = max(batch_size // devices, 1) * devices
         self.local = local_shards(mesh)
         if n_shards == 1:
-            n = len(rows.shard)
-            self.sizes = [n]
-            self.steps = n // self.batch
-            self.data = tuple(place(mesh, a, P(), a.shape) for a in rows.arrays)
+            self.members = [None]  # every row, in order
+            self.sizes = [len(rows.shard)]
+            self.steps = self.sizes[0] // self.batch
         else:
-            per_device = self.batch // devices
-            local_sizes = np.array(
-                [np.sum(rows.shard == j) for j in range(len(self.local))], np.int64
-            )
-            sizes = np.concatenate(distributed.allgather_array(local_sizes))
-            self.sizes = [int(s) for s in sizes]
-            self.steps = int(sizes.min()) // per_device
-            width = int(sizes.max())
-            self.data = tuple(
-                place(
-                    mesh,
-                    self._pad_shards(a, rows.shard, width),
-                    P(AXIS),
-                    (devices * width, *a.shape[1:]),
-                )
-                for a in rows.arrays
-            )
+            self.members = [
+                np.flatnonzero(rows.shard == j).astype(np.int64)
+                for j in range(len(self.local))
+            ]
+            local_sizes = np.array([len(m) for m in self.members], np.int64)
+            self.sizes = [
+                int(s) for s in np.concatenate(distributed.allgather_array(local_sizes))
+            ]
+            self.steps = min(self.sizes) // (self.batch // devices)
         if self.steps < 1:
             raise InputError(
                 f"too few training rows ({min(self.sizes)} in the smallest data shard) "
                 f"for one minibatch of {self.batch}; use a longer log or fewer devices."
             )
+        self.group = int(np.clip(group_rows // self.batch, 1, self.steps))
 
-    def _pad_shards(self, a: np.ndarray, shard: np.ndarray, width: int) -> np.ndarray:
-        """(L * width, ...) this process's shards one after another, zero-padded."""
-        out = np.zeros((len(self.local) * width, *a.shape[1:]), a.dtype)
-        for j in range(len(self.local)):
-            part = a[shard == j]
-            out[j * width : j * width + len(part)] = part
-        return out
-
-    def permutation(self, key: jax.Array) -> jax.Array:
-        """(steps, batch) int32 row indices for one epoch, sharded along the batch.
+    def _permutation(self, key: jax.Array) -> np.ndarray:
+        """(steps, local batch) int64 indices into this process's rows.
 
         With one shard: one global permutation (the single-device minibatches).
-        Otherwise column block d holds indices into device d's own shard, from a
-        permutation keyed by the shard index, so it does not depend on which
+        Otherwise column block j holds rows of local shard j, from a permutation
+        keyed by the shard's mesh position, so it does not depend on which
         process holds the shard.
         """
         if self.n_shards == 1:
             perm = jax.random.permutation(key, self.sizes[0])
-            perm = np.asarray(perm[: self.steps * self.batch], np.int32)
-            local = perm.reshape(self.steps, self.batch)
-        else:
-            per_device = self.batch // self.mesh.size
-            local = np.concatenate(
-                [
-                    np.asarray(
-                        jax.random.permutation(
-                            jax.random.fold_in(key, s), self.sizes[s]
-                        )[: self.steps * per_device],
-                        np.int32,
-                    ).reshape(self.steps, per_device)
-                    for s in self.local
-                ],
-                axis=1,
+            return np.asarray(perm[: self.steps * self.batch], np.int64).reshape(
+                self.steps, self.batch
             )
-        return place(self.mesh, local, P(None, AXIS), (self.steps, self.batch))
+        per_device = self.batch // self.mesh.size
+        blocks = []
+        for j, s in enumerate(self.local):
+            perm = jax.random.permutation(jax.random.fold_in(key, s), self.sizes[s])
+            perm = np.asarray(perm[: self.steps * per_device], np.int64)
+            blocks.append(self.members[j][perm].reshape(self.steps, per_device))
+        return np.concatenate(blocks, axis=1)
 
     def epoch_fn(
         self,
         loss_sum: Callable[..., jax.Array],
         tx: optax.GradientTransformation,
     ) -> Callable:
-        """Jitted epoch: ``(params, ema, opt_state, decay, perm) -> (params, ema,
-        opt_state, mean loss)``, a ``lax.scan`` of optimizer steps.
+        """Epoch runner: ``(params, ema, opt_state, decay, key) -> (params, ema,
+        opt_state, mean loss)``.
 
         ``loss_sum(params, *row_arrays)`` is the summed loss of a minibatch; ``ema``
-        is an exponential moving average of the parameters (per-step ``decay``).
+        is an exponential moving average of the parameters (per-step ``decay``);
+        ``key`` draws the epoch's permutation.
         """
         batch = float(self.batch)
-        data_spec = P() if self.n_shards == 1 else P(AXIS)
 
-        def epoch(params, ema, opt_state, decay, perm, *data):
-            def step(carry, rows):
+        def steps(params, ema, opt_state, decay, *data):
+            def step(carry, minibatch):
                 params, ema, opt_state = carry
-                local = tuple(a[rows] for a in data)
-                loss, grads = jax.value_and_grad(lambda p: loss_sum(p, *local) / batch)(
-                    params
-                )
+                loss, grads = jax.value_and_grad(
+                    lambda p: loss_sum(p, *minibatch) / batch
+                )(params)
                 # ``params`` enter replicated, so under shard_map's varying-axes
                 # tracking their gradient is already summed over devices; only
                 # the loss needs the explicit sum.
@@ -202,19 +200,33 @@ class DataParallel:
                 return (params, ema, opt_state), loss
 
             (params, ema, opt_state), losses = jax.lax.scan(
-                step, (params, ema, opt_state), perm
+                step, (params, ema, opt_state), data
             )
-            return params, ema, opt_state, jnp.mean(losses)
+            return params, ema, opt_state, jnp.sum(losses)
 
         sharded = jax.jit(
             jax.shard_map(
-                epoch,
+                steps,
                 mesh=self.mesh,
-                in_specs=(P(), P(), P(), P(), P(None, AXIS))
-                + (data_spec,) * len(self.data),
+                in_specs=(P(), P(), P(), P()) + (P(None, AXIS),) * len(self.arrays),
                 out_specs=P(),
             )
         )
-        return lambda params, ema, opt_state, decay, perm: sharded(
-            params, ema, opt_state, decay, perm, *self.data
-        )
+
+        def run(params, ema, opt_state, decay, key):
+            perm, total = self._permutation(key), 0.0
+            for start in range(0, self.steps, self.group):
+                rows = perm[start : start + self.group]
+                data = []
+                for a in self.arrays:
+                    part = a[rows.ravel()].reshape(*rows.shape, *a.shape[1:])
+                    global_shape = (rows.shape[0], self.batch, *a.shape[1:])
+                    data.append(place(self.mesh, part, P(None, AXIS), global_shape))
+                    _release(a)
+                params, ema, opt_state, loss = sharded(
+                    params, ema, opt_state, decay, *data
+                )
+                total += float(to_local(loss))
+            return params, ema, opt_state, total / self.steps
+
+        return run

@@ -5,8 +5,8 @@ at a time and Parquet files in record batches of that size; each chunk is
 validated like a whole log (row numbers in messages count from the top of the
 file) and reduced to
 
-* its won auctions, with text columns stored as pandas categoricals (a few bytes
-  per row), for the rate network;
+* its won auctions, written to a Parquet file in a scratch folder (text columns
+  as categories), for the rate network, which reads them back chunk by chunk;
 * a uniform random sample of each audience's auctions, at most
   ``sample_per_audience`` (chosen by a seeded per-row priority, so the sample does
   not depend on the chunk size or on which process read the chunk), for the bid
@@ -14,10 +14,9 @@ file) and reduced to
 * exact :class:`~optimizer.market_fit.LogTotals` for volumes, hour profiles,
   observed outcomes and value.
 
-Memory is the raw chunk plus about (9 + 4 x text columns + 8 x number columns)
-bytes per won auction plus the sample. With several data shards, chunk i (counted
-over all files in order) belongs to shard ``i mod n_shards`` and a process keeps
-only the chunks of its own shards.
+Memory is one raw chunk plus the sample, whatever the length of the log. With
+several data shards, chunk i (counted over all files in order) belongs to shard
+``i mod n_shards`` and a process keeps only the chunks of its own shards.
 """
 
 from __future__ import annotations
@@ -34,6 +33,7 @@ from optimizer.errors import InputError
 from optimizer.features import feature_columns
 from optimizer.market_fit import LogTotals, log_totals, merge_totals
 from optimizer.schema import validate_event_log
+from optimizer.train_rows import WonChunks
 
 DEFAULT_CHUNK_ROWS = 1_000_000
 # Auctions per audience kept for the market fit: the landscape fit itself uses at
@@ -49,16 +49,15 @@ class StreamedLog:
 
     Attributes:
         won: won auctions (timestamp, audience, won, click, conversion and the
-            feature columns; text as categoricals), in file order.
-        shard: (len(won),) int, index into the caller's ``owned`` shards.
+            feature columns), one spilled Parquet file per chunk, in file order,
+            each with its shard (index into the caller's ``owned``).
         sample: per-audience sample of all auctions (validated columns plus the
             ``_priority`` that chose them).
         totals: exact totals of the chunks read.
         n_events: auctions in the chunks read.
     """
 
-    won: pd.DataFrame
-    shard: np.ndarray
+    won: WonChunks
     sample: pd.DataFrame
     totals: LogTotals
     n_events: int
@@ -119,22 +118,9 @@ def _keep_sample(sample: pd.DataFrame, per_audience: int) -> pd.DataFrame:
     return sample[sample.groupby("audience").cumcount() < per_audience]
 
 
-def _concat_won(parts: list[pd.DataFrame]) -> pd.DataFrame:
-    """Concatenate won-row chunks, merging categorical vocabularies."""
-    if not parts:
-        return pd.DataFrame()
-    out = {}
-    for col in parts[0].columns:
-        columns = [p[col] for p in parts]
-        if isinstance(columns[0].dtype, pd.CategoricalDtype):
-            out[col] = pd.api.types.union_categoricals(columns, ignore_order=True)
-        else:
-            out[col] = pd.concat(columns, ignore_index=True)
-    return pd.DataFrame(out)
-
-
 def stream_log(
     paths: Sequence[Path],
+    spill_dir: Path,
     *,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     sample_per_audience: int = DEFAULT_SAMPLE_PER_AUDIENCE,
@@ -143,7 +129,8 @@ def stream_log(
     owned: Sequence[int] = (0,),
     progress: bool = True,
 ) -> StreamedLog:
-    """Read the log files in order, keeping the chunks of the ``owned`` shards.
+    """Read the log files in order, keeping the chunks of the ``owned`` shards;
+    won auctions are spilled to Parquet files in ``spill_dir``.
 
     Raises:
         InputError: unreadable file, invalid rows (file, column, row and fix
@@ -152,6 +139,8 @@ def stream_log(
     if chunk_rows < 1:
         raise InputError(f"--chunk-rows must be >= 1, got {chunk_rows}.")
     won_parts, shard_parts, totals = [], [], []
+    spill_dir = Path(spill_dir)
+    spill_dir.mkdir(parents=True, exist_ok=True)
     sample = None
     kinds: dict[str, str] | None = None
     chunk_index, n_events = 0, 0
@@ -179,8 +168,10 @@ def stream_log(
                 [*_WON_COLUMNS, *kinds],
             ]
             text = ["audience", *(c for c, k in kinds.items() if k == "text")]
-            won_parts.append(won.astype({c: "category" for c in text}))
-            shard_parts.append(np.full(len(won), list(owned).index(shard), np.int32))
+            spill = spill_dir / f"won-{chunk_index:06d}.parquet"
+            won.astype({c: "category" for c in text}).to_parquet(spill, index=False)
+            won_parts.append(spill)
+            shard_parts.append(list(owned).index(shard))
             if progress:
                 print(
                     f"  read {n_events:,} auctions ({path.name})",
@@ -199,8 +190,7 @@ def stream_log(
             )
         )
     return StreamedLog(
-        won=_concat_won(won_parts),
-        shard=np.concatenate(shard_parts),
+        won=WonChunks(won_parts, shard_parts),
         sample=sample.reset_index(drop=True),
         totals=merge_totals(totals),
         n_events=n_events,

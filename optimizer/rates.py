@@ -25,7 +25,6 @@ import hashlib
 import json
 import sys
 import time
-import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -37,30 +36,19 @@ import optax
 import pandas as pd
 from flax import nnx, serialization
 
-from optimizer import calibration, data_parallel, distributed
-from optimizer.data_parallel import DataParallel, Rows
+from optimizer import calibration, data_parallel, distributed, train_rows
+from optimizer.data_parallel import DataParallel
 from optimizer.errors import InputError
-from optimizer.features import (
-    FeatureBatch,
-    FeatureCounts,
-    FeatureSpec,
-    count_features,
-    encode,
-    merge_counts,
-    spec_from_counts,
-)
+from optimizer.features import FeatureBatch, FeatureSpec, encode
 from optimizer.fileio import atomic_dir, dumps_json
 from optimizer.rate_model import NetConfig, RateNet, esmm_log_probs
+from optimizer.train_rows import WonChunks, labels_of
 
 HEADS = calibration.HEADS
 FORMAT_VERSION = 1
 _FILES = ("params.msgpack", "features.json", "calibration.json", "metrics.json")
 _PREDICT_CHUNK = 65_536
 _ECE_BINS = 10
-# Validation split used when the log is too short for ``validation_days``.
-_FALLBACK_VALIDATION_SHARE = 0.2
-# The baselines are fitted on at most this many training rows.
-_BASELINE_ROWS = 1_000_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,75 +95,6 @@ class TrainConfig:
 
 
 # ---------------------------------------------------------------- data split
-
-
-def validation_mask(timestamps: pd.Series, validation_days: float) -> np.ndarray:
-    """(n,) bool: rows in the last ``validation_days`` of the log.
-
-    With several processes, "the log" is the union of their rows. When that
-    would leave no training rows or no validation rows, the last 20% of rows in
-    time order are used instead, with a warning (one process only).
-    """
-    ts = pd.to_datetime(timestamps, utc=True)
-    stamps = (
-        ts.dt.tz_localize(None).to_numpy().astype("datetime64[ns]").astype(np.int64)
-    )
-    span = distributed.combine(
-        np.array([-stamps.min(), stamps.max()]), lambda parts: np.max(parts, axis=0)
-    )
-    cutoff = span[1] - int(validation_days * 86400e9)
-    mask = stamps > cutoff
-    counts = distributed.combine(np.array([mask.sum(), len(mask)]), sum)
-    if 0 < counts[0] < counts[1]:
-        return mask
-    if distributed.process_count() > 1:
-        raise InputError(
-            f"the log spans {(span[1] + span[0]) / 86400e9:.2f} days, too short for "
-            f"a {validation_days}-day validation split; pass a smaller --validation-days."
-        )
-    warnings.warn(
-        f"the log spans {(span[1] + span[0]) / 86400e9:.2f} days, "
-        f"too short for a {validation_days}-day validation split; validating on the "
-        "last 20% of won auctions instead.",
-        stacklevel=3,
-    )
-    order = np.argsort(stamps, kind="stable")
-    mask = np.zeros(len(ts), bool)
-    mask[order[int(len(ts) * (1 - _FALLBACK_VALIDATION_SHARE)) :]] = True
-    return mask
-
-
-def _labels(events: pd.DataFrame) -> np.ndarray:
-    """(n, 2) float32 labels: click, conversion per won impression."""
-    return events[["click", "conversion"]].to_numpy(np.float32)
-
-
-def _label_totals(labels: np.ndarray, what: str) -> np.ndarray:
-    """[rows, clicks, conversions] over every process; raises InputError when a
-    head has no positive or no negative example."""
-    totals = distributed.combine(
-        np.array([len(labels), *labels.sum(axis=0)], np.float64), sum
-    )
-    for j, head in enumerate(HEADS):
-        positives = int(totals[1 + j])
-        if positives == 0 or positives == totals[0]:
-            raise InputError(
-                f"the {what} won auctions have {positives} {head}(s) out of "
-                f"{int(totals[0])}: a {head} rate needs both outcomes. Use a longer log."
-            )
-    return totals
-
-
-def _global_spec(events: pd.DataFrame, min_count: int) -> FeatureSpec:
-    """Feature spec from the training rows of every process."""
-    local = count_features(events)
-    parts = [
-        FeatureCounts(**json.loads(blob))
-        for blob in distributed.allgather_bytes(
-            json.dumps(dataclasses.asdict(local)).encode()
-        )
-    ]
-    return spec_from_counts(merge_counts(parts), min_count=min_count)
 
 
 # ---------------------------------------------------------------- training
@@ -508,11 +427,9 @@ def _train(
     history = []
     for epoch in range(1, cfg.epochs + 1):
         tick = time.perf_counter()
-        perm = train.permutation(jax.random.fold_in(key, epoch))
         params, ema, opt_state, train_loss = epoch_fn(
-            params, ema, opt_state, decay, perm
+            params, ema, opt_state, decay, jax.random.fold_in(key, epoch)
         )
-        train_loss = float(data_parallel.to_local(train_loss))
         seconds = time.perf_counter() - tick
         host_ema = jax.tree.map(jnp.asarray, data_parallel.to_local(ema))
         vlogits = np.concatenate(
@@ -569,19 +486,15 @@ def _evaluate(
     """Fit the calibration maps and measure the network and the baselines.
 
     ``frames`` are the (training, validation) won auctions the baselines are
-    fitted (on at most a million training rows) and scored on; None skips them (several processes each hold only part
+    fitted and scored on; None skips them (several processes each hold only part
     of the rows).
     """
     maps, heads = {}, {}
-    baseline_preds = {}
-    if frames is not None:
-        train, valid = frames
-        if len(train) > _BASELINE_ROWS:  # baselines learn from a random subset
-            rows = np.random.default_rng(0).choice(len(train), _BASELINE_ROWS, False)
-            train = train.iloc[np.sort(rows)]
-        baseline_preds = {
-            name: fit(train, valid, spec=spec) for name, fit in BASELINES.items()
-        }
+    baseline_preds = (
+        {}
+        if frames is None
+        else {name: fit(*frames, spec=spec) for name, fit in BASELINES.items()}
+    )
     for j, head in enumerate(HEADS):
         y = vlabels[:, j]
         maps[head] = calibration.fit_platt(z[head], y)
@@ -608,15 +521,8 @@ def fit_rate_model(
     validation_days: float = 2,
     progress: bool = True,
     config: TrainConfig | None = None,
-    shard: np.ndarray | None = None,
-    n_shards: int = 1,
-    n_events: int | None = None,
 ) -> RateModel:
     """Train, calibrate and evaluate the rate network on a validated event log.
-
-    Training is data-parallel over every device of the job (see
-    :mod:`optimizer.data_parallel`); with several processes, each passes the
-    rows it read and all of them return the same model.
 
     Args:
         events: log validated by :func:`optimizer.schema.validate_event_log`;
@@ -628,15 +534,46 @@ def fit_rate_model(
         progress: print one line per epoch to stderr.
         config: further hyperparameters; ``epochs`` and ``validation_days``
             arguments override its fields.
-        shard: (len(events),) int, this process's data shard of each row (index
-            into :func:`optimizer.data_parallel.local_shards`); None = all 0.
-        n_shards: 1, or one data shard per device (required with several
-            processes).
-        n_events: auctions in the whole log when ``events`` holds only some of
-            them (streamed logs keep only won rows); for the metrics.
 
     Raises:
         InputError: too few won auctions, clicks or conversions to train.
+    """
+    won = events.loc[events["won"].to_numpy() == 1]
+    return fit_rate_model_chunks(
+        WonChunks([won], [0]),
+        seed=seed,
+        epochs=epochs,
+        validation_days=validation_days,
+        progress=progress,
+        config=config,
+        n_events=len(events),
+    )
+
+
+def fit_rate_model_chunks(
+    chunks: WonChunks,
+    *,
+    seed: int = 0,
+    epochs: int = 30,
+    validation_days: float = 2,
+    progress: bool = True,
+    config: TrainConfig | None = None,
+    n_shards: int = 1,
+    n_events: int = 0,
+) -> RateModel:
+    """:func:`fit_rate_model` on won auctions in chunks (in memory or on disk).
+
+    Training is data-parallel over every device of the job (see
+    :mod:`optimizer.data_parallel`); with several processes, each passes the
+    chunks it read and all of them return the same model. Big encoded rows are
+    memory-mapped from a scratch folder under $TMPDIR, removed afterwards.
+
+    Args:
+        chunks: this process's won auctions and their data shards.
+        n_shards: 1, or one data shard per device (required with several
+            processes).
+        n_events: auctions this process read (won or not), for the metrics.
+        seed, epochs, validation_days, progress, config: as in fit_rate_model.
     """
     start = time.perf_counter()
     cfg = dataclasses.replace(
@@ -647,39 +584,34 @@ def fit_rate_model(
         if progress and distributed.process_index() == 0
         else (lambda _: None)
     )
-    is_won = events["won"].to_numpy() == 1
-    won = events if is_won.all() else events.loc[is_won]  # streamed logs: all won
-    shard = np.zeros(len(events), np.int32) if shard is None else np.asarray(shard)
-    shard = shard[is_won]
-    n_won = int(distributed.combine(np.array(len(won)), sum))
-    if n_won < 2:
-        raise InputError(
-            f"the event log has {n_won} won auction(s); training needs won impressions."
+    with train_rows.workdir() as work:
+        data = train_rows.prepare(
+            chunks,
+            validation_days=cfg.validation_days,
+            min_count=cfg.min_count,
+            seed=seed,
+            workdir=Path(work),
         )
-    in_valid = validation_mask(won["timestamp"], cfg.validation_days)
-    train_won, valid_won = won.loc[~in_valid], won.loc[in_valid]
-    labels, vlabels = _labels(train_won), _labels(valid_won)
-    totals = _label_totals(labels, "training")
-    spec = _global_spec(train_won, cfg.min_count)
-    batch, vbatch = encode(spec, train_won), encode(spec, valid_won)
-    net = NetConfig(
-        tuple(spec.field_sizes), len(spec.numeric), cfg.embed_dim, cfg.hidden
-    )
-    base_logits = (
-        float(calibration.log_odds(totals[1] / totals[0])),
-        float(calibration.log_odds(totals[2] / totals[1])),
-    )
-    key_init, key_train = jax.random.split(jax.random.key(seed))
-    graphdef, state = _build_net(net, key_init, base_logits)
-    train = DataParallel(
-        Rows((batch.codes, batch.numeric, labels), shard[~in_valid]),
-        n_shards,
-        _batch_size(cfg, int(totals[0])),
-        data_parallel.make_mesh(),
-    )
-    state, history = _train(
-        graphdef, state, train, (vbatch, vlabels), cfg, key_train, report
-    )
+        spec, totals = data.spec, data.totals
+        vbatch, vlabels = encode(spec, data.valid), labels_of(data.valid)
+        net = NetConfig(
+            tuple(spec.field_sizes), len(spec.numeric), cfg.embed_dim, cfg.hidden
+        )
+        base_logits = (
+            float(calibration.log_odds(totals[1] / totals[0])),
+            float(calibration.log_odds(totals[2] / totals[1])),
+        )
+        key_init, key_train = jax.random.split(jax.random.key(seed))
+        graphdef, state = _build_net(net, key_init, base_logits)
+        train = DataParallel(
+            data.rows,
+            n_shards,
+            _batch_size(cfg, int(totals[0])),
+            data_parallel.make_mesh(),
+        )
+        state, history = _train(
+            graphdef, state, train, (vbatch, vlabels), cfg, key_train, report
+        )
     z = head_log_odds(
         np.concatenate(
             distributed.allgather_array(predict_logits(graphdef, state, vbatch))
@@ -688,17 +620,16 @@ def fit_rate_model(
     maps, heads = _evaluate(
         z,
         np.concatenate(distributed.allgather_array(vlabels)),
-        (train_won, valid_won) if distributed.process_count() == 1 else None,
+        (data.baseline_train, data.valid) if distributed.process_count() == 1 else None,
         spec,
     )
-    n_valid = len(z["click"])
     metrics = {
         "heads": heads,
         "rows": {
-            "events": int(distributed.combine(np.array(n_events or len(events)), sum)),
-            "won": n_won,
+            "events": int(distributed.combine(np.array(n_events), sum)),
+            "won": data.won,
             "train": int(totals[0]),
-            "validation": n_valid,
+            "validation": len(z["click"]),
         },
         **history,
         "seconds": time.perf_counter() - start,

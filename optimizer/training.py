@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from optimizer import data_parallel, distributed
+from optimizer import data_parallel, distributed, train_rows
 from optimizer.errors import InputError
 from optimizer.fileio import atomic_dir, file_sha256, write_json
 from optimizer.log_stream import (
@@ -29,7 +29,7 @@ from optimizer.log_stream import (
 )
 from optimizer.market_fit import LogTotals, fit_market, merge_totals, save_market
 from optimizer.plan_output import library_versions
-from optimizer.rates import fit_rate_model
+from optimizer.rates import fit_rate_model_chunks
 
 LOG_SUFFIXES = (".csv", ".parquet", ".pq")
 
@@ -107,24 +107,25 @@ def train_model(
     shard_data = shard_data or distributed.process_count() > 1
     n_shards = mesh.size if shard_data else 1
     owned = data_parallel.local_shards(mesh) if shard_data else [0]
-    log = stream_log(
-        files,
-        chunk_rows=chunk_rows,
-        seed=seed,
-        n_shards=n_shards,
-        owned=owned,
-        progress=not quiet,
-    )
-    rates = fit_rate_model(
-        log.won,
-        seed=seed,
-        epochs=epochs,
-        validation_days=validation_days,
-        progress=not quiet,
-        shard=log.shard,
-        n_shards=n_shards,
-        n_events=log.n_events,
-    )
+    with train_rows.workdir() as spill:
+        log = stream_log(
+            files,
+            Path(spill),
+            chunk_rows=chunk_rows,
+            seed=seed,
+            n_shards=n_shards,
+            owned=owned,
+            progress=not quiet,
+        )
+        rates = fit_rate_model_chunks(
+            log.won,
+            seed=seed,
+            epochs=epochs,
+            validation_days=validation_days,
+            progress=not quiet,
+            n_shards=n_shards,
+            n_events=log.n_events,
+        )
     sample, totals = _gather_market_inputs(log, DEFAULT_SAMPLE_PER_AUDIENCE)
     if distributed.process_index() != 0:
         return []

@@ -27,28 +27,40 @@ def log_file(small_market):
     return small_market / "events.csv"
 
 
-def test_chunk_size_changes_nothing(log_file):
+def _won(log) -> pd.DataFrame:
+    frames = [frame for frame, _ in log.won]
+    text = [c for c in frames[0].columns if frames[0][c].dtype == "category"]
+    return pd.concat(frames, ignore_index=True).astype({c: str for c in text})
+
+
+def test_chunk_size_changes_nothing(log_file, tmp_path):
     whole = stream_log(
-        [log_file], chunk_rows=10**7, sample_per_audience=700, progress=False
+        [log_file],
+        tmp_path / "a",
+        chunk_rows=10**7,
+        sample_per_audience=700,
+        progress=False,
     )
     chunked = stream_log(
-        [log_file], chunk_rows=3001, sample_per_audience=700, progress=False
+        [log_file],
+        tmp_path / "b",
+        chunk_rows=3001,
+        sample_per_audience=700,
+        progress=False,
     )
-    pd.testing.assert_frame_equal(
-        whole.won.astype({c: str for c in ("audience", "region")}),
-        chunked.won.astype({c: str for c in ("audience", "region")}),
-    )
+    pd.testing.assert_frame_equal(_won(whole), _won(chunked))
     pd.testing.assert_frame_equal(whole.sample, chunked.sample)
     _same_totals(whole.totals, chunked.totals)
     assert whole.n_events == chunked.n_events
 
 
-def test_won_rows_are_compact_and_complete(log_file):
+def test_won_rows_are_spilled_to_disk_and_complete(log_file, tmp_path):
     events = read_event_log(log_file)
-    log = stream_log([log_file], chunk_rows=5000, progress=False)
-    assert len(log.won) == int(events["won"].sum())
-    assert isinstance(log.won["audience"].dtype, pd.CategoricalDtype)
-    assert log.won.memory_usage(deep=True).sum() < 40 * len(log.won)
+    log = stream_log([log_file], tmp_path, chunk_rows=5000, progress=False)
+    assert len(log.won.parts) == -(-len(events) // 5000)
+    assert all(p.parent == tmp_path and p.is_file() for p in log.won.parts)
+    won = _won(log)
+    assert len(won) == int(events["won"].sum()) and (won["won"] == 1).all()
 
 
 def test_totals_add_up_over_chunks(log_file):
@@ -57,9 +69,9 @@ def test_totals_add_up_over_chunks(log_file):
     _same_totals(merge_totals(parts), log_totals(events))
 
 
-def test_sample_is_uniform_per_audience_and_capped(log_file):
+def test_sample_is_uniform_per_audience_and_capped(log_file, tmp_path):
     log = stream_log(
-        [log_file], chunk_rows=5000, sample_per_audience=500, progress=False
+        [log_file], tmp_path, chunk_rows=5000, sample_per_audience=500, progress=False
     )
     sizes = log.sample.groupby("audience").size()
     assert (sizes == np.minimum(500, pd.Series(log.totals.auctions)[sizes.index])).all()
@@ -71,11 +83,11 @@ def test_sample_is_uniform_per_audience_and_capped(log_file):
     assert log.sample[PRIORITY].between(0, 1).all()
 
 
-def test_market_from_sample_keeps_exact_totals(log_file):
+def test_market_from_sample_keeps_exact_totals(log_file, tmp_path):
     """Volumes, hour profiles, observed conversions and value come from the totals."""
     events = read_event_log(log_file)
     log = stream_log(
-        [log_file], chunk_rows=5000, sample_per_audience=400, progress=False
+        [log_file], tmp_path, chunk_rows=5000, sample_per_audience=400, progress=False
     )
 
     def rates(frame):
@@ -102,6 +114,13 @@ def test_market_from_sample_keeps_exact_totals(log_file):
     )
 
 
-def test_empty_share_of_a_process_is_a_clear_error(log_file):
+def test_empty_share_of_a_process_is_a_clear_error(log_file, tmp_path):
     with pytest.raises(InputError, match="smaller --chunk-rows or fewer processes"):
-        stream_log([log_file], chunk_rows=10**7, n_shards=2, owned=[1], progress=False)
+        stream_log(
+            [log_file],
+            tmp_path,
+            chunk_rows=10**7,
+            n_shards=2,
+            owned=[1],
+            progress=False,
+        )

@@ -16,9 +16,9 @@ from optimizer.rates import (
     compare_to_truth,
     fit_rate_model,
     load_rate_model,
-    validation_mask,
 )
 from optimizer.schema import validate_event_log
+from optimizer.train_rows import validation_mask
 from simulations.synthetic import generate_events, make_truth
 from simulations.truth import Truth
 
