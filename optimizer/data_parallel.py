@@ -84,7 +84,7 @@ class Rows:
     shard: np.ndarray
 
 
-def _release(array: np.ndarray) -> None:
+def release(array: np.ndarray) -> None:
     """Let the OS drop a memory-mapped array's pages from this process's memory."""
     mapping = getattr(array, "_mmap", None)
     if mapping is not None:
@@ -222,7 +222,7 @@ class DataParallel:
                     part = a[rows.ravel()].reshape(*rows.shape, *a.shape[1:])
                     global_shape = (rows.shape[0], self.batch, *a.shape[1:])
                     data.append(place(self.mesh, part, P(None, AXIS), global_shape))
-                    _release(a)
+                    release(a)
                 params, ema, opt_state, loss = sharded(
                     params, ema, opt_state, decay, *data
                 )

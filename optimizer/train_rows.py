@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from optimizer import distributed
-from optimizer.data_parallel import Rows
+from optimizer.data_parallel import Rows, release
 from optimizer.errors import InputError
 from optimizer.features import (
     FeatureCounts,
@@ -242,6 +242,10 @@ def prepare(
         labels[at : at + k] = labels_of(frame.loc[~in_valid])
         shard[at : at + k] = part_shard[~in_valid]
         at += k
+    for array in (codes, numeric, labels):
+        if isinstance(array, np.memmap):  # written pages need not stay resident
+            array.flush()
+            release(array)
     return TrainingData(
         spec=spec,
         rows=Rows((codes, numeric, labels), shard),
