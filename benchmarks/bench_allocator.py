@@ -23,17 +23,34 @@ of 3 calls is kept up to 1,000 audiences, one call above (the machine is shared)
 ``1 - objective / best``, best being the highest objective among the methods that
 keep within the budget (1e-6 relative) on that problem.
 
+Device scaling: :func:`optimizer.allocator.allocate` on the ``DEVICE_AUDIENCES``
+problem with its audiences sharded (``shard_problem``, ``audiences=``) over 1, 2
+and 4 devices, each count in its own subprocess with
+``XLA_FLAGS=--xla_force_host_platform_device_count=N``. Emulated CPU devices share
+the machine's cores, and XLA's CPU backend already spreads one device's work over
+all cores (intra-op threads), so on a CPU these rows measure the cost of
+sharding (collectives, per-device dispatch) and check the plans, not a speedup;
+gains need devices with their own compute (GPUs, hosts). Timed like adplan above
+(compiled first, fastest of ``DEVICE_REPEATS`` calls); each plan is compared
+with the first (1-device) one.
+
 Writes ``benchmarks/results/allocator.json``: rows ``{"audiences", "method",
-"seconds", "gap", "compile_seconds", "objective", "budget_violation", ...}``.
+"seconds", "gap", "compile_seconds", "objective", "budget_violation", ...}``,
+then the device-scaling rows ``{"audiences", "method": "adplan_sharded",
+"devices", "seconds", "compile_seconds", "speedup", "max_rel_diff_spend", ...}``.
 Run: ``python -m benchmarks.run allocator`` (or ``python -m
 benchmarks.bench_allocator``; importing the ``benchmarks`` package enables float64
-before any optimizer module is imported).
+before any optimizer module is imported); ``python -m benchmarks.bench_allocator
+devices`` re-measures only the device scaling and replaces those rows.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -41,7 +58,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from optimizer.allocator import allocate
+from optimizer import devices
+from optimizer.allocator import allocate, shard_problem
 from optimizer.exact import solve_exact
 from optimizer.market import MarketParams, expected_outcomes
 from optimizer.problem import (
@@ -66,6 +84,9 @@ BUDGET_SHARE = 0.3  # of the total spend capacity, so the budget binds
 FEASIBLE_RTOL = 1e-6  # budget overrun tolerated when choosing the best objective
 OBJECTIVE = "conversions"
 FIRST_PRICE = False
+DEVICE_AUDIENCES = 100_000
+DEVICE_COUNTS = (1, 2, 4)
+DEVICE_REPEATS = 2
 
 
 def make_market(seed: int, audiences: int, strata: int = STRATA) -> MarketParams:
@@ -295,7 +316,120 @@ def _targets(rows: list[dict]) -> list[str]:
     return lines
 
 
-def main(sizes: tuple[int, ...] = SIZES, slsqp_max: int = SLSQP_MAX) -> list[dict]:
+def device_worker(out: str, audiences: int) -> None:
+    """In a subprocess with N emulated devices: time the sharded allocator on
+    all N, save its plan and timings to ``out`` (.npz)."""
+    problem = make_bench_problem(audiences)
+    n = problem.lower.shape[0]
+    placed = shard_problem(problem, devices.mesh("audiences"))
+    args = (placed, OBJECTIVE, FIRST_PRICE)
+    start = time.perf_counter()
+    compiled = allocate.lower(*args, audiences=n).compile()
+    compile_seconds = time.perf_counter() - start
+    best = np.inf
+    for _ in range(DEVICE_REPEATS):
+        start = time.perf_counter()
+        alloc = jax.block_until_ready(compiled(placed, audiences=n))
+        best = min(best, time.perf_counter() - start)
+    np.savez(
+        out,
+        devices=jax.device_count(),
+        seconds=best,
+        compile_seconds=compile_seconds,
+        load=os.getloadavg()[0],
+        spend=np.asarray(alloc.spend)[:n],
+        bid=np.asarray(alloc.bid)[:n],
+        dual_price=np.asarray(alloc.dual_price),
+        objective=np.asarray(alloc.objective),
+        certified_gap=np.asarray(alloc.duality_gap / alloc.objective),
+    )
+
+
+def _device_run(count: int, out: Path, audiences: int) -> dict:
+    """One :func:`device_worker` subprocess with ``count`` emulated devices."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    flags = env.get("XLA_FLAGS", "")
+    env["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.bench_allocator",
+            "worker",
+            str(out),
+            str(audiences),
+        ],
+        cwd=Path(__file__).resolve().parents[1],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode:
+        raise RuntimeError(f"{count} devices: {done.stderr[-3000:]}")
+    with np.load(out) as data:
+        return {k: data[k] for k in data.files}
+
+
+def run_devices(
+    counts: tuple[int, ...] = DEVICE_COUNTS, audiences: int = DEVICE_AUDIENCES
+) -> list[dict]:
+    """Sharded allocator at each device count (the first: the reference plan)."""
+    rows, ref = [], None
+    with tempfile.TemporaryDirectory() as tmp:
+        for count in counts:
+            r = _device_run(count, Path(tmp) / f"{count}.npz", audiences)
+            ref = ref or r
+            spend_diff = np.abs(r["spend"] - ref["spend"]) / np.maximum(
+                np.abs(ref["spend"]), 1e-12 * float(np.sum(ref["spend"]))
+            )
+            row = {
+                "audiences": audiences,
+                "method": "adplan_sharded",
+                "devices": int(r["devices"]),
+                "seconds": float(r["seconds"]),
+                "compile_seconds": float(r["compile_seconds"]),
+                "speedup": float(ref["seconds"] / r["seconds"]),
+                "objective": float(r["objective"]),
+                "dual_price": float(r["dual_price"]),
+                "certified_gap": float(r["certified_gap"]),
+                "max_rel_diff_spend": float(np.max(spend_diff)),
+                "max_rel_diff_bid": float(np.max(np.abs(r["bid"] / ref["bid"] - 1.0))),
+                "rel_diff_dual_price": float(
+                    abs(r["dual_price"] / ref["dual_price"] - 1.0)
+                ),
+                "load_average": float(r["load"]),
+            }
+            rows.append(row)
+            print(
+                f"  {audiences:>7,} sharded {row['devices']} device(s) "
+                f"{row['seconds']:8.3f} s  (compile {row['compile_seconds']:.1f} s, "
+                f"x{row['speedup']:.2f})  max rel. diff vs 1 device: spend "
+                f"{row['max_rel_diff_spend']:.1e}, bid {row['max_rel_diff_bid']:.1e}, "
+                f"price {row['rel_diff_dual_price']:.1e}; load {row['load_average']:.2f}",
+                flush=True,
+            )
+    return rows
+
+
+def main_devices(counts: tuple[int, ...] = DEVICE_COUNTS) -> list[dict]:
+    """Re-measure the device scaling only; replace those rows in the JSON."""
+    print(
+        f"allocator device scaling: {DEVICE_AUDIENCES:,} audiences, "
+        f"{os.cpu_count()} CPU cores, load {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
+    rows = run_devices(counts)
+    old = json.loads(RESULTS.read_text(encoding="utf-8")) if RESULTS.exists() else []
+    kept = [r for r in old if r["method"] != "adplan_sharded"]
+    RESULTS.write_text(json.dumps(kept + rows, indent=2) + "\n", encoding="utf-8")
+    return rows
+
+
+def main(
+    sizes: tuple[int, ...] = SIZES,
+    slsqp_max: int = SLSQP_MAX,
+    device_counts: tuple[int, ...] = DEVICE_COUNTS,
+) -> list[dict]:
     """Benchmark every method at every size; print a table, write the JSON."""
     print(
         f"allocator benchmark: K={STRATA} strata, J={COMPONENTS} price components, "
@@ -326,6 +460,8 @@ def main(sizes: tuple[int, ...] = SIZES, slsqp_max: int = SLSQP_MAX) -> list[dic
     print(_format_table(rows))
     for line in _targets(rows):
         print(line)
+    print(f"device scaling at {DEVICE_AUDIENCES:,} audiences (emulated CPU devices):")
+    rows += run_devices(device_counts)
     print(f"load average after the run: {os.getloadavg()[0]:.2f}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
@@ -333,4 +469,9 @@ def main(sizes: tuple[int, ...] = SIZES, slsqp_max: int = SLSQP_MAX) -> list[dic
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["worker"]:
+        device_worker(sys.argv[2], int(sys.argv[3]))
+    elif sys.argv[1:2] == ["devices"]:
+        main_devices()
+    else:
+        main()

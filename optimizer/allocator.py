@@ -19,11 +19,13 @@ for concave responses).
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh
 
-from optimizer import response
+from optimizer import devices, response
 from optimizer.exact import dual_value
 from optimizer.problem import (
     Problem,
@@ -64,10 +66,24 @@ class Allocation:
     duality_gap: jax.Array
 
 
+def _masked(valid: jax.Array | None, x: jax.Array, fill: float) -> jax.Array:
+    """``x`` on real audiences, ``fill`` on padding (``valid`` None: no padding)."""
+    return x if valid is None else jnp.where(valid, x, fill)
+
+
 def _curvature(
-    problem: Problem, u: jax.Array, objective: str, first_price: bool
+    problem: Problem,
+    u: jax.Array,
+    objective: str,
+    first_price: bool,
+    n: jax.Array | int,
+    valid: jax.Array | None,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """(m, |h|, dS/du): marginal return, its falling rate per currency, spend slope."""
+    """(m, |h|, dS/du): marginal return, its falling rate per currency, spend slope.
+
+    ``n`` is the number of real audiences; padding (``valid`` False) gets the
+    neutral m = 0, |h| = 1, dS/du = 1, so no division there can overflow.
+    """
 
     def log_m(p, ui):
         return response.log_marginal(p, ui, objective, first_price)
@@ -84,8 +100,12 @@ def _curvature(
     h = m * dlogm_du / jnp.maximum(ds_du, 1e-300)
     s = spend_at(problem, u, first_price)
     # Where the response is not concave (h >= 0), fall back to a gentle step.
-    floor = 1e-2 * m / jnp.maximum(s, 1e-12 * problem.budget / u.shape[0] + 1e-300)
-    return m, jnp.maximum(-h, floor), ds_du
+    floor = 1e-2 * m / jnp.maximum(s, 1e-12 * problem.budget / n + 1e-300)
+    return (
+        _masked(valid, m, 0.0),
+        _masked(valid, jnp.maximum(-h, floor), 1.0),
+        _masked(valid, ds_du, 1.0),
+    )
 
 
 def _project(
@@ -98,12 +118,17 @@ def _project(
     spend_all: bool,
     group: jax.Array,
     group_cap: jax.Array,
+    valid: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Maximize sum m d - h d^2 / 2 over lo <= s + d <= hi, sum(s + d) <= budget
     and per-group sums <= group_cap.
 
     Returns the new spend, the budget shift tau and the (G,) group shifts; the
-    shifts are the budget's and groups' prices in this local model.
+    shifts are the budget's and groups' prices in this local model. Padding
+    audiences (``valid`` False) must have lo = hi = 0: they then add nothing to
+    any sum, and they are left out of the brackets of the price searches. With
+    the audience axis sharded, every sum, min and max here is a cross-device
+    reduction (inserted by GSPMD), so tau is the global budget price.
     """
     n_groups = group_cap.shape[0]
 
@@ -115,7 +140,7 @@ def _project(
             spent = jnp.clip(s + (m - tau - mu[group]) / h, lo, hi)
             return group_cap - jax.ops.segment_sum(spent, group, n_groups)
 
-        top = jnp.max(m + h * (s - lo)) - tau
+        top = jnp.max(_masked(valid, m + h * (s - lo), -jnp.inf)) - tau
         mu = bisect(
             over,
             jnp.zeros(n_groups),
@@ -129,8 +154,8 @@ def _project(
         mu = group_prices(tau)
         return jnp.clip(s + (m - tau - (mu[group] if n_groups else 0.0)) / h, lo, hi)
 
-    tau_low = jnp.min(m + h * (s - hi))
-    tau_high = jnp.max(m + h * (s - lo))
+    tau_low = jnp.min(_masked(valid, m + h * (s - hi), jnp.inf))
+    tau_high = jnp.max(_masked(valid, m + h * (s - lo), -jnp.inf))
     reachable = jnp.sum(target(tau_low)) >= budget
     tau = bisect(lambda t: budget - jnp.sum(target(t)), tau_low, tau_high, 80)
     tau = jnp.where(reachable, tau, tau_low if spend_all else 0.0)
@@ -147,8 +172,12 @@ def allocate(
     spend_all: bool = False,
     iterations: int = 30,
     start_log_bid: jax.Array | None = None,
+    audiences: jax.Array | int | None = None,
 ) -> Allocation:
     """Plan bids and budgets for ``problem`` (assumed feasible: sum(lower) <= budget).
+
+    The audience axis may be sharded over devices (see :func:`shard_problem`);
+    the result is the same as on one device, up to the order of the sums.
 
     Args:
         problem: market, horizon, budget and bounds.
@@ -158,14 +187,21 @@ def allocate(
         iterations: most projected steps (the loop stops earlier once spends settle).
         start_log_bid: (A,) log bids to start from (a nearby solution), or None
             for an even split of the budget.
+        audiences: () int, the number n of real audiences when the last A - n
+            entries of the audience axis are padding, or None (no padding).
+            Padding gets zero volume, hence zero capacity, spend and gain, and
+            stays out of the budget sum, group caps and the certificate.
     """
+    a = problem.lower.shape[0]
+    valid = None if audiences is None else jnp.arange(a) < audiences
+    n = a if audiences is None else jnp.asarray(audiences, problem.budget.dtype)
+    problem = _without_padding_volume(problem, valid)
     u_low, u_high = log_bid_bounds(problem)
     upper = jnp.minimum(problem.upper, capacity(problem, first_price))
     lower = jnp.minimum(problem.lower, upper)
     budget = problem.budget
-    a = upper.shape[0]
-    start = jnp.clip(budget / a, lower, upper)
-    grouping = (problem.group, problem.group_cap)
+    start = jnp.clip(budget / n, lower, upper)
+    grouping = (problem.group, problem.group_cap, valid)
     start, *_ = _project(
         start, jnp.zeros(a), jnp.ones(a), lower, upper, budget, True, *grouping
     )
@@ -176,8 +212,8 @@ def allocate(
 
     def step(u):
         s = spend_at(problem, u, first_price)
-        m, h, ds_du = _curvature(problem, u, objective, first_price)
-        radius = 0.5 * s + 0.1 * budget / a
+        m, h, ds_du = _curvature(problem, u, objective, first_price, n, valid)
+        radius = 0.5 * s + 0.1 * budget / n
         lo = jnp.maximum(lower, s - radius)
         hi = jnp.minimum(upper, s + radius)
         s_new, *_ = _project(s, m, h, lo, hi, budget, spend_all, *grouping)
@@ -190,11 +226,27 @@ def allocate(
         return i + 1, u, moved
 
     # Stop once no audience's spend moves by more than 1e-12 of an even share.
-    tol = 1e-12 * budget / a
+    tol = 1e-12 * budget / n
     _, u, _ = jax.lax.while_loop(
         lambda c: (c[0] < iterations) & (c[2] > tol), body, (0, u0, jnp.inf)
     )
-    return _certify(problem, u, lower, upper, objective, first_price, spend_all)
+    return _certify(
+        problem, u, lower, upper, objective, first_price, spend_all, n, valid
+    )
+
+
+def _without_padding_volume(problem: Problem, valid: jax.Array | None) -> Problem:
+    """``problem`` with no auctions in the padding audiences (``valid`` False).
+
+    Padding keeps its (finite) market parameters, so every per-audience formula
+    stays finite there, but zero auctions make its capacity, spend and gain
+    exactly 0.
+    """
+    if valid is None:
+        return problem
+    volume = jnp.where(valid, problem.params.volume_per_day, 0.0)
+    params = dataclasses.replace(problem.params, volume_per_day=volume)
+    return dataclasses.replace(problem, params=params)
 
 
 def _certify(
@@ -205,13 +257,28 @@ def _certify(
     objective: str,
     first_price: bool,
     spend_all: bool,
+    n: jax.Array | int,
+    valid: jax.Array | None,
 ) -> Allocation:
-    """Final caps (never over budget, bounds or group caps), outcomes, certificate."""
+    """Final caps (never over budget, bounds or group caps), outcomes, certificate.
+
+    ``n`` real audiences; padding (``valid`` False, zero volume) has zero cap and
+    gain and is left out of the KKT residual.
+    """
     budget = problem.budget
     s = spend_at(problem, u, first_price)
-    m, h, _ = _curvature(problem, u, objective, first_price)
+    m, h, _ = _curvature(problem, u, objective, first_price, n, valid)
     _, price, group_price = _project(
-        s, m, h, lower, upper, budget, spend_all, problem.group, problem.group_cap
+        s,
+        m,
+        h,
+        lower,
+        upper,
+        budget,
+        spend_all,
+        problem.group,
+        problem.group_cap,
+        valid,
     )
     cap = jnp.minimum(s, upper)
     if problem.group_cap.shape[0]:
@@ -229,7 +296,7 @@ def _certify(
     share = jnp.where(s > 0, cap / jnp.maximum(s, 1e-300), 0.0)
     gains = gain_at(problem, u, objective) * share
     total = jnp.sum(gains)
-    tol = 1e-6 * budget / s.shape[0]
+    tol = 1e-6 * budget / n
     at_lower = cap <= lower + tol
     at_upper = cap >= upper - tol
     violation = jnp.where(
@@ -239,7 +306,9 @@ def _certify(
             at_upper, jnp.maximum(audience_price - m, 0.0), jnp.abs(m - audience_price)
         ),
     )
-    kkt = jnp.max(violation) / jnp.maximum(jnp.max(audience_price), jnp.max(m) * 1e-12)
+    kkt = jnp.max(_masked(valid, violation, 0.0)) / jnp.maximum(
+        jnp.max(_masked(valid, audience_price, -jnp.inf)), jnp.max(m) * 1e-12
+    )
     # Weak duality: D(price) >= optimum, evaluated globally per audience (a
     # 24-point bid grid, its two best local maxima refined by 32 bisection steps).
     dual = price * budget + dual_value(
@@ -277,18 +346,20 @@ def allocate_path(
     objective: str = "conversions",
     first_price: bool = False,
     spend_all: bool = False,
+    audiences: jax.Array | int | None = None,
 ) -> Allocation:
     """Plans for increasing ``budgets`` (B,), each started from the previous one.
 
     One compiled scan: neighbouring budgets have neighbouring optima, so each
     solve needs only a few steps (continuation). Returns an Allocation whose
-    arrays have a leading budget axis.
+    arrays have a leading budget axis. ``audiences``: as in :func:`allocate`.
     """
     first = allocate(
         dataclasses.replace(problem, budget=budgets[0]),
         objective,
         first_price,
         spend_all,
+        audiences=audiences,
     )
 
     def next_plan(u, budget):
@@ -298,6 +369,7 @@ def allocate_path(
             first_price,
             spend_all,
             start_log_bid=u,
+            audiences=audiences,
         )
         return jnp.log(alloc.bid), alloc
 
@@ -305,3 +377,97 @@ def allocate_path(
     return jax.tree_util.tree_map(
         lambda x, y: jnp.concatenate([x[None], y]), first, rest
     )
+
+
+# Problem fields along the audience axis; the rest (days, budget, group_cap) are
+# replicated on every device.
+_AUDIENCE_FIELDS = ("params", "lower", "upper", "max_log_bid", "group")
+# Allocation fields along the audience axis (the last axis); the rest are totals.
+_PER_AUDIENCE = ("bid", "budget", "spend", "gain", "marginal")
+
+
+def shard_problem(problem: Problem, mesh: Mesh) -> Problem:
+    """``problem`` with its audience axis split over the devices of ``mesh``.
+
+    The A audiences are padded to a multiple of the mesh size by repeating the
+    last one; pass ``audiences=A`` to :func:`allocate` or :func:`allocate_path`
+    so the padding is inert, then keep the first A entries of the per-audience
+    results (:func:`allocate_sharded` does all three). Days, budget and group
+    caps are replicated. Every process must call this with the same problem.
+
+    Args:
+        problem: an unbatched Problem of A audiences.
+        mesh: a 1-D mesh, e.g. ``devices.mesh("audiences")``.
+    """
+    fields = {name: getattr(problem, name) for name in _AUDIENCE_FIELDS}
+    rest = {
+        f.name: getattr(problem, f.name)
+        for f in dataclasses.fields(problem)
+        if f.name not in _AUDIENCE_FIELDS
+    }
+    return Problem(
+        **devices.shard_leading(fields, mesh),
+        **devices.put(rest, devices.replicated(mesh)),
+    )
+
+
+def _trim(alloc: Allocation, n: int) -> Allocation:
+    """The first ``n`` audiences of each per-audience field (the padding dropped)."""
+    keep = {name: getattr(alloc, name)[..., :n] for name in _PER_AUDIENCE}
+    return dataclasses.replace(alloc, **keep)
+
+
+def _gather(alloc: Allocation, n: int, mesh: Mesh) -> Allocation:
+    """:func:`_trim`, as ordinary arrays (every process, under ``jax.distributed``
+    too, gets the whole plan)."""
+    return devices.gather(alloc, mesh, functools.partial(_trim, n=n))
+
+
+def allocate_sharded(
+    problem: Problem,
+    mesh: Mesh,
+    objective: str = "conversions",
+    first_price: bool = False,
+    spend_all: bool = False,
+    iterations: int = 30,
+) -> Allocation:
+    """:func:`allocate` with the audiences split over ``mesh``; same plan as on one device.
+
+    Each device holds about A / D audiences; the budget price, the stopping test
+    and the certificate's sums are global reductions. Returns ordinary
+    (unsharded) arrays, like :func:`allocate`. Under ``jax.distributed`` every
+    process calls this with the same problem and gets the whole plan.
+    """
+    n = problem.lower.shape[0]
+    alloc = allocate(
+        shard_problem(problem, mesh),
+        objective,
+        first_price,
+        spend_all,
+        iterations,
+        audiences=n,
+    )
+    return _gather(alloc, n, mesh)
+
+
+def allocate_path_sharded(
+    problem: Problem,
+    budgets: jax.Array,
+    mesh: Mesh,
+    objective: str = "conversions",
+    first_price: bool = False,
+    spend_all: bool = False,
+) -> Allocation:
+    """:func:`allocate_path` with the audiences split over ``mesh`` (budgets (B,)
+    replicated); returns ordinary (B, A) and (B,) arrays, like
+    :func:`allocate_path`."""
+    n = problem.lower.shape[0]
+    path = allocate_path(
+        shard_problem(problem, mesh),
+        devices.put(budgets, devices.replicated(mesh)),
+        objective,
+        first_price,
+        spend_all,
+        audiences=n,
+    )
+    return _gather(path, n, mesh)

@@ -54,6 +54,33 @@ settings_option = click.option(
 )
 
 
+devices_option = click.option(
+    "--devices",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Spread the work over this many GPUs (or devices) of this machine; the "
+    "results are the same.",
+)
+
+
+def device_mesh(count: int, axis: str):
+    """None for one device, else a mesh over the first ``count`` devices."""
+    if count == 1:
+        return None
+    import jax
+
+    from optimizer import devices
+
+    available = jax.devices()
+    if count > len(available):
+        raise InputError(
+            f"--devices {count}: this machine has {len(available)} device(s) "
+            f"({available[0].platform}). Pass --devices {len(available)} or fewer."
+        )
+    return devices.mesh(axis, available[:count])
+
+
 def echo(ctx: click.Context, message: str) -> None:
     """Print unless --quiet was given."""
     if not ctx.obj.get("quiet"):
@@ -352,6 +379,7 @@ def predict(ctx: click.Context, model_dir: Path, events: Path, out_file: Path) -
     required=True,
     help="Folder for plan.csv and plan.json.",
 )
+@devices_option
 @click.pass_context
 @friendly_errors
 def plan(
@@ -361,6 +389,7 @@ def plan(
     scenario_file: Path | None,
     out_dir: Path,
     target_conversions: float | None,
+    devices: int,
     **flags: Any,
 ) -> None:
     """Recommend a budget and a bid per audience for the best expected outcome."""
@@ -370,7 +399,13 @@ def plan(
 
     scenario = load_scenario(scenario_file, flags)
     for line in write_plan(
-        model_dir, scenario, settings_file, scenario_file, out_dir, target_conversions
+        model_dir,
+        scenario,
+        settings_file,
+        scenario_file,
+        out_dir,
+        target_conversions,
+        mesh=device_mesh(devices, "audiences"),
     ):
         echo(ctx, line)
 
@@ -562,6 +597,7 @@ def report(
     required=True,
     help="Folder for comparison.csv and plans/.",
 )
+@devices_option
 @click.pass_context
 @friendly_errors
 def whatif(
@@ -576,6 +612,7 @@ def whatif(
     price_shift: float | None,
     rate_shift: tuple[str, ...],
     out_dir: Path,
+    devices: int,
 ) -> None:
     """Compare scenarios: keep the plan in a changed world, or re-optimize."""
     _enable_x64()
@@ -595,6 +632,7 @@ def whatif(
         scenario_files,
         inline,
         out_dir,
+        mesh=device_mesh(devices, "scenarios"),
     ):
         echo(ctx, line)
 
@@ -633,6 +671,7 @@ def whatif(
     required=True,
     help="Folder for frontier.csv.",
 )
+@devices_option
 @click.pass_context
 @friendly_errors
 def frontier(
@@ -645,6 +684,7 @@ def frontier(
     objective: str | None,
     plan_dir: Path | None,
     out_dir: Path,
+    devices: int,
 ) -> None:
     """Best expected outcome at each budget: where more money stops paying."""
     _enable_x64()
@@ -659,6 +699,7 @@ def frontier(
         objective,
         plan_dir,
         out_dir,
+        mesh=device_mesh(devices, "audiences"),
     ):
         echo(ctx, line)
 

@@ -96,7 +96,9 @@ def inner_solution(
     left_v = jnp.concatenate([pad, values[:, :-1]], axis=1)
     right_v = jnp.concatenate([values[:, 1:], pad], axis=1)
     local_max = jnp.where((values >= left_v) & (values >= right_v), values, -jnp.inf)
-    _, top = jax.lax.top_k(local_max, peaks)  # (A, P)
+    # (A, P); a stable sort rather than top_k, which GSPMD would all-gather when
+    # the audiences are sharded over devices.
+    top = jnp.argsort(-local_max, axis=-1, stable=True)[..., :peaks]
     step = ((u_hi - u_lo) / (grid_points - 1))[:, None]
     centre = jnp.take_along_axis(grid, top, axis=1)
     left = jnp.maximum(centre - step, u_lo[:, None])

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from jax.sharding import Mesh
+
 from optimizer.config import Scenario
 from optimizer.errors import InputError
 from optimizer.fileio import atomic_dir, file_sha256, write_csv, write_json
@@ -38,13 +40,16 @@ def write_plan(
     scenario_file: Path | None,
     out_dir: Path,
     target_conversions: float | None,
+    mesh: Mesh | None = None,
 ) -> list[str]:
-    """Solve and write plan.csv and plan.json into ``out_dir``; return summary lines."""
+    """Solve and write plan.csv and plan.json into ``out_dir``; return summary lines.
+
+    ``mesh``: shard the audiences over these devices (same plan)."""
     info = read_model_info(model_dir)
     market = load_market(model_dir)
     settings = read_settings(settings_file, market.names) if settings_file else None
     solved = solve_plan(
-        market, scenario, settings, target_conversions=target_conversions
+        market, scenario, settings, target_conversions=target_conversions, mesh=mesh
     )
     frame = plan_frame(solved)
     provenance = {

@@ -16,8 +16,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
+from jax.sharding import Mesh
 
-from optimizer.allocator import Allocation, allocate
+from optimizer.allocator import Allocation, allocate, allocate_sharded
 from optimizer.config import Scenario
 from optimizer.errors import InfeasibleError, InputError
 from optimizer.market import MarketParams, Outcomes, expected_outcomes, shift_market
@@ -227,10 +228,17 @@ def _check_feasible(
             )
 
 
-def _solve(inputs: PlanInputs, budget: jax.Array) -> Allocation:
+def _solve(
+    inputs: PlanInputs, budget: jax.Array, mesh: Mesh | None = None
+) -> Allocation:
+    """Allocate at ``budget``; audiences sharded over ``mesh`` when one is given."""
     problem = dataclasses.replace(
         inputs.problem, budget=jnp.asarray(budget, jnp.float64)
     )
+    if mesh is not None:
+        return allocate_sharded(
+            problem, mesh, inputs.objective, inputs.first_price, inputs.spend_all
+        )
     return allocate(problem, inputs.objective, inputs.first_price, inputs.spend_all)
 
 
@@ -330,8 +338,12 @@ def solve_plan(
     settings: pd.DataFrame | None = None,
     budget: float | None = None,
     target_conversions: float | None = None,
+    mesh: Mesh | None = None,
 ) -> SolvedPlan:
-    """Resolve, search targets, allocate, and evaluate the plan and the current one."""
+    """Resolve, search targets, allocate, and evaluate the plan and the current one.
+
+    ``mesh``: shard the final solve's audiences over these devices (same plan).
+    """
     if target_conversions is not None:
         probe = resolve(
             market,
@@ -346,7 +358,7 @@ def solve_plan(
         )
     inputs = resolve(market, scenario, settings, budget)
     used = target_budget(inputs, scenario, float(inputs.problem.budget))
-    allocation = _solve(inputs, used)
+    allocation = _solve(inputs, used, mesh)
     p = inputs.problem
     current = expected_outcomes(
         p.params, jnp.asarray(market.current_bid), p.days, None, inputs.first_price

@@ -2,7 +2,9 @@
 
 Every scenario becomes a Problem of the same shape (removed audiences get zero
 bounds rather than being dropped), so the problems stack into one pytree and a
-single ``jax.vmap`` of the allocator solves them all.
+single ``jax.vmap`` of the allocator solves them all. Given a device mesh, the
+scenario axis of that batch is split over the devices (what-if), or the
+audience axis of the problem (frontier); results equal the one-device run.
 """
 
 from __future__ import annotations
@@ -15,14 +17,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
+from jax.sharding import Mesh
 
-from optimizer.allocator import allocate, allocate_path
+from optimizer import devices
+from optimizer.allocator import (
+    Allocation,
+    allocate,
+    allocate_path,
+    allocate_path_sharded,
+)
 from optimizer.columns import COMPARISON_COLUMNS
 from optimizer.config import Scenario, scenario_from_mapping
 from optimizer.errors import InputError
 from optimizer.market import expected_outcomes
 from optimizer.market_fit import FittedMarket
 from optimizer.planning import PlanInputs, resolve, target_budget
+from optimizer.problem import Problem
 
 
 def read_scenario_file(path: Path, base: Scenario) -> Scenario:
@@ -83,6 +93,7 @@ def run_whatif(
     settings: pd.DataFrame | None,
     base_bid: np.ndarray,
     base_budget: np.ndarray,
+    mesh: Mesh | None = None,
 ) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
     """For each scenario: the base plan in the changed world, and the re-optimized plan.
 
@@ -90,6 +101,12 @@ def run_whatif(
     the scenario's budget_scale). Re-optimized plans are one vmapped solve; a
     scenario with a CPA/ROAS target that the full budget would miss is then
     re-solved at the largest budget meeting it.
+
+    Args:
+        mesh: a 1-D device mesh (``devices.mesh("scenarios")``) to split the
+            scenarios over, or None for one device. The S scenarios are padded
+            to a multiple of the mesh size by repeating the last one; the
+            padding's results are dropped.
     """
     base_inputs = resolve(market, base, settings)
     inputs = [resolve(market, s, settings) for s in scenarios]
@@ -105,14 +122,16 @@ def run_whatif(
     bid, cap = jnp.asarray(base_bid), jnp.asarray(base_budget)
 
     @jax.jit
-    def solve_all(batch, removed, scale):
-        kept = jax.vmap(
+    def keep_plan(batch, removed, scale):
+        return jax.vmap(
             lambda p, r, c: _totals(p, bid, jnp.where(r, 0.0, c * cap), fp)
         )(batch, removed, scale)
-        allocs = jax.vmap(lambda p: allocate(p, objective, fp, spend_all))(batch)
-        return kept, allocs
 
-    kept, allocs = solve_all(batch, removed, scale)
+    if mesh is None:
+        kept = keep_plan(batch, removed, scale)
+    else:
+        kept = _solve_sharded(keep_plan, (batch, removed, scale), mesh)
+    allocs = allocate_batch(batch, objective, fp, spend_all, mesh)
     allocs = _apply_targets(scenarios, inputs, allocs)
     reopt = jax.vmap(lambda p, a: _totals(p, a.bid, a.budget, fp))(batch, allocs)
     base_totals = _totals(base_inputs.problem, bid, cap, fp)
@@ -141,6 +160,46 @@ def run_whatif(
     return pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS)), plans
 
 
+@jax.jit(static_argnames=("objective", "first_price", "spend_all"))
+def _allocate_many(
+    batch: Problem, objective: str, first_price: bool, spend_all: bool
+) -> Allocation:
+    return jax.vmap(lambda p: allocate(p, objective, first_price, spend_all))(batch)
+
+
+def allocate_batch(
+    batch: Problem,
+    objective: str = "conversions",
+    first_price: bool = False,
+    spend_all: bool = False,
+    mesh: Mesh | None = None,
+) -> Allocation:
+    """Plans of S stacked problems (every array with a leading scenario axis S).
+
+    One vmapped solve; with ``mesh`` (e.g. ``devices.mesh("scenarios")``) the
+    scenario axis is split over its devices, padded by repeating the last
+    scenario and trimmed back to S (ordinary arrays, as without ``mesh``). Each
+    scenario's plan is the same as without ``mesh``.
+    """
+    if mesh is None:
+        return _allocate_many(batch, objective, first_price, spend_all)
+    return _solve_sharded(
+        lambda b: _allocate_many(b, objective, first_price, spend_all),
+        (batch,),
+        mesh,
+    )
+
+
+def _solve_sharded(solve, batch: tuple, mesh: Mesh):
+    """``solve(*batch)`` with the leading (scenario) axis of ``batch`` split over
+    ``mesh``; outputs trimmed to the S real scenarios, as ordinary arrays."""
+    s = jax.tree_util.tree_leaves(batch)[0].shape[0]
+    out = solve(*devices.shard_leading(batch, mesh))
+    return devices.gather(
+        out, mesh, lambda tree: jax.tree_util.tree_map(lambda x: x[:s], tree)
+    )
+
+
 def _apply_targets(scenarios: list[Scenario], inputs: list[PlanInputs], allocs):
     """Re-solve the scenarios whose CPA/ROAS target limits their budget."""
     for i, (s, inp) in enumerate(zip(scenarios, inputs, strict=True)):
@@ -160,18 +219,23 @@ def _apply_targets(scenarios: list[Scenario], inputs: list[PlanInputs], allocs):
     return allocs
 
 
-def run_frontier(inputs: PlanInputs, budgets: np.ndarray) -> pd.DataFrame:
+def run_frontier(
+    inputs: PlanInputs, budgets: np.ndarray, mesh: Mesh | None = None
+) -> pd.DataFrame:
     """Optimal outcomes at each budget (one compiled solve over the sorted budgets,
-    each warm-started from its neighbour)."""
+    each warm-started from its neighbour).
+
+    ``mesh``: a 1-D device mesh (``devices.mesh("audiences")``) to split the
+    audiences over, or None for one device.
+    """
     p = inputs.problem
     order = np.argsort(budgets)
-    allocs = allocate_path(
-        p,
-        jnp.asarray(budgets[order], jnp.float64),
-        inputs.objective,
-        inputs.first_price,
-        inputs.spend_all,
-    )
+    sorted_budgets = jnp.asarray(budgets[order], jnp.float64)
+    args = (inputs.objective, inputs.first_price, inputs.spend_all)
+    if mesh is None:
+        allocs = allocate_path(p, sorted_budgets, *args)
+    else:
+        allocs = allocate_path_sharded(p, sorted_budgets, mesh, *args)
     totals = jax.vmap(
         lambda b, a: _totals(
             dataclasses.replace(p, budget=b), a.bid, a.budget, inputs.first_price

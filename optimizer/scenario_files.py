@@ -7,6 +7,7 @@ from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
 from optimizer.config import Scenario, load_scenario, scenario_from_mapping
 from optimizer.errors import InputError
@@ -75,8 +76,11 @@ def write_whatif(
     scenario_files: tuple[Path, ...],
     inline: dict,
     out_dir: Path,
+    mesh: Mesh | None = None,
 ) -> list[str]:
-    """Run every scenario against the base plan; write comparison.csv and plans/."""
+    """Run every scenario against the base plan; write comparison.csv and plans/.
+
+    ``mesh``: shard the scenarios over these devices (same results)."""
     market = load_market(model_dir)
     doc = None
     if plan_dir is not None:
@@ -111,7 +115,9 @@ def write_whatif(
         raise InputError(
             f"scenario names must be unique, got {names}; set 'name' in the files."
         )
-    comparison, plans = run_whatif(market, base, scenarios, settings, bid, cap)
+    comparison, plans = run_whatif(
+        market, base, scenarios, settings, bid, cap, mesh=mesh
+    )
     with atomic_dir(out_dir) as tmp:
         write_csv(tmp / "comparison.csv", comparison)
         write_json(
@@ -146,8 +152,11 @@ def write_frontier(
     objective: str | None,
     plan_dir: Path | None,
     out_dir: Path,
+    mesh: Mesh | None = None,
 ) -> list[str]:
-    """Optimal outcomes across budgets; write frontier.csv and frontier.json."""
+    """Optimal outcomes across budgets; write frontier.csv and frontier.json.
+
+    ``mesh``: shard the audiences over these devices (same frontier)."""
     market = load_market(model_dir)
     grid = parse_budgets(budgets)
     scenario = load_scenario(
@@ -160,7 +169,7 @@ def write_frontier(
         raise InputError(
             f"--budgets starts at {grid[0]:,.2f}, below the minimum spends ({floor:,.2f}); start at {floor:,.2f} or more."
         )
-    frame = run_frontier(inputs, grid)
+    frame = run_frontier(inputs, grid, mesh=mesh)
     p = inputs.problem
     current = expected_outcomes(
         p.params, jnp.asarray(market.current_bid), p.days, None, inputs.first_price

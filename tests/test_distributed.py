@@ -232,3 +232,94 @@ def test_incomplete_multi_process_settings_are_a_clear_error(small_market, tmp_p
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 1
     assert "--num-processes N and --process-id I" in result.output
+
+
+def test_plan_whatif_frontier_on_four_devices_match_one(trained, tmp_path):
+    """--devices 4 (emulated) writes the same plan, comparison and frontier."""
+    model, market = trained["model"], trained["market"]
+    base = ["--model", str(model), "--audiences", str(market / "audiences.csv")]
+
+    def commands(devices: int, out: Path) -> list[list[str]]:
+        flag = ["--devices", str(devices)]
+        return [
+            [
+                "-q",
+                "plan",
+                *base,
+                "--budget",
+                "300",
+                "--days",
+                "7",
+                "--out",
+                str(out / "plan"),
+                *flag,
+            ],
+            [
+                "-q",
+                "whatif",
+                *base,
+                "--budget",
+                "300",
+                "--days",
+                "7",
+                "--scenario",
+                str(ROOT / "simulations/scenarios/budget_plus_20.toml"),
+                "--scenario",
+                str(ROOT / "simulations/scenarios/prices_plus_15.toml"),
+                "--scenario",
+                str(ROOT / "simulations/scenarios/budget_minus_20.toml"),
+                "--out",
+                str(out / "whatif"),
+                *flag,
+            ],
+            [
+                "-q",
+                "frontier",
+                *base,
+                "--budgets",
+                "100:600:7",
+                "--days",
+                "7",
+                "--out",
+                str(out / "frontier"),
+                *flag,
+            ],
+        ]
+
+    script = "\n".join(
+        f"main({args!r}, standalone_mode=False)"
+        for args in commands(4, tmp_path / "four")
+    )
+    code = "from optimizer.cli import main\n" + script
+    proc = _python(code, devices=4)
+    try:
+        for args in commands(1, tmp_path / "one"):
+            result = CliRunner().invoke(main, args)
+            assert result.exit_code == 0, result.output
+    finally:
+        _finish(proc)
+    for name in ("plan/plan.csv", "whatif/comparison.csv", "frontier/frontier.csv"):
+        one = pd.read_csv(tmp_path / "one" / name)
+        four = pd.read_csv(tmp_path / "four" / name)
+        pd.testing.assert_frame_equal(four, one, rtol=1e-9, atol=0.01)
+
+
+def test_more_devices_than_the_machine_has_is_a_clear_error(trained, tmp_path):
+    result = CliRunner().invoke(
+        main,
+        [
+            "plan",
+            "--model",
+            str(trained["model"]),
+            "--budget",
+            "300",
+            "--days",
+            "7",
+            "--devices",
+            "64",
+            "--out",
+            str(tmp_path / "p"),
+        ],
+    )
+    assert result.exit_code == 1
+    assert "--devices 64: this machine has" in result.output
