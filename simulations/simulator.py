@@ -11,15 +11,23 @@ after a click) and a conversion is worth ``value[k]``.
 
 Event-level and exact, without holding every auction. By Poisson thinning the
 auctions the campaign joins *and wins* form a Poisson process with rate
-``rate * participation * win_rate`` independent of the others, so each hour draws
-the number of won auctions and of all other auctions (two Poisson counts per
-audience), and then draws every won auction individually from its conditional
-law: its (stratum, component) cell from ``w_k pi_j Phi(d_kj) / win_rate`` (a
-Walker alias table, O(1) per draw), its price from the log-normal truncated
-below the bid (inverse CDF), and one uniform for click and conversion. Lost auctions cannot change any outcome, so they are
-only counted. Won auctions are processed in fixed-size chunks of ``chunk`` slots
-(a ``while_loop`` until the hour's wins are done), so memory is
-O(replications x chunk) whatever the horizon or volume.
+``rate * participation * win_rate`` independent of the others, so a block of
+hours draws the number of won auctions per audience and hour and of all other
+auctions per audience (Poisson counts), and then draws every won auction
+individually from its conditional law: its (stratum, component) cell from
+``w_k pi_j Phi(d_kj) / win_rate`` (a Walker alias table, O(1) per draw), its
+price from the log-normal truncated below the bid (inverse CDF), and one uniform
+for click and conversion (two Threefry blocks per won auction). Lost auctions
+cannot change any outcome, so they are only counted.
+
+A block's won auctions are laid out audience after audience, each audience's in
+time order, and processed in fixed-size chunks of ``chunk`` slots (a
+``while_loop`` until the block's wins are done); an audience whose budget ran
+out skips the rest of its run. Under pacing ``"stop"`` nothing about joining
+changes until a budget runs out, so a block spans many hours (the whole horizon
+for a few audiences, :func:`default_block_hours`) and chunks stay full; under
+``"even"`` participation changes every hour, so a block is one hour. Memory is
+O(replications x (chunk + audiences x block hours)) whatever the volume.
 
 Budget (both pacings): within an hour the won auctions of an audience arrive in
 random order; the campaign takes them while the running spend including the next
@@ -32,8 +40,11 @@ is the share of the horizon's expected uncapped spend that falls in hours 0..h
 (the schedule follows the audience's daily traffic curve): it throttles when
 ahead of schedule and joins everything when behind.
 
-All money is float64 (``MONEY``); replications are a ``vmap`` over keys, batched
-in groups of ``batch`` runs by :func:`simulate`.
+All money is float64 (``MONEY``). Replications are a ``vmap`` over keys,
+batched in groups of ``batch`` runs by :func:`simulate` and split over devices
+(``jax.shard_map`` on a one-axis ``Mesh``). A replication depends only on its
+own key, never on which batch or device runs it, so the result is the same on
+one device or many.
 """
 
 from __future__ import annotations
@@ -42,12 +53,14 @@ import dataclasses
 import functools
 import math
 import sys
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 from jax.scipy.special import ndtr, ndtri
+from jax.sharding import Mesh, PartitionSpec
 
 from optimizer.errors import InputError
 from optimizer.market import MONEY, MarketParams, per_auction
@@ -57,6 +70,12 @@ METRICS = ("spend", "impressions", "clicks", "conversions", "value", "cpa", "roa
 TOTAL = "TOTAL"
 # Columns of the per-audience running totals carried through the hours.
 _IMPRESSIONS, _SPEND, _CLICKS, _CONVERSIONS, _VALUE = range(5)
+# Most (audience, hour) Poisson counts drawn at once (stop pacing): bounds memory.
+_MAX_GROUPS = 4096
+# Up to this many segments a slot finds its own by comparing with every end.
+_FEW_SEGMENTS = 32
+# Mesh axis the replications are split over.
+_RUNS = "runs"
 
 
 @jax.tree_util.register_dataclass
@@ -197,6 +216,32 @@ def _tables(
     )
 
 
+def _segment(ends: jax.Array, x: jax.Array) -> jax.Array:
+    """Index of the segment holding each position ``x``: the number of ``ends``
+    (non-decreasing, (G,) int) that are <= x. A comparison table for few
+    segments (cheapest), a binary search for many."""
+    if ends.shape[0] <= _FEW_SEGMENTS:
+        return jnp.sum(ends <= x[..., None], axis=-1)
+    return jnp.searchsorted(ends, x, side="right")
+
+
+def _uniforms(key: jax.Array, size: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Three (size,) float64 uniforms per slot from 128 random bits (two
+    Threefry blocks, against three for three ``jax.random.uniform`` draws).
+
+    The first has 53 bits (it picks the alias column, and its remainder the
+    alias, so it needs the most); the other two have 32 bits each (steps of
+    2.3e-10, far below any click or conversion probability, and a price's
+    quantile cut 2.3e-10 from the end). The second is in (0, 1], the others in
+    [0, 1); every conversion to float64 is exact.
+    """
+    bits = jax.random.bits(key, (2, size), jnp.uint64)
+    first = (bits[0] >> 11).astype(MONEY) * 2.0**-53
+    second = ((bits[1] >> 32).astype(MONEY) + 1.0) * 2.0**-32
+    third = (bits[1] & 0xFFFFFFFF).astype(MONEY) * 2.0**-32
+    return first, second, third
+
+
 def _draw_won(
     t: _Tables, key: jax.Array, audience: jax.Array, first_price: bool
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
@@ -209,9 +254,7 @@ def _draw_won(
         price paid (S,) currency, click (S,) bool, conversion (S,) bool and value
         of a conversion (S,) currency.
     """
-    u_cell, u_price, u_action = jax.random.uniform(
-        key, (3, audience.shape[0]), dtype=MONEY
-    )
+    u_cell, u_price, u_action = _uniforms(key, audience.shape[0])
     n_cells = t.alias_prob.shape[0] // t.bid.shape[0]
     scaled = u_cell * n_cells
     column = jnp.minimum(scaled.astype(audience.dtype), n_cells - 1)
@@ -220,8 +263,8 @@ def _draw_won(
     if first_price:
         price = t.bid[audience]
     else:
-        # Inverse CDF of the log-normal truncated to price < bid; 1 - u is in (0, 1].
-        z = ndtri((1.0 - u_price) * t.win_share[cell])
+        # Inverse CDF of the log-normal truncated to price < bid; u is in (0, 1].
+        z = ndtri(u_price * t.win_share[cell])
         price = jnp.exp(t.log_loc[cell] + t.log_scale[cell] * z)
     # One uniform for both: conversion implies click, P(conv | click) = p_conv/p_click.
     click = u_action < t.p_click[cell]
@@ -234,31 +277,31 @@ def _chunk(
     key: jax.Array,
     offset: jax.Array,
     won_end: jax.Array,
-    totals: jax.Array,
-    stopped: jax.Array,
+    state: tuple[jax.Array, jax.Array, jax.Array | None],
+    group_end: jax.Array | None,
     chunk: int,
     first_price: bool,
-) -> tuple[jax.Array, jax.Array]:
-    """Buy won auctions ``offset .. offset + chunk - 1`` of the hour.
+) -> tuple[jax.Array, jax.Array, jax.Array | None]:
+    """Buy won auctions ``offset .. offset + chunk - 1`` of the block.
 
-    The hour's won auctions are laid out audience after audience; audience a owns
-    ``won_end[a - 1] .. won_end[a] - 1`` (``won_end`` (A,) int, cumulative).
+    The block's won auctions are laid out audience after audience; audience a
+    owns ``won_end[a - 1] .. won_end[a] - 1`` (``won_end`` (A,) int, cumulative).
 
     Args:
-        totals: (A, 5) running impressions, spend, clicks, conversions, value.
-        stopped: (A,) bool, budget already ran out.
+        state: ``totals`` (A, 5) running impressions, spend, clicks, conversions,
+            value; ``stopped`` (A,) bool, budget already ran out; ``hourly``
+            (A * Hb, 2) spend and conversions per audience and hour of the
+            block, or None when paths are not kept.
+        group_end: (A * Hb,) int, cumulative won auctions per (audience, hour)
+            of the block (audience-major), when paths are kept.
 
     Returns:
-        Updated ``totals`` and ``stopped``.
+        Updated ``state``.
     """
+    totals, stopped, hourly = state
     slot = offset + jnp.arange(chunk)
-    # Audience of each slot: audiences finished before the chunk, plus one for
-    # every audience boundary passed inside it (scatter + cumsum, O(chunk + A)).
-    passed = jnp.sum(won_end <= offset)
-    inside = jnp.where(won_end > offset, won_end - offset, chunk)  # chunk = dropped
-    marks = jnp.zeros(chunk, won_end.dtype).at[inside].add(1, mode="drop")
-    audience = jnp.minimum(passed + jnp.cumsum(marks), won_end.shape[0] - 1)
-    valid = slot < won_end[-1]  # slots past the hour's last win are padding
+    audience = jnp.minimum(_segment(won_end, slot), won_end.shape[0] - 1)
+    valid = slot < won_end[-1]  # slots past the block's last win are padding
     price, click, conversion, value = _draw_won(t, key, audience, first_price)
     won_start = jnp.concatenate([jnp.zeros(1, won_end.dtype), won_end[:-1]])
     start = jnp.clip(won_start - offset, 0, chunk)
@@ -276,7 +319,10 @@ def _chunk(
     )
     added = jnp.zeros((won_end.shape[0], 5), MONEY).at[audience].add(rows)
     refused = added[:, _IMPRESSIONS] < (end - start)
-    return totals + added, stopped | refused
+    if hourly is not None:
+        group = jnp.minimum(_segment(group_end, slot), group_end.shape[0] - 1)
+        hourly = hourly.at[group].add(rows[:, (_SPEND, _CONVERSIONS)])
+    return totals + added, stopped | refused, hourly
 
 
 def _participation(
@@ -299,51 +345,91 @@ def _participation(
     return jnp.clip(share, 0.0, 1.0)
 
 
-def _hour(
+def _counts(
+    t: _Tables,
+    key: jax.Array,
+    first_hour: jax.Array,
+    joins: jax.Array,
+    hours: int,
+    block_hours: int,
+) -> tuple[jax.Array, jax.Array]:
+    """Won auctions (A, Hb) int per audience and hour of a block, and lost ones
+    (A,) over the block: independent Poisson counts (thinning). Hours past the
+    horizon have no auctions."""
+    hour = first_hour + jnp.arange(block_hours)
+    rate = jnp.where(hour < hours, t.rate[:, hour % 24], 0.0)
+    won_rate = rate * (joins * t.win_rate)[:, None]
+    lost_rate = jnp.maximum(jnp.sum(rate, 1) - jnp.sum(won_rate, 1), 0.0)
+    # One Poisson sampler in the program, not two: it is slow to compile.
+    counts = jax.random.poisson(key, jnp.concatenate([won_rate.ravel(), lost_rate]))
+    n = joins.shape[0]
+    return counts[:-n].reshape(n, block_hours), counts[-n:]
+
+
+def _block(
     t: _Tables,
     key: jax.Array,
     carry: tuple[jax.Array, jax.Array, jax.Array, jax.Array],
-    hour: jax.Array,
+    block: jax.Array,
     *,
     hours: int,
+    block_hours: int,
     pacing: str,
     chunk: int,
     first_price: bool,
-) -> tuple[tuple[jax.Array, jax.Array, jax.Array, jax.Array], jax.Array]:
-    """One hour of one replication; ``carry`` = (totals (A, 5), auctions (A,),
-    stopped (A,) bool, out_hour (A,)). Emits (A, 2) cumulative spend, conversions.
+    paths: bool,
+) -> tuple[tuple[jax.Array, jax.Array, jax.Array, jax.Array], jax.Array | None]:
+    """Hours ``block * Hb .. block * Hb + Hb - 1`` of one replication.
+
+    ``carry`` = (totals (A, 5), auctions (A,), stopped (A,) bool, out_hour (A,)).
+    Emits (Hb, A, 2) cumulative spend and conversions at the end of each hour
+    when ``paths``, else None.
     """
     totals, auctions, stopped, out_hour = carry
-    key_count, key_buy = jax.random.split(jax.random.fold_in(key, hour))
-    rate = t.rate[:, hour % 24]
-    joins = _participation(t, hour, hours, totals[:, _SPEND], pacing) * ~stopped
-    won_rate = rate * joins * t.win_rate
-    # One Poisson sampler in the program, not two: it is slow to compile.
-    won, lost = jax.random.poisson(
-        key_count, jnp.stack([won_rate, jnp.maximum(rate - won_rate, 0.0)])
-    )
-    won_end = jnp.cumsum(won)
+    n = stopped.shape[0]
+    first_hour = block * block_hours
+    key_count, key_buy = jax.random.split(jax.random.fold_in(key, block))
+    joins = _participation(t, first_hour, hours, totals[:, _SPEND], pacing) * ~stopped
+    won, lost = _counts(t, key_count, first_hour, joins, hours, block_hours)
+    won_end = jnp.cumsum(jnp.sum(won, 1))
+    group_end = jnp.cumsum(won.ravel()) if paths else None
+    hourly = jnp.zeros((n * block_hours, 2), MONEY) if paths else None
 
     def body(state):
-        i, tot, stop = state
-        tot, stop = _chunk(
+        i, offset, *inner = state
+        tot, stop, per_hour = _chunk(
             t,
             jax.random.fold_in(key_buy, i),
-            i * chunk,
+            offset,
             won_end,
-            tot,
-            stop,
+            tuple(inner),
+            group_end,
             chunk,
             first_price,
         )
-        return i + 1, tot, stop
+        # Skip the rest of an audience whose budget ran out inside this chunk:
+        # none of it can be bought.
+        nxt = offset + chunk
+        a = jnp.minimum(_segment(won_end, nxt), n - 1)
+        nxt = jnp.where(stop[a], jnp.maximum(won_end[a], nxt), nxt)
+        return i + 1, nxt, tot, stop, per_hour
 
-    _, totals, now_stopped = jax.lax.while_loop(
-        lambda s: s[0] * chunk < won_end[-1], body, (0, totals, stopped)
+    _, _, new_totals, now_stopped, hourly = jax.lax.while_loop(
+        lambda s: s[1] < won_end[-1], body, (0, 0, totals, stopped, hourly)
     )
-    out_hour = jnp.where(now_stopped & ~stopped, hour.astype(MONEY), out_hour)
-    carry = (totals, auctions + won + lost, now_stopped, out_hour)
-    return carry, totals[:, (_SPEND, _CONVERSIONS)]
+    # The first won auction that did not fit is number ``bought`` of the
+    # audience's block (0-based): its hour is where the running count passes it.
+    bought = new_totals[:, _IMPRESSIONS] - totals[:, _IMPRESSIONS]
+    in_block = jnp.sum(jnp.cumsum(won, 1) <= bought[:, None], 1)
+    out_hour = jnp.where(
+        now_stopped & ~stopped, (first_hour + in_block).astype(MONEY), out_hour
+    )
+    carry = (new_totals, auctions + jnp.sum(won, 1) + lost, now_stopped, out_hour)
+    if not paths:
+        return carry, None
+    per_hour = hourly.reshape(n, block_hours, 2)
+    path = totals[:, None, (_SPEND, _CONVERSIONS)] + jnp.cumsum(per_hour, 1)
+    return carry, jnp.swapaxes(path, 0, 1)
 
 
 def simulate_one(
@@ -356,7 +442,9 @@ def simulate_one(
     first_price: bool,
     pacing: str,
     chunk: int,
-) -> tuple[jax.Array, jax.Array, jax.Array]:
+    block_hours: int | None = None,
+    paths: bool = True,
+) -> tuple[jax.Array, jax.Array, jax.Array | None]:
     """One replication of the plan over ``hours`` hours (pure; vmap it over keys).
 
     Args:
@@ -365,16 +453,30 @@ def simulate_one(
         budget: (A,) float64 cap over the horizon, currency (``inf`` = no cap).
         hours: static horizon length in hours.
         chunk: static number of won-auction slots processed at a time.
+        block_hours: static hours whose auctions are drawn together; default
+            :func:`default_block_hours`. Pacing ``"even"`` needs 1.
+        paths: static; keep the hourly paths (else ``path`` is None).
 
     Returns:
         ``outcomes`` (A, 6): auctions, impressions, spend, clicks, conversions,
         value; ``out_hour`` (A,), NaN when the budget lasted; ``path`` (H, A, 2):
         cumulative spend and conversions at the end of each hour.
     """
-    t = _tables(params, bid, budget, first_price)
     n = bid.shape[0]
+    block_hours = block_hours or default_block_hours(n, hours, pacing)
+    if pacing == "even" and block_hours != 1:
+        raise ValueError("even pacing updates participation every hour: block_hours=1")
+    t = _tables(params, bid, budget, first_price)
     step = functools.partial(
-        _hour, t, key, hours=hours, pacing=pacing, chunk=chunk, first_price=first_price
+        _block,
+        t,
+        key,
+        hours=hours,
+        block_hours=block_hours,
+        pacing=pacing,
+        chunk=chunk,
+        first_price=first_price,
+        paths=paths,
     )
     init = (
         jnp.zeros((n, 5), MONEY),
@@ -382,32 +484,86 @@ def simulate_one(
         jnp.zeros(n, bool),
         jnp.full(n, jnp.nan, MONEY),
     )
-    (totals, auctions, _, out_hour), path = jax.lax.scan(step, init, jnp.arange(hours))
+    (totals, auctions, _, out_hour), path = jax.lax.scan(
+        step, init, jnp.arange(-(-hours // block_hours))
+    )
+    if paths:
+        path = path.reshape(-1, n, 2)[:hours]
     return jnp.concatenate([auctions[:, None], totals], 1), out_hour, path
 
 
+def _replicate(
+    keys, params, bid, budget, *, hours, first_price, pacing, chunk, paths, blocks
+):
+    """vmap of :func:`simulate_one` over ``keys`` (B,)."""
+    one = functools.partial(
+        simulate_one,
+        hours=hours,
+        first_price=first_price,
+        pacing=pacing,
+        chunk=chunk,
+        block_hours=blocks,
+        paths=paths,
+    )
+    return jax.vmap(one, in_axes=(0, None, None, None))(keys, params, bid, budget)
+
+
 @functools.partial(
-    jax.jit, static_argnames=("hours", "first_price", "pacing", "chunk", "paths")
+    jax.jit,
+    static_argnames=(
+        "hours",
+        "first_price",
+        "pacing",
+        "chunk",
+        "paths",
+        "blocks",
+        "mesh",
+    ),
 )
 def _simulate_batch(
-    keys, params, bid, budget, *, hours, first_price, pacing, chunk, paths
+    keys, params, bid, budget, *, hours, first_price, pacing, chunk, paths, blocks, mesh
 ):
-    """vmap of :func:`simulate_one` over ``keys`` (B,); drops paths unless asked."""
-    one = functools.partial(
-        simulate_one, hours=hours, first_price=first_price, pacing=pacing, chunk=chunk
+    """:func:`_replicate` with ``keys`` (B,) split evenly over the ``mesh``
+    devices (axis ``"runs"``); the market and the plan are copied to each."""
+    run = functools.partial(
+        _replicate,
+        hours=hours,
+        first_price=first_price,
+        pacing=pacing,
+        chunk=chunk,
+        paths=paths,
+        blocks=blocks,
     )
-    outcomes, out_hour, path = jax.vmap(one, in_axes=(0, None, None, None))(
-        keys, params, bid, budget
-    )
-    return outcomes, out_hour, (path if paths else None)
+    spec = PartitionSpec(_RUNS)
+    return jax.shard_map(
+        run,
+        mesh=mesh,
+        in_specs=(spec, PartitionSpec(), PartitionSpec(), PartitionSpec()),
+        out_specs=spec,
+        # jax.random.poisson's loops start from unsharded constants, which the
+        # varying-axes check rejects; each shard is independent anyway.
+        check_vma=False,
+    )(keys, params, bid, budget)
 
 
-def default_chunk(params: MarketParams, bid: jax.Array) -> int:
+def default_block_hours(n_audiences: int, hours: int, pacing: str) -> int:
+    """Hours drawn together: 1 for even pacing (participation changes every
+    hour); for stop pacing as many as keep at most ``_MAX_GROUPS`` (audience,
+    hour) counts, in equal blocks (the fewer blocks, the fuller the chunks)."""
+    if pacing == "even":
+        return 1
+    most = max(1, min(hours, _MAX_GROUPS // max(n_audiences, 1)))
+    n_blocks = -(-hours // most)
+    return -(-hours // n_blocks)
+
+
+def default_chunk(params: MarketParams, bid: jax.Array, block_hours: int = 1) -> int:
     """Won-auction slots per chunk: about a quarter of the mean won auctions per
-    hour over all audiences, a power of two in [16, 4096] (host-side, concrete)."""
+    block of ``block_hours`` hours over all audiences, a power of two in
+    [16, 2048] (host-side, concrete). Larger chunks gain nothing on a CPU."""
     won = np.asarray(per_auction(params, bid)[:, 0] * params.volume_per_day)
-    per_hour = float(np.sum(won)) / 24 / 4
-    return int(2 ** np.clip(round(math.log2(max(per_hour, 1.0))), 4, 12))
+    per_block = float(np.sum(won)) / 24 * block_hours / 4
+    return int(2 ** np.clip(round(math.log2(max(per_block, 1.0))), 4, 11))
 
 
 def _validate(
@@ -444,6 +600,7 @@ def simulate(
     batch: int = 64,
     chunk: int | None = None,
     progress: bool = False,
+    devices: Sequence[jax.Device] | None = None,
 ) -> SimulationResult:
     """Replay a plan ``runs`` times over ``days`` days, auction by auction.
 
@@ -458,10 +615,15 @@ def simulate(
         pacing: ``"stop"`` or ``"even"`` (see the module docstring).
         runs: number of replications.
         path_runs: how many of the first replications keep hourly paths.
-        batch: replications vmapped per compiled call; bounds memory, and
-            successive batches run concurrently on a multi-core CPU.
+        batch: replications per compiled call (rounded up to a multiple of the
+            number of devices, which share them); bounds memory, and successive
+            batches run concurrently on a multi-core CPU.
         chunk: won-auction slots per step; default :func:`default_chunk`.
         progress: print one line per batch to stderr.
+        devices: devices the replications are split over (a one-axis
+            ``jax.sharding.Mesh``); default every device of ``jax.devices()``.
+            Each replication depends only on its own key, so the result is the
+            same on any number of devices (up to float64 summation order).
 
     Returns:
         :class:`SimulationResult` with R = ``runs`` and P = ``min(path_runs, runs)``.
@@ -469,23 +631,30 @@ def simulate(
     bid = jnp.asarray(bid, MONEY)
     budget = jnp.broadcast_to(jnp.asarray(budget, MONEY), bid.shape)
     _validate(params, bid, budget, days, pacing)
+    mesh = Mesh(np.asarray(jax.devices() if devices is None else devices), (_RUNS,))
+    blocks = default_block_hours(bid.shape[0], 24 * days, pacing)
     static = dict(
         hours=24 * days,
         first_price=first_price,
         pacing=pacing,
-        chunk=chunk or default_chunk(params, bid),
+        chunk=chunk or default_chunk(params, bid, blocks),
+        blocks=blocks,
+        mesh=mesh,
     )
     keys = jax.random.split(key, runs)
     n_paths = min(path_runs, runs)
     parts = []
     if n_paths:
-        parts.append(
-            _simulate_batch(keys[:n_paths], params, bid, budget, paths=True, **static)
+        # Padded to a multiple of the devices with repeats that are dropped.
+        idx = jnp.arange(_whole(n_paths, mesh.size)) % runs
+        outcomes, out_hour, path = _simulate_batch(
+            keys[idx], params, bid, budget, paths=True, **static
         )
+        parts.append((outcomes[:n_paths], out_hour[:n_paths], path[:n_paths]))
     size = min(batch, runs - n_paths)
     for lo in range(n_paths, runs, max(size, 1)):
         # The last batch is padded to the same size so it reuses the compiled call.
-        idx = jnp.arange(lo, lo + size) % runs
+        idx = jnp.arange(lo, lo + _whole(size, mesh.size)) % runs
         outcomes, out_hour, _ = _simulate_batch(
             keys[idx], params, bid, budget, paths=False, **static
         )
@@ -498,6 +667,11 @@ def simulate(
     if progress:
         _report(parts, runs, runs)
     return _assemble(parts, n_paths, bid.shape[0], 24 * days)
+
+
+def _whole(n: int, devices: int) -> int:
+    """``n`` rounded up to a multiple of ``devices``."""
+    return -(-n // devices) * devices
 
 
 def _report(parts: list, done: int, runs: int) -> None:
