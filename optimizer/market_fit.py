@@ -35,6 +35,12 @@ _CEILING_FACTOR = 3.0
 _ANCHOR_EVENTS = (
     20.0  # prior weight, in expected clicks/conversions, of the log-wide level
 )
+# Grids of the rate-level posterior (rate_level_posterior): the audience spread c
+# (coefficient of variation of an audience's rate factor) from 0.1% to 1000%,
+# and the log-wide level in posterior sds around its mode given c.
+_CV_GRID = np.geomspace(1e-3, 10.0, 60)
+_LEVEL_NODES = np.linspace(-6.0, 6.0, 41)
+_LEVEL_PRIOR_SD = 1.0  # prior sd of log g, the log-wide level of the network's rates
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,13 +231,212 @@ def _current(
 
 def rate_uncertainty_shape(market: FittedMarket) -> np.ndarray:
     """(A,) Gamma shape k of each audience's conversion-rate multiplier (mean 1,
-    relative sd 1/sqrt(k)): the log's conversions plus the anchoring prior."""
+    relative sd 1/sqrt(k)): the log's conversions plus the anchoring prior.
+
+    The audiences' multipliers are independent: this is the fallback of
+    :func:`rate_uncertainty` for a market.json without the model's expected
+    conversions (trained before they were stored).
+    """
     anchoring = market.metrics.get("rate_anchoring", {})
     observed = np.array(
         [anchoring.get(n, {}).get("conversions_observed", 0) for n in market.names],
         float,
     )
     return observed + _ANCHOR_EVENTS
+
+
+@dataclasses.dataclass(frozen=True)
+class RateLevelPosterior:
+    """What the log says about the level of the rate network's conversion rates.
+
+    Model: audience a's true conversion rate is its predicted rate times a
+    factor ``g * u_a``: ``g`` is shared by the whole log (the network's overall
+    level) and ``u_a`` (mean 1, coefficient of variation ``c``, Gamma) is the
+    audience's own error; the log's conversions are Poisson given the factor.
+    The posterior of ``(c, log g)`` is held on a grid (C spreads x L levels).
+
+    Attributes:
+        observed: (A,) conversions of each audience's won auctions in the log.
+        expected: (A,) the network's (un-anchored) expected conversions for
+            the same auctions.
+        cv: (C,) grid of the audience spread c.
+        log_level: (C, L) grid of log g for each spread.
+        prob: (C, L) posterior probability of each cell (sums to 1).
+    """
+
+    observed: np.ndarray
+    expected: np.ndarray
+    cv: np.ndarray
+    log_level: np.ndarray
+    prob: np.ndarray
+
+
+def _level_loglik(log_g, kappa, observed, expected, block: int = 2048):
+    """Negative-binomial log-likelihood of the log's conversions and its first
+    two derivatives in log g (the terms that depend on g).
+
+    ``log_g`` (C, L) and ``kappa`` (C, 1); returns three (C, L) arrays. Summed
+    over blocks of audiences so memory stays at C x L x ``block`` numbers.
+    """
+    ll = d1 = d2 = np.zeros(np.shape(log_g))
+    k = kappa[..., None]
+    for start in range(0, len(expected), block):
+        obs, exp_ = observed[start : start + block], expected[start : start + block]
+        mu = np.exp(log_g)[..., None] * exp_  # (C, L, block)
+        total = k + mu
+        ll = ll + np.sum(obs * np.log(mu) - (obs + k) * np.log(total), axis=-1)
+        d1 = d1 + np.sum(k * (obs - mu) / total, axis=-1)
+        d2 = d2 - np.sum((obs + k) * k * mu / total**2, axis=-1)
+    return ll, d1, d2
+
+
+def rate_level_posterior(
+    observed: np.ndarray, expected: np.ndarray
+) -> RateLevelPosterior:
+    """Grid posterior of the log-wide rate level g and the audience spread c.
+
+    Marginally each audience's conversions are negative binomial with mean
+    ``g * expected`` and shape ``kappa = 1 / c**2``. Priors: log g normal with
+    mean 0 and sd 1 (the network is calibrated, so its overall level is 1 give
+    or take a factor e; any log with a few dozen conversions outweighs it, and
+    it keeps the posterior proper with none) and a half-Cauchy(0, 1) for c, the
+    usual weakly informative prior for the spread of a few groups (Gelman
+    2006). For each spread the level grid is centred on the conditional mode
+    of log g and spans +-6 of its posterior sds, so the cost is O(C x L x A)
+    whatever the data.
+
+    Args:
+        observed: (A,) conversions per audience in the log.
+        expected: (A,) the model's expected conversions for the same auctions
+            (> 0; not anchored to the log).
+
+    Returns:
+        The posterior on the grid.
+    """
+    from scipy.special import gammaln
+
+    observed = np.asarray(observed, np.float64)
+    expected = np.maximum(np.asarray(expected, np.float64), 1e-12)
+    kappa = 1.0 / _CV_GRID[:, None] ** 2  # (C, 1)
+    precision = 1.0 / _LEVEL_PRIOR_SD**2
+    mode = np.full_like(kappa, np.log((observed.sum() + 0.5) / expected.sum()))
+    for _ in range(50):  # Newton, every spread at once; concave in log g
+        _, d1, d2 = _level_loglik(mode, kappa, observed, expected)
+        step = np.clip((d1 - precision * mode) / (d2 - precision), -1.0, 1.0)
+        mode = mode - step
+        if np.abs(step).max() < 1e-10:
+            break
+    ll, _, curvature = _level_loglik(mode, kappa, observed, expected)
+    sd = 1.0 / np.sqrt(precision - curvature)  # (C, 1)
+    levels = mode + sd * _LEVEL_NODES  # (C, L)
+    # log prior: normal in log g, half-Cauchy in c (the c grid is geometric:
+    # Jacobian c), and the level grid's spacing (sd) for the integral; the
+    # gamma terms are the likelihood's parts that depend on c only.
+    c = _CV_GRID[:, None]
+    per_spread = (
+        np.sum(
+            gammaln(observed + kappa) - gammaln(kappa) + kappa * np.log(kappa),
+            axis=1,
+            keepdims=True,
+        )
+        - np.log1p(c**2)
+        + np.log(c)
+        + np.log(sd)
+    )
+    # Spreads whose Laplace estimate is e^-50 below the best carry no mass:
+    # with many audiences most do, and skipping them keeps big logs fast.
+    laplace = (ll - 0.5 * precision * mode**2 + per_spread)[:, 0]
+    logpost = np.full_like(levels, -np.inf)
+    for i in np.flatnonzero(laplace > laplace.max() - 50.0):  # memory O(L x A)
+        ll_i = _level_loglik(levels[i : i + 1], kappa[i], observed, expected)[0]
+        logpost[i] = ll_i[0]
+    logpost += per_spread - 0.5 * precision * levels**2
+    prob = np.exp(logpost - logpost.max())
+    return RateLevelPosterior(
+        observed, expected, _CV_GRID.copy(), levels, prob / prob.sum()
+    )
+
+
+def draw_rate_factors(
+    posterior: RateLevelPosterior, rng: np.random.Generator, n: int
+) -> np.ndarray:
+    """(n, A) draws of each audience's factor on the network's conversion rates.
+
+    Each draw takes (c, g) from the grid posterior and then each audience's
+    factor from its conditional posterior, Gamma(kappa + observed, rate
+    kappa + g * expected) times g: the audiences share the draw of g, so the
+    factors are correlated as the log's overall level is uncertain.
+    """
+    cells = rng.choice(posterior.prob.size, size=n, p=posterior.prob.ravel())
+    ci, li = np.unravel_index(cells, posterior.prob.shape)
+    kappa = 1.0 / posterior.cv[ci, None] ** 2
+    g = np.exp(posterior.log_level[ci, li])[:, None]
+    u = rng.gamma(kappa + posterior.observed, 1.0 / (kappa + g * posterior.expected))
+    return g * u
+
+
+def posterior_mean_factors(posterior: RateLevelPosterior) -> np.ndarray:
+    """(A,) posterior mean of each audience's factor on the network's rates."""
+    out = np.zeros_like(posterior.expected)
+    for c, li in zip(*np.nonzero(posterior.prob), strict=True):  # cells with mass
+        kappa = 1.0 / posterior.cv[c] ** 2
+        g = np.exp(posterior.log_level[c, li])
+        mean = g * (kappa + posterior.observed) / (kappa + g * posterior.expected)
+        out += posterior.prob[c, li] * mean
+    return out
+
+
+def _rate_posterior(market: FittedMarket) -> RateLevelPosterior | None:
+    """The market's rate-level posterior, None for a market.json without the
+    model's expected conversions."""
+    anchoring = market.metrics.get("rate_anchoring", {})
+    entries = [anchoring.get(name, {}) for name in market.names]
+    if not all("conversions_expected" in e for e in entries):
+        return None
+    return rate_level_posterior(
+        np.array([e["conversions_observed"] for e in entries], float),
+        np.array([e["conversions_expected"] for e in entries], float),
+    )
+
+
+def rate_uncertainty_summary(market: FittedMarket) -> dict | None:
+    """The conversion-rate uncertainty in a few numbers, for planners.
+
+    Returns None for a market.json without the model's expected conversions,
+    else: ``conversions_in_log``; ``level_sd``, the relative uncertainty
+    (one sd) of the model's overall conversion level; ``audience_spread``, how
+    far an audience's own rate typically departs from that level (posterior
+    median of c).
+    """
+    post = _rate_posterior(market)
+    if post is None:
+        return None
+    mean = np.sum(post.prob * post.log_level)
+    sd = np.sqrt(np.sum(post.prob * (post.log_level - mean) ** 2))
+    by_cv = post.prob.sum(axis=1)
+    median = post.cv[np.searchsorted(np.cumsum(by_cv), 0.5)]
+    return {
+        "conversions_in_log": int(post.observed.sum()),
+        "level_sd": float(np.expm1(sd)),
+        "audience_spread": float(median),
+    }
+
+
+def rate_uncertainty(
+    market: FittedMarket, rng: np.random.Generator, n: int
+) -> np.ndarray:
+    """(n, A) multipliers of the fitted conversion rates, one row per draw.
+
+    With the model's expected conversions in market.json, the multipliers are
+    draws of :func:`draw_rate_factors` divided by their posterior mean, so the
+    simulated band stays centred on the plan's forecast; otherwise independent
+    Gamma multipliers of shape :func:`rate_uncertainty_shape`.
+    """
+    posterior = _rate_posterior(market)
+    if posterior is None:
+        shape = rate_uncertainty_shape(market)
+        return rng.gamma(shape, 1.0 / shape, size=(n, len(shape)))
+    return draw_rate_factors(posterior, rng, n) / posterior_mean_factors(posterior)
 
 
 def anchor_factors(observed: np.ndarray, expected: np.ndarray) -> np.ndarray:
@@ -352,10 +557,8 @@ def fit_market(
     click_factor = anchor_factors(
         observed_clicks, weight * np.bincount(codes[won], p_click[won], minlength=a)
     )
-    conv_factor = anchor_factors(
-        observed_conv,
-        weight * np.bincount(codes[won], p_conversion[won], minlength=a),
-    )
+    expected_conv = weight * np.bincount(codes[won], p_conversion[won], minlength=a)
+    conv_factor = anchor_factors(observed_conv, expected_conv)
     p_click = np.clip(p_click * click_factor[codes], 0.0, 1.0)
     p_conversion = np.minimum(p_conversion * conv_factor[codes], p_click)
     strata = _strata(codes, shift, p_click, p_conversion, a, n_strata)
@@ -391,6 +594,7 @@ def fit_market(
                 "click": float(click_factor[i]),
                 "conversion": float(conv_factor[i]),
                 "conversions_observed": int(observed_conv[i]),
+                "conversions_expected": float(expected_conv[i]),
             }
             for i, name in enumerate(names)
         },

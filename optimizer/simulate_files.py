@@ -11,7 +11,11 @@ import numpy as np
 
 from optimizer.errors import InputError
 from optimizer.fileio import atomic_dir, write_csv, write_json
-from optimizer.market_fit import load_market, rate_uncertainty_shape
+from optimizer.market_fit import (
+    load_market,
+    rate_uncertainty,
+    rate_uncertainty_summary,
+)
 from optimizer.plan_reader import read_plan
 
 _RATE_DRAWS = 20  # market draws per simulation when rate uncertainty is on
@@ -33,23 +37,18 @@ def _run(params, bid, budget, days, first_price, pacing, runs, seed, quiet):
     )
 
 
-def simulate_with_rate_uncertainty(
-    market, bid, budget, days, first_price, pacing, runs, seed
+def simulate_rate_draws(
+    market, multipliers, bid, budget, days, first_price, pacing, runs, seed
 ):
-    """Replications in groups, each group on a market whose conversion rates are
-    drawn from their uncertainty (a Gamma multiplier per audience with mean 1 and
-    relative sd 1/sqrt(conversions in the log + 20)): the spread then covers what
-    the model does not know, not only auction luck."""
-    shape = rate_uncertainty_shape(market)
-    rng = np.random.default_rng([seed, 7])
-    groups = min(_RATE_DRAWS, runs)
+    """Replications in groups, group g on the market whose conversion rates are
+    multiplied by ``multipliers[g]`` (G, A); ``runs`` are split evenly."""
+    groups = len(multipliers)
     per_group = -(-runs // groups)
     parts = []
-    for g in range(groups):
-        factor = jnp.asarray(rng.gamma(shape, 1.0 / shape))
+    for g, factor in enumerate(np.asarray(multipliers)):
         p = market.params
         drawn = dataclasses.replace(
-            p, p_conv=jnp.minimum(p.p_conv * factor[:, None], p.p_click)
+            p, p_conv=jnp.minimum(p.p_conv * jnp.asarray(factor)[:, None], p.p_click)
         )
         parts.append(
             _run(
@@ -69,6 +68,81 @@ def simulate_with_rate_uncertainty(
         joined,
         path_spend=parts[0].path_spend,
         path_conversions=parts[0].path_conversions,
+    )
+
+
+def _rate_draws(market, runs, seed) -> np.ndarray:
+    """(G, A) conversion-rate multipliers, one row per group of runs."""
+    rng = np.random.default_rng([seed, 7])
+    return rate_uncertainty(market, rng, min(_RATE_DRAWS, runs))
+
+
+def simulate_with_rate_uncertainty(
+    market, bid, budget, days, first_price, pacing, runs, seed
+):
+    """Replications in groups, each group on a market whose conversion rates are
+    drawn from what the log says about them (:func:`rate_uncertainty`): the
+    model's overall level, shared by every audience, and each audience's own
+    level. The spread then covers what the model does not know, not only
+    auction luck."""
+    return simulate_rate_draws(
+        market,
+        _rate_draws(market, runs, seed),
+        bid,
+        budget,
+        days,
+        first_price,
+        pacing,
+        runs,
+        seed,
+    )
+
+
+def band_parts(result, multipliers: np.ndarray) -> dict:
+    """Relative sd (1 sd / mean) of total conversions from each source.
+
+    ``rate``: the drawn conversion rates alone, i.e. the sd over groups of
+    ``multipliers @ C`` with C (A,) the mean conversions per audience; ``luck``:
+    auction luck alone, the pooled sd of runs within a group (None with fewer
+    than two runs per group).
+    """
+    conversions = np.asarray(result.conversions)
+    runs, groups = conversions.shape[0], len(multipliers)
+    per_group = -(-runs // groups)
+    mean = conversions.mean(axis=0)
+    rate = np.std(multipliers @ mean) / max(mean.sum(), 1e-300)
+    luck = None
+    if per_group >= 2:
+        total = conversions.sum(axis=1)
+        group = np.arange(runs) // per_group
+        spread = total - (np.bincount(group, total) / np.bincount(group))[group]
+        dof = max(runs - group.max() - 1, 1)
+        luck = float(np.sqrt(np.sum(spread**2) / dof) / max(total.mean(), 1e-300))
+    return {"rate_sd": float(rate), "luck_sd": luck}
+
+
+def uncertainty_text(uncertainty: dict) -> str:
+    """Plain words on what the simulated band holds (for the simulate output)."""
+    luck = uncertainty.get("luck_sd")
+    luck_part = "auction luck" + (
+        f" (about +-{luck:.0%} on its own)" if luck is not None else ""
+    )
+    rate_part = (
+        "what the log leaves open about conversion rates "
+        f"(about +-{uncertainty['rate_sd']:.0%} for this plan)"
+    )
+    if "audience_spread" not in uncertainty:
+        return (
+            f"  uncertainty: the band holds {luck_part} and {rate_part}, each "
+            "audience's rate drawn from how many conversions the log had for it. "
+            "Retrain the model to also draw the overall conversion level."
+        )
+    return (
+        f"  uncertainty: the band holds {luck_part} and {rate_part}: their overall "
+        "level, shared by every audience, and each audience's own level (audiences "
+        f"depart from the model by about {uncertainty['audience_spread']:.0%}; the "
+        f"log's {uncertainty['conversions_in_log']:,} conversions narrow that most "
+        "where an audience has many)."
     )
 
 
@@ -97,9 +171,14 @@ def write_simulation(
         )
     days = round(days)
     first_price = doc.get("auction_type", market.auction_type) == "first_price"
+    uncertainty = None
     if rate_uncertainty:
-        result = simulate_with_rate_uncertainty(
-            market, bid, budget, days, first_price, pacing, runs, seed
+        draws = _rate_draws(market, runs, seed)
+        result = simulate_rate_draws(
+            market, draws, bid, budget, days, first_price, pacing, runs, seed
+        )
+        uncertainty = band_parts(result, draws) | (
+            rate_uncertainty_summary(market) or {}
         )
     else:
         result = _run(
@@ -112,6 +191,7 @@ def write_simulation(
         "pacing": pacing,
         "days": days,
         "rate_uncertainty": rate_uncertainty,
+        "uncertainty": uncertainty,
         "model_id": doc.get("provenance", {}).get("model_id"),
         "rows": summary.to_dict(orient="records"),
         "budget_out": budget_out_summary(result, market.names).to_dict(
@@ -151,5 +231,7 @@ def write_simulation(
         lines.append(
             f"  on the true market: conversions mean {t.loc['conversions', 'mean']:,.1f} (P10 {t.loc['conversions', 'p10']:,.1f} - P90 {t.loc['conversions', 'p90']:,.1f}), spend {t.loc['spend', 'mean']:,.2f}"
         )
+    if uncertainty is not None:
+        lines.append(uncertainty_text(uncertainty))
     lines.append(f"Written to {out_dir / 'summary.csv'}")
     return lines

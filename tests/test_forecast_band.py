@@ -1,0 +1,170 @@
+"""The simulated band's conversion-rate uncertainty (market_fit.rate_level_posterior).
+
+The log's conversions say how far the rate network's overall level and each
+audience's level are off; the band draws both. These tests check the posterior
+against known truths drawn from the model and from a different law, and the
+simulate-side plumbing (seeds, fallback for old models).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from optimizer.market_fit import (
+    FittedMarket,
+    draw_rate_factors,
+    posterior_mean_factors,
+    rate_level_posterior,
+    rate_uncertainty,
+    rate_uncertainty_summary,
+)
+from tests.markets import random_market
+
+
+def _log(rng, expected, level, spread, law="gamma"):
+    """Observed conversions (A,) for true factors level * u, u with mean 1 and
+    coefficient of variation ``spread`` (Gamma or log-normal)."""
+    a = len(expected)
+    if law == "gamma":
+        u = rng.gamma(1 / spread**2, spread**2, a)
+    else:
+        s2 = np.log1p(spread**2)
+        u = np.exp(np.sqrt(s2) * rng.standard_normal(a) - s2 / 2)
+    factor = level * u
+    return rng.poisson(factor * expected).astype(float), factor
+
+
+def _interval_covers(post, rng, weights, truth):
+    """Whether the P10-P90 interval of sum(weights * factor) covers the truth."""
+    draws = draw_rate_factors(post, rng, 2000) @ weights
+    lo, hi = np.quantile(draws, [0.1, 0.9])
+    return lo <= truth @ weights <= hi
+
+
+@pytest.mark.parametrize("law", ["gamma", "lognormal"])
+def test_band_covers_the_truth_about_80_percent(law):
+    # 300 logs of 12 audiences with a true overall level 1.3 and audience spread
+    # 0.3 (the rate network's errors on the benchmark markets are of this size).
+    # A P10-P90 band is calibrated when it covers 80%; 300 cases give a binomial
+    # sd of 2.3 points, so 0.70-0.90 is a > 4 sd margin.
+    rng = np.random.default_rng(0)
+    hits = []
+    for _ in range(300):
+        expected = np.exp(rng.uniform(np.log(0.5), np.log(60), 12))
+        observed, truth = _log(rng, expected, 1.3, 0.3, law)
+        post = rate_level_posterior(observed, expected)
+        weights = rng.dirichlet(np.ones(12)) * expected  # a plan's conversions
+        hits.append(_interval_covers(post, rng, weights, truth))
+    assert 0.70 <= np.mean(hits) <= 0.90
+
+
+def test_independent_audiences_undercover_what_the_shared_level_covers():
+    # The band before the shared level (each audience on its own, Gamma with
+    # shape conversions + 20 around the anchored factor) misses a level error
+    # that every audience shares; the posterior covers it.
+    rng = np.random.default_rng(1)
+    new, old = [], []
+    for _ in range(200):
+        expected = np.exp(rng.uniform(np.log(0.5), np.log(30), 10))
+        observed, truth = _log(rng, expected, 1.3, 0.35)
+        post = rate_level_posterior(observed, expected)
+        weights = expected
+        new.append(_interval_covers(post, rng, weights, truth))
+        overall = observed.sum() / expected.sum()
+        anchored = (observed + 20 * overall) / (expected + 20)
+        shape = observed + 20
+        draws = anchored * rng.gamma(shape, 1 / shape, (2000, 10)) @ weights
+        lo, hi = np.quantile(draws, [0.1, 0.9])
+        old.append(lo <= truth @ weights <= hi)
+    assert np.mean(new) > np.mean(old) + 0.1
+
+
+def test_band_widens_with_fewer_conversions():
+    rng = np.random.default_rng(2)
+    expected = np.exp(rng.uniform(np.log(5), np.log(200), 15))
+    observed, _ = _log(rng, expected, 1.1, 0.25)
+    widths = []
+    for scale in (1.0, 0.1):
+        post = rate_level_posterior(np.round(observed * scale), expected * scale)
+        draws = draw_rate_factors(post, np.random.default_rng(3), 4000) @ expected
+        lo, hi = np.quantile(draws, [0.1, 0.9])
+        widths.append((hi - lo) / np.median(draws))
+    assert widths[1] > 1.5 * widths[0]
+
+
+def test_posterior_finds_level_and_spread():
+    rng = np.random.default_rng(4)
+    expected = np.exp(rng.uniform(np.log(20), np.log(400), 200))
+    observed, _ = _log(rng, expected, 0.8, 0.3)
+    post = rate_level_posterior(observed, expected)
+    level = np.exp(np.sum(post.prob * post.log_level))
+    spread = np.sum(post.prob.sum(axis=1) * post.cv)
+    # 200 audiences: the level is known to ~2.5% and the spread to ~0.02.
+    assert level == pytest.approx(0.8, rel=0.08)
+    assert spread == pytest.approx(0.3, abs=0.07)
+    # Posterior means shrink each audience's own ratio towards the level.
+    own = observed / expected
+    mean = posterior_mean_factors(post)
+    assert np.all(np.abs(mean - level) <= np.abs(own - level) + 0.01)
+
+
+def test_posterior_is_proper_without_conversions():
+    post = rate_level_posterior(np.zeros(4), np.array([0.5, 1.0, 2.0, 0.1]))
+    assert np.isfinite(post.prob).all() and post.prob.sum() == pytest.approx(1.0)
+    draws = draw_rate_factors(post, np.random.default_rng(0), 500)
+    assert np.isfinite(draws).all() and (draws >= 0).all()
+
+
+def _fitted(expected: bool) -> FittedMarket:
+    params = random_market(5, audiences=4)
+    names = [f"a{i}" for i in range(4)]
+    observed = [3, 40, 0, 12]
+    anchoring = {
+        n: {"conversion": 1.0, "conversions_observed": o}
+        | ({"conversions_expected": 0.8 * o + 2.0} if expected else {})
+        for n, o in zip(names, observed, strict=True)
+    }
+    return FittedMarket(
+        names=names,
+        auction_type="second_price",
+        params=params,
+        current_bid=np.full(4, 0.01),
+        current_daily_spend=np.full(4, 10.0),
+        bid_ceiling=np.full(4, 0.1),
+        has_value=False,
+        metrics={"rate_anchoring": anchoring},
+    )
+
+
+@pytest.mark.parametrize("expected", [True, False])
+def test_multipliers_reproducible_and_centred(expected):
+    market = _fitted(expected)
+    first = rate_uncertainty(market, np.random.default_rng(7), 4000)
+    again = rate_uncertainty(market, np.random.default_rng(7), 4000)
+    np.testing.assert_array_equal(first, again)
+    assert first.shape == (4000, 4)
+    # The band stays centred on the plan: mean 1 within Monte-Carlo error (the
+    # thinnest audience has a relative sd below 0.5, so 4000 draws give < 0.01).
+    np.testing.assert_allclose(first.mean(axis=0), 1.0, atol=0.04)
+    # The audience with 40 conversions is surer than the one with none.
+    assert first[:, 1].std() < first[:, 2].std()
+    summary = rate_uncertainty_summary(market)
+    assert (summary is None) != expected
+    if expected:
+        assert summary["conversions_in_log"] == 55
+        assert 0 < summary["level_sd"] < 0.5
+
+
+def test_simulated_band_is_reproducible_from_the_seed():
+    from optimizer.simulate_files import simulate_with_rate_uncertainty
+
+    market = _fitted(True)
+    bid = np.full(4, 0.02)
+    budget = np.full(4, 50.0)
+    runs = [
+        simulate_with_rate_uncertainty(market, bid, budget, 1, False, "stop", 8, seed)
+        for seed in (5, 5, 6)
+    ]
+    np.testing.assert_array_equal(runs[0].conversions, runs[1].conversions)
+    assert not np.array_equal(runs[0].conversions, runs[2].conversions)
