@@ -31,7 +31,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from optimizer import distributed
+from optimizer import devices, distributed
 from optimizer.errors import InputError
 
 AXIS = "batch"
@@ -39,7 +39,7 @@ AXIS = "batch"
 
 def make_mesh() -> Mesh:
     """One-axis mesh over every device of the job (all processes)."""
-    return Mesh(np.array(jax.devices()), (AXIS,))
+    return devices.mesh(AXIS)
 
 
 def local_shards(mesh: Mesh) -> list[int]:
@@ -58,15 +58,12 @@ def place(mesh: Mesh, local: np.ndarray, spec: P, global_shape: tuple) -> jax.Ar
 
 def to_local(tree):
     """Host copy (numpy) of a pytree of replicated global arrays."""
-    return jax.tree.map(lambda x: np.asarray(x.addressable_shards[0].data), tree)
+    return devices.to_host(tree)
 
 
 def replicate(mesh: Mesh, tree):
     """Place a pytree of host arrays on every device of the mesh."""
-    return jax.tree.map(
-        lambda x: place(mesh, np.asarray(x), P(), np.shape(x)),
-        tree,
-    )
+    return devices.put(tree, devices.replicated(mesh))
 
 
 @dataclasses.dataclass(frozen=True)
