@@ -112,7 +112,7 @@ def _conform(chunk: pd.DataFrame, kinds: dict[str, str], path: Path) -> pd.DataF
     return chunk
 
 
-def _keep_sample(sample: pd.DataFrame, per_audience: int) -> pd.DataFrame:
+def keep_sample(sample: pd.DataFrame, per_audience: int) -> pd.DataFrame:
     """The ``per_audience`` lowest-priority rows of each audience."""
     sample = sample.sort_values(PRIORITY, kind="stable")
     return sample[sample.groupby("audience").cumcount() < per_audience]
@@ -162,7 +162,7 @@ def stream_log(
             totals.append(log_totals(chunk))
             chunk[PRIORITY] = _priority(seed, file_index, np.arange(start, offset))
             candidates = chunk if sample is None else pd.concat([sample, chunk])
-            sample = _keep_sample(candidates, sample_per_audience)
+            sample = keep_sample(candidates, sample_per_audience)
             won = chunk.loc[
                 chunk["won"].to_numpy() == 1,
                 [*_WON_COLUMNS, *kinds],

@@ -25,6 +25,7 @@ from optimizer.log_stream import (
     DEFAULT_CHUNK_ROWS,
     DEFAULT_SAMPLE_PER_AUDIENCE,
     StreamedLog,
+    keep_sample,
     stream_log,
 )
 from optimizer.market_fit import LogTotals, fit_market, merge_totals, save_market
@@ -76,10 +77,7 @@ def _gather_market_inputs(
             json.dumps(dataclasses.asdict(log.totals)).encode()
         )
     ]
-    sample = pd.concat(samples, ignore_index=True).sort_values(
-        "_priority", kind="stable"
-    )
-    sample = sample[sample.groupby("audience").cumcount() < per_audience]
+    sample = keep_sample(pd.concat(samples, ignore_index=True), per_audience)
     return sample.reset_index(drop=True), merge_totals(totals)
 
 
