@@ -24,6 +24,7 @@ from optimizer.landscape import (
     subsample,
 )
 from optimizer.market import MarketParams, params_from_json, params_to_json
+from optimizer.rate_spread import fit_spread, log_shift
 
 N_STRATA = 16
 RECENT_DAYS = 7
@@ -532,11 +533,21 @@ def fit_market(
     auction_type = auction_type or detect_auction_type(events)
     first_price = auction_type == "first_price"
     won = events["won"].to_numpy() == 1
-    log_pv = np.log(np.clip(p_conversion, 1e-9, 1.0))
-    centre = np.bincount(codes, weights=log_pv, minlength=a) / np.bincount(
-        codes, minlength=a
-    )
-    shift = log_pv - centre[codes]
+    shift = log_shift(np.clip(p_conversion, 1e-9, 1.0), codes, a)
+    click_shift = log_shift(p_click, codes, a)
+    spreads = {
+        "click": fit_spread(
+            codes[won], p_click[won], click_shift[won], events["click"].to_numpy()[won]
+        ),
+        "conversion": fit_spread(
+            codes[won],
+            p_conversion[won],
+            shift[won],
+            events["conversion"].to_numpy()[won],
+        ),
+    }
+    p_click = np.clip(spreads["click"].apply(p_click, click_shift), 0.0, 1.0)
+    p_conversion = spreads["conversion"].apply(p_conversion, shift)
     cost = events["cost"].to_numpy()
     if not first_price and (won & (cost <= 0)).any():
         raise InputError(
@@ -589,6 +600,7 @@ def fit_market(
     metrics = {
         "auction_type": auction_type,
         "days_in_log": int(n_days),
+        "rate_spread": {head: fit.to_json() for head, fit in spreads.items()},
         "rate_anchoring": {
             name: {
                 "click": float(click_factor[i]),

@@ -486,7 +486,22 @@ def model_health(inputs: ReportInputs) -> dict[str, Any]:
             best_epoch=rates.get("best_epoch", text.NOT_AVAILABLE),
             epochs_run=rates.get("epochs_run", text.NOT_AVAILABLE),
         ),
+        "spread": _spread_text(inputs.metrics.get("market", {})),
     }
+
+
+def _spread_text(market: dict[str, Any]) -> str | None:
+    """Plain words on the within-audience spread fitted to the log, if any."""
+    fit = (market.get("rate_spread") or {}).get("conversion")
+    if not isinstance(fit, dict) or number(fit.get("slope")) is None:
+        return None
+    slope, sd = float(fit["slope"]), number(fit.get("sd"))
+    words = {"events": decimal(fit.get("events"), 0), "slope": decimal(slope)}
+    words["sd"] = decimal(sd)
+    if sd is not None and abs(slope - 1.0) < sd:
+        return text.HEALTH_SPREAD_SAME.format(**words)
+    direction = "more" if slope > 1.0 else "less"
+    return text.HEALTH_SPREAD.format(direction=direction, **words)
 
 
 def _predictors(head: dict[str, Any]) -> dict[str, dict]:

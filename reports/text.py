@@ -203,6 +203,16 @@ HEALTH_TRAINING = (
     "Validated on {validation} held-out impressions ({train} used for training); "
     "best epoch {best_epoch} of {epochs_run}."
 )
+HEALTH_SPREAD = (
+    "Within an audience, the log's {events} conversions show rates {direction} "
+    "spread out between impressions than the network predicted (spread x{slope}, "
+    "give or take {sd}); plans and forecasts use the log's spread, which matters "
+    "when a higher bid wins pricier, better impressions."
+)
+HEALTH_SPREAD_SAME = (
+    "Within an audience, the log's {events} conversions are spread between "
+    "impressions as the network predicted (spread x{slope}, give or take {sd})."
+)
 HEALTH_HEAD = ["Predictor", "AUC", "Log loss", "ECE"]
 HEADS = {"click": "Click rate", "conversion": "Conversion rate"}
 PREDICTORS = {

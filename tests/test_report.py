@@ -21,7 +21,7 @@ import pytest
 
 from optimizer.columns import COMPARISON_COLUMNS
 from optimizer.errors import InputError
-from reports import charts, formatting, text, write_report
+from reports import charts, formatting, sections, text, write_report
 
 XSS = "<script>alert(1)</script>"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -110,6 +110,10 @@ def write_model(folder: Path, names: list[str], seed: int = 0) -> None:
             "auction_type": "second_price",
             "days_in_log": 14,
             "landscapes": [_landscape(rng, n) for n in names],
+            "rate_spread": {
+                "click": {"slope": 1.02, "sd": 0.04, "events": 9000},
+                "conversion": {"slope": 1.35, "sd": 0.12, "events": 240},
+            },
         },
     }
     (folder / "model.json").write_text(json.dumps(model))
@@ -464,6 +468,17 @@ def test_headline_shows_budget_range_and_gap(full_report):
     assert "P10–P90" in html
     assert "Proven optimal" in html
     assert formatting.percent(plan["uplift_vs_current"], sign=True) in html
+
+
+def test_model_health_states_the_fitted_spread(full_report):
+    _, _, html = full_report
+    assert "more spread out between impressions" in html
+    assert "spread x1.35, give or take 0.12" in html
+    same = {"rate_spread": {"conversion": {"slope": 0.95, "sd": 0.1, "events": 80}}}
+    assert "as the network predicted" in sections._spread_text(same)
+    narrow = {"rate_spread": {"conversion": {"slope": 0.6, "sd": 0.1, "events": 80}}}
+    assert "less spread out" in sections._spread_text(narrow)
+    assert sections._spread_text({}) is None  # a model trained before the fit
 
 
 def test_no_external_urls_anywhere(full_report):
