@@ -60,8 +60,9 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 from jax.scipy.special import ndtr, ndtri
-from jax.sharding import Mesh, PartitionSpec
+from jax.sharding import PartitionSpec
 
+from optimizer.devices import mesh as device_mesh
 from optimizer.errors import InputError
 from optimizer.market import MONEY, MarketParams, per_auction
 
@@ -631,7 +632,7 @@ def simulate(
     bid = jnp.asarray(bid, MONEY)
     budget = jnp.broadcast_to(jnp.asarray(budget, MONEY), bid.shape)
     _validate(params, bid, budget, days, pacing)
-    mesh = Mesh(np.asarray(jax.devices() if devices is None else devices), (_RUNS,))
+    mesh = device_mesh(_RUNS, devices)
     blocks = default_block_hours(bid.shape[0], 24 * days, pacing)
     static = dict(
         hours=24 * days,
