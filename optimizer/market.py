@@ -78,6 +78,13 @@ class Outcomes:
     conversions: jax.Array
     value: jax.Array
 
+    def totals(self) -> dict[str, jax.Array]:
+        """Spend, conversions and value summed over audiences (the last axis)."""
+        return {
+            name: jnp.sum(getattr(self, name), axis=-1)
+            for name in ("spend", "conversions", "value")
+        }
+
     def scale(self, factor: jax.Array) -> Outcomes:
         """Every outcome but auctions multiplied by ``factor`` (throttling)."""
         return Outcomes(

@@ -257,8 +257,8 @@ def _batch(
 
     def totals(b):
         alloc = _solve(inputs, b)
-        out = outcomes_of(inputs, alloc)
-        return jnp.sum(out.spend), jnp.sum(out.conversions), jnp.sum(out.value)
+        t = outcomes_of(inputs, alloc).totals()
+        return t["spend"], t["conversions"], t["value"]
 
     spend, conv, value = jax.jit(jax.vmap(totals))(jnp.asarray(budgets, jnp.float64))
     return np.asarray(spend), np.asarray(conv), np.asarray(value)

@@ -53,12 +53,9 @@ def _stack(problems: list) -> object:
 
 
 def _totals(problem, bid, cap, first_price: bool) -> dict[str, jax.Array]:
-    out = expected_outcomes(problem.params, bid, problem.days, cap, first_price)
-    return {
-        "spend": jnp.sum(out.spend),
-        "conversions": jnp.sum(out.conversions),
-        "value": jnp.sum(out.value),
-    }
+    return expected_outcomes(
+        problem.params, bid, problem.days, cap, first_price
+    ).totals()
 
 
 def _row(name: str, variant: str, budget: float, t: dict) -> dict:
