@@ -17,12 +17,13 @@ Scores per market x budget x method:
 * ``coverage``: share of realised outcomes (simulated on the TRUE market) inside
   the plan's P10-P90 band of total conversions (simulated on the FITTED market
   as ``adplan simulate`` does: auction luck plus conversion-rate uncertainty),
-  adplan only, at every budget of the markets flagged ``coverage``. Two
-  reference bands from the same run: ``coverage_luck`` (auction luck alone) and
-  ``coverage_independent`` (each audience's rate drawn on its own, Gamma with
-  shape conversions + 20: the band before the shared level and the spread
-  estimated from the log). The summary pools the cases (share of all
-  realisations inside their band).
+  adplan only, at every budget of the markets flagged ``coverage``. Three
+  reference bands from the same run: ``coverage_levels`` (the rate levels
+  without the draws of the within-audience spread), ``coverage_luck`` (auction
+  luck alone) and ``coverage_independent`` (each audience's rate drawn on its
+  own, Gamma with shape conversions + 20: the band before the shared level and
+  the spread estimated from the log). The summary pools the cases (share of
+  all realisations inside their band).
 
 Markets: 14-day logs; quick mode 3 markets of 10-16 audiences, full mode adds 40,
 80 and 200 audiences (the two biggest with every audience's volume scaled by 0.5
@@ -486,7 +487,7 @@ def coverage(ctx: Context, plan: Plan, runs: int, realised: int) -> dict:
     import jax
 
     from optimizer.market_fit import rate_uncertainty, rate_uncertainty_shape
-    from optimizer.simulate_files import simulate_rate_draws
+    from optimizer.simulate_files import rate_draws, simulate_rate_draws
     from simulations.simulator import simulate
 
     def totals(result):
@@ -521,10 +522,11 @@ def coverage(ctx: Context, plan: Plan, runs: int, realised: int) -> dict:
     )
     groups = 20  # rate draws, as adplan simulate makes them
     shape = rate_uncertainty_shape(ctx.market)
-    rng = np.random.default_rng([1, 7])
+    rng = np.random.default_rng([1, 8])
     bands = {
         # The band adplan simulate reports (seed 1).
-        "": band(rate_uncertainty(ctx.market, rng, groups)),
+        "": band(rate_draws(ctx.market, groups, 1)),
+        "_levels": band(rate_uncertainty(ctx.market, rng, groups)),
         "_independent": band(rng.gamma(shape, 1.0 / shape, (groups, len(shape)))),
         "_luck": band(np.ones((1, len(shape)))),
     }
@@ -604,7 +606,7 @@ def summarize(rows: list[dict]) -> dict:
     cases = [r for r in rows if r["method"] == "adplan" and "coverage" in r]
     cov = {
         tag: float(np.mean([r[f"coverage{tag}"] for r in cases])) if cases else None
-        for tag in ("", "_independent", "_luck")
+        for tag in ("", "_levels", "_independent", "_luck")
     }
     checks = {
         "median_regret<=3%": ad["median_regret"] <= TARGETS["median_regret"],
@@ -623,6 +625,7 @@ def summarize(rows: list[dict]) -> dict:
         "per_method": per,
         "best_baseline_median_regret": best_base,
         "coverage_p10_p90": cov[""],
+        "coverage_p10_p90_levels_only": cov["_levels"],
         "coverage_p10_p90_independent_rates": cov["_independent"],
         "coverage_p10_p90_luck_only": cov["_luck"],
         "decomposition": decompose(rows),
@@ -707,6 +710,7 @@ def _summary_text(summary: dict) -> str:
     if summary["coverage_p10_p90"] is not None:
         lines.append(
             f"P10-P90 coverage (pooled): {summary['coverage_p10_p90']:.2f}; "
+            f"without the quality-spread draws {summary['coverage_p10_p90_levels_only']:.2f}; "
             f"independent audience rates {summary['coverage_p10_p90_independent_rates']:.2f}; "
             f"auction luck only {summary['coverage_p10_p90_luck_only']:.2f}"
         )

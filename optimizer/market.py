@@ -102,19 +102,33 @@ class Outcomes:
         )
 
 
+def _price_cells(p: MarketParams, bid: jax.Array):
+    """(K, J) standardized log bid d, location m, scale s and joint share w."""
+    m = p.price_loc[:, None] + p.mix_loc[None, :]
+    s = p.mix_scale[None, :]
+    w = p.weight[:, None] * p.mix_weight[None, :]
+    return (jnp.log(bid) - m) / s, m, s, w
+
+
+def _stratum_wins(p: MarketParams, bid: jax.Array) -> jax.Array:
+    """(K,) share of one audience's auctions won in each stratum at ``bid``."""
+    d, _, _, w = _price_cells(p, bid)
+    return jnp.sum(w * ndtr(d), axis=1)
+
+
+def stratum_wins(params: MarketParams, bid: jax.Array) -> jax.Array:
+    """(A, K) share of each audience's auctions won in each stratum at ``bid`` (A,)."""
+    return jax.vmap(_stratum_wins)(params, jnp.asarray(bid, MONEY))
+
+
 def _per_auction(p: MarketParams, bid: jax.Array, first_price: bool) -> jax.Array:
     """Per-auction (win, spend, clicks, conversions, value) for one audience.
 
     ``p`` holds one audience (fields without the A axis); ``bid`` is a scalar.
     Returns a (5,) array.
     """
-    log_b = jnp.log(bid)
-    m = p.price_loc[:, None] + p.mix_loc[None, :]  # (K, J)
-    s = p.mix_scale[None, :]
-    d = (log_b - m) / s
-    w = p.weight[:, None] * p.mix_weight[None, :]  # (K, J)
-    win_kj = ndtr(d)
-    win_k = jnp.sum(w * win_kj, axis=1)  # (K,) joint share won per stratum
+    d, m, s, w = _price_cells(p, bid)
+    win_k = _stratum_wins(p, bid)  # (K,) joint share won per stratum
     win = jnp.sum(win_k)
     if first_price:
         spend = bid * win

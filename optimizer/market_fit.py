@@ -23,7 +23,13 @@ from optimizer.landscape import (
     row_win_probability,
     subsample,
 )
-from optimizer.market import MarketParams, params_from_json, params_to_json
+from optimizer.market import (
+    MarketParams,
+    params_from_json,
+    params_to_json,
+    stratum_wins,
+)
+from optimizer.rate_spread import BOUNDS as SPREAD_BOUNDS
 from optimizer.rate_spread import fit_spread, log_shift
 
 N_STRATA = 16
@@ -407,7 +413,8 @@ def rate_uncertainty_summary(market: FittedMarket) -> dict | None:
     else: ``conversions_in_log``; ``level_sd``, the relative uncertainty
     (one sd) of the model's overall conversion level; ``audience_spread``, how
     far an audience's own rate typically departs from that level (posterior
-    median of c).
+    median of c); with the within-audience spread fitted, ``quality_spread_sd``,
+    its relative uncertainty (one sd).
     """
     post = _rate_posterior(market)
     if post is None:
@@ -416,11 +423,15 @@ def rate_uncertainty_summary(market: FittedMarket) -> dict | None:
     sd = np.sqrt(np.sum(post.prob * (post.log_level - mean) ** 2))
     by_cv = post.prob.sum(axis=1)
     median = post.cv[np.searchsorted(np.cumsum(by_cv), 0.5)]
-    return {
+    out = {
         "conversions_in_log": int(post.observed.sum()),
         "level_sd": float(np.expm1(sd)),
         "audience_spread": float(median),
     }
+    fit = market.metrics.get("rate_spread", {}).get("conversion")
+    if fit:
+        out["quality_spread_sd"] = float(fit["sd"] / fit["slope"])
+    return out
 
 
 def rate_uncertainty(
@@ -438,6 +449,45 @@ def rate_uncertainty(
         shape = rate_uncertainty_shape(market)
         return rng.gamma(shape, 1.0 / shape, size=(n, len(shape)))
     return draw_rate_factors(posterior, rng, n) / posterior_mean_factors(posterior)
+
+
+def spread_tilts(market: FittedMarket, rng: np.random.Generator, n: int) -> np.ndarray:
+    """(n, A, K) multipliers of the strata's conversion rates: draws of the
+    within-audience spread fitted to the log (:mod:`optimizer.rate_spread`).
+
+    A draw of the slope s' ~ N(slope, sd^2) rescales each audience's log
+    strata rates by s' / slope, renormalized so that the audience's conversions
+    at its current bid (where the log anchored them) stay the same: the draws
+    widen the band only where the plan bids away from the log's bids. All ones
+    for a market.json without the fit.
+    """
+    params = market.params
+    fit = market.metrics.get("rate_spread", {}).get("conversion")
+    if not fit or fit.get("sd", 0.0) <= 0:
+        return np.ones((n, *params.p_conv.shape))
+    drawn = np.clip(rng.normal(fit["slope"], fit["sd"], n), *SPREAD_BOUNDS)
+    delta = drawn / fit["slope"] - 1.0
+    p_conv = np.asarray(params.p_conv)
+    live = p_conv > 0  # strata of zero rate (and padding) stay as they are
+    log_p = np.log(np.where(live, p_conv, 1.0))
+    weight = np.asarray(params.weight) * live
+    centre = (weight * log_p).sum(-1) / np.maximum(weight.sum(-1), 1e-300)
+    tilt = np.where(live, np.exp(delta[:, None, None] * (log_p - centre[:, None])), 1.0)
+    at_bid = np.asarray(stratum_wins(params, market.current_bid)) * p_conv  # (A, K)
+    norm = (tilt * at_bid).sum(-1) / np.maximum(at_bid.sum(-1), 1e-300)
+    return tilt / np.where(norm > 0, norm, 1.0)[..., None]
+
+
+def audience_factors(
+    params: MarketParams, multipliers: np.ndarray, bid: np.ndarray
+) -> np.ndarray:
+    """(G, A) factor on each audience's conversions at ``bid`` (A,) of rate
+    multipliers that are per audience (G, A) or per stratum (G, A, K)."""
+    multipliers = np.asarray(multipliers)
+    if multipliers.ndim == 2:
+        return multipliers
+    conv = np.asarray(stratum_wins(params, bid)) * np.asarray(params.p_conv)
+    return (multipliers * conv).sum(-1) / np.maximum(conv.sum(-1), 1e-300)
 
 
 def anchor_factors(observed: np.ndarray, expected: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ import dataclasses
 import numpy as np
 
 PRIOR_SD = 0.3  # prior sd of the slope around 1 (the network's own spread)
-_BOUNDS = (0.25, 4.0)  # the slope is kept in this range
+BOUNDS = (0.25, 4.0)  # the slope is kept in this range
 _NEWTON_STEPS = 50
 
 
@@ -92,7 +92,7 @@ def fit_spread(
         grad -= (slope - 1.0) / PRIOR_SD**2
         curvature = information + 1.0 / PRIOR_SD**2
         step = grad / curvature
-        slope = float(np.clip(slope + step, *_BOUNDS))
+        slope = float(np.clip(slope + step, *BOUNDS))
         if abs(step) < 1e-10:
             break
     sd = 1.0 / np.sqrt(information + 1.0 / PRIOR_SD**2)

@@ -12,9 +12,11 @@ import numpy as np
 from optimizer.errors import InputError
 from optimizer.fileio import atomic_dir, write_csv, write_json
 from optimizer.market_fit import (
+    audience_factors,
     load_market,
     rate_uncertainty,
     rate_uncertainty_summary,
+    spread_tilts,
 )
 from optimizer.plan_reader import read_plan
 
@@ -41,15 +43,15 @@ def simulate_rate_draws(
     market, multipliers, bid, budget, days, first_price, pacing, runs, seed
 ):
     """Replications in groups, group g on the market whose conversion rates are
-    multiplied by ``multipliers[g]`` (G, A); ``runs`` are split evenly."""
+    multiplied by ``multipliers[g]``, per audience (G, A) or per stratum
+    (G, A, K); ``runs`` are split evenly."""
     groups = len(multipliers)
     per_group = -(-runs // groups)
     parts = []
     for g, factor in enumerate(np.asarray(multipliers)):
         p = market.params
-        drawn = dataclasses.replace(
-            p, p_conv=jnp.minimum(p.p_conv * jnp.asarray(factor)[:, None], p.p_click)
-        )
+        factor = jnp.asarray(factor if factor.ndim == 2 else factor[:, None])
+        drawn = dataclasses.replace(p, p_conv=jnp.minimum(p.p_conv * factor, p.p_click))
         parts.append(
             _run(
                 drawn,
@@ -71,20 +73,27 @@ def simulate_rate_draws(
     )
 
 
-def _rate_draws(market, runs, seed) -> np.ndarray:
-    """(G, A) conversion-rate multipliers, one row per group of runs."""
+def rate_draws(market, groups: int, seed: int) -> np.ndarray:
+    """(G, A, K) conversion-rate multipliers of the strata, one per group of
+    runs: each audience's level (:func:`rate_uncertainty`) times the
+    within-audience spread (:func:`spread_tilts`)."""
     rng = np.random.default_rng([seed, 7])
-    return rate_uncertainty(market, rng, min(_RATE_DRAWS, runs))
+    levels = rate_uncertainty(market, rng, groups)
+    return levels[:, :, None] * spread_tilts(market, rng, groups)
+
+
+def _rate_draws(market, runs, seed) -> np.ndarray:
+    return rate_draws(market, min(_RATE_DRAWS, runs), seed)
 
 
 def simulate_with_rate_uncertainty(
     market, bid, budget, days, first_price, pacing, runs, seed
 ):
     """Replications in groups, each group on a market whose conversion rates are
-    drawn from what the log says about them (:func:`rate_uncertainty`): the
-    model's overall level, shared by every audience, and each audience's own
-    level. The spread then covers what the model does not know, not only
-    auction luck."""
+    drawn from what the log says about them (:func:`rate_draws`): the model's
+    overall level, shared by every audience, each audience's own level, and
+    how much better the pricier impressions convert. The spread then covers
+    what the model does not know, not only auction luck."""
     return simulate_rate_draws(
         market,
         _rate_draws(market, runs, seed),
@@ -102,7 +111,9 @@ def band_parts(result, multipliers: np.ndarray) -> dict:
     """Relative sd (1 sd / mean) of total conversions from each source.
 
     ``rate``: the drawn conversion rates alone, i.e. the sd over groups of
-    ``multipliers @ C`` with C (A,) the mean conversions per audience; ``luck``:
+    ``multipliers @ C`` with ``multipliers`` (G, A) each audience's factor on
+    its conversions (:func:`audience_factors`) and C (A,) the mean conversions
+    per audience; ``luck``:
     auction luck alone, the pooled sd of runs within a group (None with fewer
     than two runs per group).
     """
@@ -137,12 +148,19 @@ def uncertainty_text(uncertainty: dict) -> str:
             "audience's rate drawn from how many conversions the log had for it. "
             "Retrain the model to also draw the overall conversion level."
         )
+    quality = uncertainty.get("quality_spread_sd")
+    quality_part = (
+        ", and how much better an audience's pricier impressions convert (known "
+        f"to about +-{quality:.0%}; it matters where the plan bids away from the log)"
+        if quality is not None
+        else ""
+    )
     return (
         f"  uncertainty: the band holds {luck_part} and {rate_part}: their overall "
         "level, shared by every audience, and each audience's own level (audiences "
         f"depart from the model by about {uncertainty['audience_spread']:.0%}; the "
         f"log's {uncertainty['conversions_in_log']:,} conversions narrow that most "
-        "where an audience has many)."
+        f"where an audience has many){quality_part}."
     )
 
 
@@ -177,7 +195,8 @@ def write_simulation(
         result = simulate_rate_draws(
             market, draws, bid, budget, days, first_price, pacing, runs, seed
         )
-        uncertainty = band_parts(result, draws) | (
+        factors = audience_factors(market.params, draws, bid)
+        uncertainty = band_parts(result, factors) | (
             rate_uncertainty_summary(market) or {}
         )
     else:

@@ -8,16 +8,20 @@ simulate-side plumbing (seeds, fallback for old models).
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from optimizer.market_fit import (
     FittedMarket,
+    audience_factors,
     draw_rate_factors,
     posterior_mean_factors,
     rate_level_posterior,
     rate_uncertainty,
     rate_uncertainty_summary,
+    spread_tilts,
 )
 from tests.markets import random_market
 
@@ -168,3 +172,52 @@ def test_simulated_band_is_reproducible_from_the_seed():
     ]
     np.testing.assert_array_equal(runs[0].conversions, runs[1].conversions)
     assert not np.array_equal(runs[0].conversions, runs[2].conversions)
+
+
+def _with_spread(slope: float = 1.3, sd: float = 0.15) -> FittedMarket:
+    market = _fitted(True)
+    spread = {"conversion": {"slope": slope, "sd": sd, "events": 55}}
+    return dataclasses.replace(market, metrics=market.metrics | {"rate_spread": spread})
+
+
+def test_spread_draws_leave_the_log_bids_alone_and_widen_away_from_them():
+    market = _with_spread()
+    tilts = spread_tilts(market, np.random.default_rng(3), 400)
+    assert tilts.shape == (400, *market.params.p_conv.shape)
+    assert np.isfinite(tilts).all() and (tilts > 0).all()
+    at_log = audience_factors(market.params, tilts, market.current_bid)
+    np.testing.assert_allclose(at_log, 1.0, rtol=1e-12)
+    far = audience_factors(market.params, tilts, 4.0 * market.current_bid)
+    assert far.std(axis=0).max() > 0.01  # (an audience it already wins is unchanged)
+    np.testing.assert_allclose(far.mean(axis=0), 1.0, atol=0.03)
+    # A surer fit draws narrower; without a fit nothing is drawn.
+    surer = spread_tilts(_with_spread(sd=0.03), np.random.default_rng(3), 400)
+    narrow = audience_factors(market.params, surer, 4.0 * market.current_bid)
+    assert np.all(narrow.std(axis=0) <= far.std(axis=0) + 1e-12)
+    assert narrow.std(axis=0).max() < 0.5 * far.std(axis=0).max()
+    np.testing.assert_array_equal(
+        spread_tilts(_fitted(True), np.random.default_rng(3), 5), 1.0
+    )
+
+
+def test_band_draws_levels_and_spread_and_says_so():
+    from optimizer.simulate_files import band_parts, rate_draws, uncertainty_text
+
+    market = _with_spread()
+    draws = rate_draws(market, 20, seed=4)
+    assert draws.shape == (20, *market.params.p_conv.shape)
+    np.testing.assert_array_equal(draws, rate_draws(market, 20, seed=4))
+    # Per audience at the log's bids the draws are exactly the level draws.
+    levels = rate_uncertainty(market, np.random.default_rng([4, 7]), 20)
+    np.testing.assert_allclose(
+        audience_factors(market.params, draws, market.current_bid), levels
+    )
+    summary = rate_uncertainty_summary(market)
+    assert summary["quality_spread_sd"] == pytest.approx(0.15 / 1.3)
+    text = uncertainty_text({"rate_sd": 0.1, "luck_sd": 0.05} | summary)
+    assert "pricier impressions" in text and "+-12%" in text
+    assert "pricier" not in uncertainty_text(
+        {"rate_sd": 0.1, "luck_sd": 0.05} | rate_uncertainty_summary(_fitted(True))
+    )
+    result = type("R", (), {"conversions": np.ones((40, 4))})()
+    assert band_parts(result, levels)["rate_sd"] > 0
