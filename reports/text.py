@@ -204,14 +204,15 @@ HEALTH_TRAINING = (
     "best epoch {best_epoch} of {epochs_run}."
 )
 HEALTH_SPREAD = (
-    "Within an audience, the log's {events} conversions show rates {direction} "
-    "spread out between impressions than the network predicted (spread x{slope}, "
-    "give or take {sd}); plans and forecasts use the log's spread, which matters "
-    "when a higher bid wins pricier, better impressions."
+    "Checked on {events} conversions of the log, rates within an audience are "
+    "{direction} spread out between impressions than the network predicted (spread "
+    "x{slope}, give or take {sd}); plans and forecasts use the log's spread, which "
+    "matters when a higher bid wins pricier, better impressions."
 )
 HEALTH_SPREAD_SAME = (
-    "Within an audience, the log's {events} conversions are spread between "
-    "impressions as the network predicted (spread x{slope}, give or take {sd})."
+    "Checked on {events} conversions of the log, rates within an audience are "
+    "spread between impressions as the network predicted (spread x{slope}, give "
+    "or take {sd})."
 )
 HEALTH_HEAD = ["Predictor", "AUC", "Log loss", "ECE"]
 HEADS = {"click": "Click rate", "conversion": "Conversion rate"}
