@@ -102,17 +102,20 @@ class Outcomes:
         )
 
 
-def _price_cells(p: MarketParams, bid: jax.Array):
-    """(K, J) standardized log bid d, location m, scale s and joint share w."""
+def price_cells(
+    p: MarketParams, log_bid: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """One audience's (K, J) cells of stratum k x price component j at a bid:
+    standardized log bid d, log-price location m, scale s and joint share w."""
     m = p.price_loc[:, None] + p.mix_loc[None, :]
-    s = p.mix_scale[None, :]
+    s = jnp.broadcast_to(p.mix_scale[None, :], m.shape)
     w = p.weight[:, None] * p.mix_weight[None, :]
-    return (jnp.log(bid) - m) / s, m, s, w
+    return (log_bid - m) / s, m, s, w
 
 
 def _stratum_wins(p: MarketParams, bid: jax.Array) -> jax.Array:
     """(K,) share of one audience's auctions won in each stratum at ``bid``."""
-    d, _, _, w = _price_cells(p, bid)
+    d, _, _, w = price_cells(p, jnp.log(bid))
     return jnp.sum(w * ndtr(d), axis=1)
 
 
@@ -127,8 +130,8 @@ def _per_auction(p: MarketParams, bid: jax.Array, first_price: bool) -> jax.Arra
     ``p`` holds one audience (fields without the A axis); ``bid`` is a scalar.
     Returns a (5,) array.
     """
-    d, m, s, w = _price_cells(p, bid)
-    win_k = _stratum_wins(p, bid)  # (K,) joint share won per stratum
+    d, m, s, w = price_cells(p, jnp.log(bid))
+    win_k = jnp.sum(w * ndtr(d), axis=1)  # (K,) joint share won per stratum
     win = jnp.sum(win_k)
     if first_price:
         spend = bid * win

@@ -16,19 +16,9 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import log_ndtr, logsumexp
 
-from optimizer.market import MarketParams
+from optimizer.market import MarketParams, price_cells
 
 _LOG_SQRT_2PI = 0.5 * jnp.log(2 * jnp.pi)
-
-
-def _grid(
-    p: MarketParams, u: jax.Array
-) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-    """(K, J) standardized bid d, location m, scale s and joint share w."""
-    m = p.price_loc[:, None] + p.mix_loc[None, :]
-    s = jnp.broadcast_to(p.mix_scale[None, :], m.shape)
-    w = p.weight[:, None] * p.mix_weight[None, :]
-    return (u - m) / s, m, s, w
 
 
 def _log_w(w: jax.Array) -> jax.Array:
@@ -42,7 +32,7 @@ def per_unit_gain(p: MarketParams, objective: str) -> jax.Array:
 
 def spend(p: MarketParams, u: jax.Array, first_price: bool) -> jax.Array:
     """Expected spend per auction at bid exp(u)."""
-    d, m, s, w = _grid(p, u)
+    d, m, s, w = price_cells(p, u)
     if first_price:
         return jnp.exp(u) * jnp.sum(w * jnp.exp(log_ndtr(d)))
     return jnp.sum(w * jnp.exp(m + 0.5 * s**2 + log_ndtr(d - s)))
@@ -50,13 +40,13 @@ def spend(p: MarketParams, u: jax.Array, first_price: bool) -> jax.Array:
 
 def gain(p: MarketParams, u: jax.Array, objective: str) -> jax.Array:
     """Expected objective per auction at bid exp(u)."""
-    d, _, _, w = _grid(p, u)
+    d, _, _, w = price_cells(p, u)
     return jnp.sum(w * per_unit_gain(p, objective)[:, None] * jnp.exp(log_ndtr(d)))
 
 
 def log_spend_slope(p: MarketParams, u: jax.Array, first_price: bool) -> jax.Array:
     """log of d spend / d u (spend per auction per unit of log bid)."""
-    d, _, s, w = _grid(p, u)
+    d, _, s, w = price_cells(p, u)
     log_density = (
         logsumexp(_log_w(w) - jnp.log(s) - 0.5 * d**2) - _LOG_SQRT_2PI
     )  # d win / d u
@@ -69,7 +59,7 @@ def log_marginal(
     p: MarketParams, u: jax.Array, objective: str, first_price: bool
 ) -> jax.Array:
     """log of d gain / d spend at bid exp(u) (objective per extra currency unit)."""
-    d, _, s, w = _grid(p, u)
+    d, _, s, w = price_cells(p, u)
     g = per_unit_gain(p, objective)[:, None]
     log_gain_slope = logsumexp(_log_w(w * g) - jnp.log(s) - 0.5 * d**2) - _LOG_SQRT_2PI
     return log_gain_slope - log_spend_slope(p, u, first_price)
