@@ -6,9 +6,9 @@ impression strata, J = 2 price components per audience, built like
 30% of what the audiences could spend at their highest bids (so the budget binds),
 the objective being expected conversions. Three methods solve the same problem:
 
-* ``adplan``: :func:`optimizer.allocator.allocate` (60 curvature-scaled projected
+* ``adplan``: :func:`optimizer.allocate.allocator.allocate` (60 curvature-scaled projected
   gradient steps plus its duality certificate);
-* ``exact``: :func:`optimizer.exact.solve_exact` (dual bisection on the budget
+* ``exact``: :func:`optimizer.allocate.exact.solve_exact` (dual bisection on the budget
   price with a global per-audience search), the reference optimum;
 * ``slsqp``: ``scipy.optimize.minimize(method="SLSQP")`` over the log bids with
   exact gradients from ``jax.grad`` of the jitted objective and budget constraint,
@@ -19,11 +19,11 @@ the objective being expected conversions. Three methods solve the same problem:
 JAX methods are compiled ahead of time (``lower().compile()``), then timed on
 calls of the compiled solver (each ends with ``block_until_ready``); the fastest
 of 3 calls is kept up to 1,000 audiences, one call above (the machine is shared). Every plan is scored by the same yardstick,
-:func:`optimizer.market.expected_outcomes` at its bids and caps. ``gap`` is
+:func:`optimizer.market.params.expected_outcomes` at its bids and caps. ``gap`` is
 ``1 - objective / best``, best being the highest objective among the methods that
 keep within the budget (1e-6 relative) on that problem.
 
-Device scaling: :func:`optimizer.allocator.allocate` on the ``DEVICE_AUDIENCES``
+Device scaling: :func:`optimizer.allocate.allocator.allocate` on the ``DEVICE_AUDIENCES``
 problem with its audiences sharded (``shard_problem``, ``audiences=``) over 1, 2
 and 4 devices, each count in its own subprocess with
 ``XLA_FLAGS=--xla_force_host_platform_device_count=N``. Emulated CPU devices share
@@ -59,10 +59,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from optimizer import devices
-from optimizer.allocator import allocate, shard_problem
-from optimizer.exact import solve_exact
-from optimizer.market import MarketParams, expected_outcomes
-from optimizer.problem import (
+from optimizer.allocate.allocator import allocate, shard_problem
+from optimizer.allocate.exact import solve_exact
+from optimizer.allocate.problem import (
     Problem,
     bid_for_spend,
     capacity,
@@ -71,6 +70,7 @@ from optimizer.problem import (
     make_problem,
     spend_at,
 )
+from optimizer.market.params import MarketParams, expected_outcomes
 
 RESULTS = Path(__file__).resolve().parent / "results" / "allocator.json"
 SIZES = (10, 100, 1_000, 10_000, 100_000)

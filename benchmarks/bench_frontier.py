@@ -4,8 +4,8 @@ On the allocator benchmark's market at 1,000 audiences (K = 4 strata, J = 2
 price components, 14 days; see ``bench_allocator``), with budgets from a quarter
 to twice the plan's budget (as ``make frontier`` asks for):
 
-* ``plan``: one :func:`optimizer.allocator.allocate` call, plan and certificate;
-* ``frontier``: the computation of :func:`optimizer.scenario_batch.run_frontier`,
+* ``plan``: one :func:`optimizer.allocate.allocator.allocate` call, plan and certificate;
+* ``frontier``: the computation of :func:`optimizer.plan.batch.run_frontier`,
   i.e. ``allocate_path`` over the sorted budgets followed by the expected
   totals, returning totals and dual prices (under jit, XLA drops what is not
   returned, such as each point's duality certificate, exactly as in
@@ -36,10 +36,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.bench_allocator import FIRST_PRICE, OBJECTIVE, make_bench_problem
-from optimizer.allocator import allocate, allocate_path
-from optimizer.planning import PlanInputs
-from optimizer.problem import Problem
-from optimizer.scenario_batch import _totals, run_frontier
+from optimizer.allocate.allocator import allocate, allocate_path
+from optimizer.allocate.problem import Problem
+from optimizer.plan.batch import _totals, run_frontier
+from optimizer.plan.resolve import PlanInputs
 
 RESULTS = Path(__file__).resolve().parent / "results" / "frontier.json"
 AUDIENCES = 1_000

@@ -1,6 +1,6 @@
 """Plan-quality benchmark: regret of adplan's plans under the TRUE market.
 
-For each synthetic market (``simulations.synthetic``) the benchmark generates the
+For each synthetic market (``simulations.synthetic.generate``) the benchmark generates the
 event log, runs the real pipeline through its Python API (``train_model`` into a
 temporary model folder, ``load_market``, ``solve_plan``) and scores every plan
 with the exact expectation under the truth (``Truth.market_params`` +
@@ -163,12 +163,12 @@ def prepare(spec: MarketSpec, workdir: Path, epochs: int) -> Context:
     """Generate the log, train the model and build the reference markets."""
     import jax.numpy as jnp
 
-    from optimizer.market_fit import fit_market, load_market
-    from optimizer.rates import load_rate_model
-    from optimizer.schema import validate_event_log
-    from optimizer.training import train_model
-    from simulations.synthetic import generate_events, make_truth
-    from simulations.truth import Truth
+    from optimizer.commands.train import train_model
+    from optimizer.io.schema import validate_event_log
+    from optimizer.market.fit import fit_market, load_market
+    from optimizer.rates.train import load_rate_model
+    from simulations.synthetic.generate import generate_events, make_truth
+    from simulations.synthetic.truth import Truth
 
     truth_dict = make_truth(
         spec.audiences, DAYS, spec.seed, spec.auction_type, spec.competition_slope
@@ -296,20 +296,20 @@ def _fit_mmm(daily: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def _scenario(budget: float):
-    from optimizer.config import load_scenario
+    from optimizer.plan.scenario import load_scenario
 
     return load_scenario(None, {"budget": budget, "days": float(DAYS)})
 
 
 def _forecast(params, bid, cap, first_price: bool) -> float:
-    from optimizer.market import expected_outcomes
+    from optimizer.market.params import expected_outcomes
 
     out = expected_outcomes(params, bid, float(DAYS), cap, first_price)
     return float(np.sum(np.asarray(out.conversions)))
 
 
 def _solved(market, budget: float) -> Plan:
-    from optimizer.planning import solve_plan
+    from optimizer.plan.resolve import solve_plan
 
     solved = solve_plan(market, _scenario(budget))
     return Plan(
@@ -320,7 +320,7 @@ def _solved(market, budget: float) -> Plan:
 
 
 def _fitted_capacity(ctx: Context) -> np.ndarray:
-    from optimizer.problem import capacity, make_problem
+    from optimizer.allocate.problem import capacity, make_problem
 
     problem = make_problem(ctx.market.params, float(DAYS), 1.0)
     return np.asarray(capacity(problem, ctx.first_price))
@@ -331,7 +331,7 @@ def _rebid(ctx: Context, caps: np.ndarray) -> Plan:
     import jax
     import jax.numpy as jnp
 
-    from optimizer.problem import bid_for_spend, make_problem
+    from optimizer.allocate.problem import bid_for_spend, make_problem
 
     problem = make_problem(ctx.market.params, float(DAYS), float(caps.sum()))
     u = jax.jit(bid_for_spend, static_argnames=("first_price", "steps"))(
@@ -450,10 +450,10 @@ PLANNERS: dict[str, Callable[[Context, float], Plan]] = {
 
 def true_optimum(ctx: Context, budget: float) -> dict:
     """Best conversions under the truth: allocate, and solve_exact if small."""
-    from optimizer.allocator import allocate
-    from optimizer.exact import solve_exact
-    from optimizer.market import expected_outcomes
-    from optimizer.problem import make_problem
+    from optimizer.allocate.allocator import allocate
+    from optimizer.allocate.exact import solve_exact
+    from optimizer.allocate.problem import make_problem
+    from optimizer.market.params import expected_outcomes
 
     problem = make_problem(ctx.true_params, float(DAYS), budget)
     alloc = allocate(problem, "conversions", ctx.first_price)
@@ -473,7 +473,7 @@ def true_optimum(ctx: Context, budget: float) -> dict:
 
 def score(ctx: Context, plan: Plan, budget: float, optimum: float) -> dict:
     """Regret, spend adherence, violations and forecast error under the truth."""
-    from optimizer.market import expected_outcomes
+    from optimizer.market.params import expected_outcomes
 
     out = expected_outcomes(
         ctx.true_params, plan.bid, float(DAYS), plan.cap, ctx.first_price
@@ -498,9 +498,9 @@ def coverage(ctx: Context, plan: Plan, runs: int, realised: int) -> dict:
     """Share of true-market realisations inside the fitted-market P10-P90 bands."""
     import jax
 
-    from optimizer.market_fit import rate_uncertainty, rate_uncertainty_shape
-    from optimizer.simulate_files import rate_draws, simulate_rate_draws
-    from simulations.simulator import simulate
+    from optimizer.commands.simulate import rate_draws, simulate_rate_draws
+    from optimizer.market.fit import rate_uncertainty, rate_uncertainty_shape
+    from simulations.simulator.run import simulate
 
     def totals(result):
         return np.asarray(result.conversions).sum(axis=1)
@@ -553,7 +553,7 @@ def forecast_parts(ctx: Context, plan: Plan) -> dict:
     """Conversion-weighted mean log ratio fitted / true of each factor of an
     audience's conversions at the plan's bids (uncapped), weights = true
     conversions of the plan."""
-    from optimizer.market import expected_outcomes
+    from optimizer.market.params import expected_outcomes
 
     fit, true = (
         jax_tree_numpy(

@@ -42,7 +42,7 @@ def write_log(folder: Path, rows: int, file_rows: int = FILE_ROWS) -> None:
     import numpy as np
     import pandas as pd
 
-    from simulations.synthetic import generate_events, make_truth
+    from simulations.synthetic.generate import generate_events, make_truth
 
     folder.mkdir(parents=True, exist_ok=True)
     per_day = sum(a["volume_per_day"] for a in make_truth(24, 1, 0)["audiences"])
@@ -90,8 +90,8 @@ def _train(folder: Path, out: Path, *extra: str, env=None) -> tuple[float, float
 _WHOLE = """
 import sys, pandas as pd, jax
 jax.config.update("jax_enable_x64", True)
-from optimizer.rates import fit_rate_model
-from optimizer.schema import validate_event_log
+from optimizer.rates.train import fit_rate_model
+from optimizer.io.schema import validate_event_log
 events = validate_event_log(pd.concat(
     [pd.read_parquet(p) for p in sorted(__import__("pathlib").Path(sys.argv[1]).glob("*.parquet"))],
     ignore_index=True))

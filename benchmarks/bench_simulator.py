@@ -12,7 +12,7 @@ disturbed by other processes on a shared machine.
 - ``numpy_thinned``: numpy with the JAX simulator's own algorithm (only won
   auctions drawn, Poisson thinning), to show how much of the speed-up is the
   algorithm rather than JAX.
-- ``jax``: :func:`simulations.simulator.simulate` on the default device.
+- ``jax``: :func:`simulations.simulator.run.simulate` on the default device.
 - ``jax_{n}dev``: the same with its replications split over n emulated CPU
   devices (``XLA_FLAGS=--xla_force_host_platform_device_count=n``). Emulated
   devices share the machine's cores, so on a small machine these rows show the
@@ -55,9 +55,9 @@ def _market():
     """The benchmark market (MarketParams), its usual bids and budgets (A,)."""
     import jax.numpy as jnp
 
-    from optimizer.market import expected_outcomes
-    from simulations.synthetic import make_truth
-    from simulations.truth import Truth
+    from optimizer.market.params import expected_outcomes
+    from simulations.synthetic.generate import make_truth
+    from simulations.synthetic.truth import Truth
 
     truth = Truth(make_truth(6, 7, seed=3))
     params = truth.market_params()
@@ -216,7 +216,7 @@ def _run_jax(runs: int) -> tuple[float, float]:
     same-shape warm-up."""
     import jax
 
-    from simulations.simulator import simulate
+    from simulations.simulator.run import simulate
 
     params, bid, budget = _market()
 

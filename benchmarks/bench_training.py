@@ -37,8 +37,8 @@ def write_log(rows: int, path: Path, seed: int = 0) -> None:
     """
     import numpy as np
 
-    from optimizer.schema import validate_event_log
-    from simulations.synthetic import generate_events, make_truth
+    from optimizer.io.schema import validate_event_log
+    from simulations.synthetic.generate import generate_events, make_truth
 
     per_day = sum(a["volume_per_day"] for a in make_truth(24, 1, seed)["audiences"])
     days = int(np.ceil(1.05 * rows / per_day)) + 1
@@ -61,14 +61,14 @@ def _worker(method: str, log: Path, model_dir: Path) -> dict:
     events = pd.read_parquet(log)
     start = time.perf_counter()
     if method == "rate_network_train":
-        from optimizer.rates import fit_rate_model
+        from optimizer.rates.train import fit_rate_model
 
         model = fit_rate_model(events, seed=0, progress=False)
         seconds = time.perf_counter() - start
         model.save(model_dir)
         extra = {k: model.metrics[k] for k in ("epochs_run", "best_epoch")}
     elif method == "rate_network_predict":
-        from optimizer.rates import load_rate_model
+        from optimizer.rates.train import load_rate_model
 
         load_rate_model(model_dir).predict(events)
         seconds, extra = time.perf_counter() - start, {}
@@ -82,7 +82,7 @@ def _sklearn(events) -> float:
     from sklearn.linear_model import LogisticRegression
 
     from optimizer.features import encode, fit_features
-    from optimizer.rates import _one_hot
+    from optimizer.rates.train import _one_hot
 
     start = time.perf_counter()
     won = events.loc[events["won"] == 1]

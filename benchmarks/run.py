@@ -21,7 +21,7 @@ from collections.abc import Callable
 import jax
 
 # Before any optimizer module is imported (they are imported lazily below, and
-# optimizer.response builds constants at import): money is float64 everywhere.
+# optimizer.allocate.response builds constants at import): money is float64 everywhere.
 jax.config.update("jax_enable_x64", True)
 
 QUICK_TRAINING_SIZES = (200_000,)

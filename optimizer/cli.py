@@ -153,8 +153,12 @@ def generate(
     competition_slope: float,
 ) -> None:
     """Write a synthetic market with known truth (events, audience settings, truth)."""
-    from optimizer.fileio import atomic_dir, dumps_json
-    from simulations.synthetic import audience_settings, generate_events, make_truth
+    from optimizer.io.files import atomic_dir, dumps_json
+    from simulations.synthetic.generate import (
+        audience_settings,
+        generate_events,
+        make_truth,
+    )
 
     truth = make_truth(n_audiences, days, seed, auction_type, competition_slope)
     events = generate_events(truth, seed)
@@ -268,7 +272,7 @@ def train(
 
     # Before anything touches a device (importing the training code does).
     distributed.initialize(coordinator, num_processes, process_id)
-    from optimizer.training import train_model
+    from optimizer.commands.train import train_model
 
     summary = train_model(
         events,
@@ -305,9 +309,9 @@ def train(
 def predict(ctx: click.Context, model_dir: Path, events: Path, out_file: Path) -> None:
     """Score auctions: click and conversion probability per won impression."""
     _enable_x64()
-    from optimizer.fileio import write_csv
-    from optimizer.rates import load_rate_model
-    from optimizer.schema import read_event_log, read_table
+    from optimizer.io.files import write_csv
+    from optimizer.io.schema import read_event_log, read_table
+    from optimizer.rates.train import load_rate_model
 
     model = load_rate_model(model_dir)
     frame = read_event_log(events)
@@ -394,8 +398,8 @@ def plan(
 ) -> None:
     """Recommend a budget and a bid per audience for the best expected outcome."""
     _enable_x64()
-    from optimizer.config import load_scenario
-    from optimizer.plan_files import write_plan
+    from optimizer.commands.plan import write_plan
+    from optimizer.plan.scenario import load_scenario
 
     scenario = load_scenario(scenario_file, flags)
     for line in write_plan(
@@ -474,7 +478,7 @@ def simulate(
 ) -> None:
     """Replay the plan auction by auction: spread of spend and conversions."""
     _enable_x64()
-    from optimizer.simulate_files import write_simulation
+    from optimizer.commands.simulate import write_simulation
 
     for line in write_simulation(
         model_dir,
@@ -616,7 +620,7 @@ def whatif(
 ) -> None:
     """Compare scenarios: keep the plan in a changed world, or re-optimize."""
     _enable_x64()
-    from optimizer.scenario_files import write_whatif
+    from optimizer.commands.whatif import write_whatif
 
     inline = {
         "budget_scale": budget_scale,
@@ -688,7 +692,7 @@ def frontier(
 ) -> None:
     """Best expected outcome at each budget: where more money stops paying."""
     _enable_x64()
-    from optimizer.scenario_files import write_frontier
+    from optimizer.commands.whatif import write_frontier
 
     for line in write_frontier(
         model_dir,

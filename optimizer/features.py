@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from optimizer.errors import InputError
-from optimizer.schema import OPTIONAL_EVENT_COLUMNS, REQUIRED_EVENT_COLUMNS
+from optimizer.io.schema import OPTIONAL_EVENT_COLUMNS, REQUIRED_EVENT_COLUMNS
 
 # Outcomes, prices and the behaviour policy's bid are not impression features: the
 # rate per won impression must not depend on what we paid or chose to bid.

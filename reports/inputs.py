@@ -16,16 +16,16 @@ from typing import Any
 
 import pandas as pd
 
-from optimizer.columns import (
+from optimizer.errors import InputError
+from optimizer.io.columns import (
     COMPARISON_COLUMNS as WHATIF_COLUMNS,
 )
-from optimizer.columns import (
+from optimizer.io.columns import (
     FRONTIER_COLUMNS,
     PLAN_COLUMNS,
     SUMMARY_COLUMNS,
 )
-from optimizer.errors import InputError
-from optimizer.fileio import file_sha256
+from optimizer.io.files import file_sha256
 from reports import text
 
 PLAN_KEYS = ("objective", "days", "budget", "totals", "audiences")

@@ -14,7 +14,7 @@ from typing import Any
 
 import jinja2
 
-from optimizer.fileio import atomic_path
+from optimizer.io.files import atomic_path
 from reports import sections, text
 from reports.formatting import timestamp
 from reports.inputs import ReportInputs, read_inputs

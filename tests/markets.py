@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from optimizer.market import MarketParams
+from optimizer.market.params import MarketParams
 
 
 def random_market(

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from optimizer.allocator import allocate
-from optimizer.exact import dual_value, solve_exact
-from optimizer.problem import capacity, log_bid_bounds, make_problem, spend_at
+from optimizer.allocate.allocator import allocate
+from optimizer.allocate.exact import dual_value, solve_exact
+from optimizer.allocate.problem import capacity, log_bid_bounds, make_problem, spend_at
 from tests.markets import random_market
 
 CENT = 0.01
@@ -205,7 +205,7 @@ def test_non_concave_market_plan_is_feasible_and_certified():
 
 
 def test_warm_started_path_matches_independent_plans():
-    from optimizer.allocator import allocate_path
+    from optimizer.allocate.allocator import allocate_path
 
     params = random_market(12, audiences=6)
     budgets = jnp.array([50.0, 120.0, 300.0, 700.0])

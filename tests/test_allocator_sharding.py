@@ -31,7 +31,7 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp
 import numpy as np
 from optimizer import devices
-from optimizer.problem import capacity, make_problem
+from optimizer.allocate.problem import capacity, make_problem
 from tests.markets import random_market
 
 assert len(jax.devices()) == 4, jax.devices()
@@ -39,7 +39,7 @@ out = sys.argv[1]
 """
 
 ALLOCATOR = """
-from optimizer.allocator import allocate, allocate_sharded, shard_problem
+from optimizer.allocate.allocator import allocate, allocate_sharded, shard_problem
 
 A = 23  # not a multiple of 4: one padding audience on the last device
 params = random_market(4, audiences=A)
@@ -63,9 +63,9 @@ np.savez(out, shards=np.array(shards),
 
 WHATIF = """
 import pickle
-from optimizer.config import Scenario
-from optimizer.market_fit import FittedMarket
-from optimizer.scenario_batch import _stack, allocate_batch, run_whatif
+from optimizer.plan.scenario import Scenario
+from optimizer.market.fit import FittedMarket
+from optimizer.plan.batch import _stack, allocate_batch, run_whatif
 
 A = 6
 params = random_market(5, audiences=A)

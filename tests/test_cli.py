@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from optimizer.cli import main
-from optimizer.columns import PLAN_COLUMNS
+from optimizer.io.columns import PLAN_COLUMNS
 
 
 def run(*args: str) -> tuple[int, str]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from optimizer.config import load_scenario
 from optimizer.errors import InputError
+from optimizer.plan.scenario import load_scenario
 
 
 def _write(tmp_path, text):

@@ -59,7 +59,7 @@ def _params(model: Path) -> list[np.ndarray]:
 _LINEAR = """
 import sys, numpy as np, jax, jax.numpy as jnp, optax
 jax.config.update("jax_enable_x64", True)
-from optimizer.data_parallel import DataParallel, Rows, make_mesh, replicate, to_local
+from optimizer.rates.data_parallel import DataParallel, Rows, make_mesh, replicate, to_local
 rng = np.random.default_rng(0)
 x = rng.normal(size=(5000, 8)); y = x @ rng.normal(size=8) + rng.normal(size=5000)
 n_shards = int(sys.argv[1])

@@ -13,7 +13,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from optimizer.market_fit import (
+from optimizer.market.fit import (
     FittedMarket,
     audience_factors,
     draw_rate_factors,
@@ -161,7 +161,7 @@ def test_multipliers_reproducible_and_centred(expected):
 
 
 def test_simulated_band_is_reproducible_from_the_seed():
-    from optimizer.simulate_files import simulate_with_rate_uncertainty
+    from optimizer.commands.simulate import simulate_with_rate_uncertainty
 
     market = _fitted(True)
     bid = np.full(4, 0.02)
@@ -201,7 +201,7 @@ def test_spread_draws_leave_the_log_bids_alone_and_widen_away_from_them():
 
 
 def test_band_draws_levels_and_spread_and_says_so():
-    from optimizer.simulate_files import band_parts, rate_draws, uncertainty_text
+    from optimizer.commands.simulate import band_parts, rate_draws, uncertainty_text
 
     market = _with_spread()
     draws = rate_draws(market, 20, seed=4)

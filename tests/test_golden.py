@@ -38,7 +38,19 @@ def pipeline(tmp_path_factory) -> dict[str, Path]:
     """generate -> train -> plan -> simulate -> whatif -> frontier, seed 5."""
     root = tmp_path_factory.mktemp("golden")
     market, model, plan = root / "market", root / "model", root / "plan"
-    _run(["generate", "--out", str(market), "--audiences", "5", "--days", "6", "--seed", "5"])
+    _run(
+        [
+            "generate",
+            "--out",
+            str(market),
+            "--audiences",
+            "5",
+            "--days",
+            "6",
+            "--seed",
+            "5",
+        ]
+    )
     _run(["train", "--events", str(market / "events.csv"), "--out", str(model),
           "--epochs", "3", "--seed", "5"])  # fmt: skip
     _run(["plan", "--model", str(model), "--budget", "250", "--days", "7",

@@ -6,11 +6,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from optimizer.market import per_auction
-from optimizer.market_fit import detect_auction_type, fit_market
-from optimizer.schema import validate_event_log
-from simulations.synthetic import generate_events, make_truth
-from simulations.truth import Truth
+from optimizer.io.schema import validate_event_log
+from optimizer.market.fit import detect_auction_type, fit_market
+from optimizer.market.params import per_auction
+from simulations.synthetic.generate import generate_events, make_truth
+from simulations.synthetic.truth import Truth
 
 
 def _fit(auction_type: str, seed: int):

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from optimizer.errors import InputError
-from optimizer.log_stream import PRIORITY, stream_log
-from optimizer.market_fit import fit_market, log_totals, merge_totals
-from optimizer.schema import read_event_log
+from optimizer.io.schema import read_event_log
+from optimizer.log.stream import PRIORITY, stream_log
+from optimizer.market.fit import fit_market, log_totals, merge_totals
 
 
 def _same_totals(a, b) -> None:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from optimizer.market import expected_outcomes, per_auction, shift_market
+from optimizer.market.params import expected_outcomes, per_auction, shift_market
 from tests.markets import random_market, sample_prices
 
 

@@ -9,13 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from optimizer import rate_spread
-from optimizer.market import per_auction
-from optimizer.market_fit import fit_market
-from optimizer.rate_spread import fit_spread, log_shift
-from optimizer.schema import validate_event_log
-from simulations.synthetic import generate_events, make_truth
-from simulations.truth import Truth
+from optimizer.io.schema import validate_event_log
+from optimizer.market import spread as rate_spread
+from optimizer.market.fit import fit_market
+from optimizer.market.params import per_auction
+from optimizer.market.spread import fit_spread, log_shift
+from simulations.synthetic.generate import generate_events, make_truth
+from simulations.synthetic.truth import Truth
 
 
 def _won_log(slope: float, n: int, seed: int, audiences: int = 8):

@@ -8,19 +8,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from optimizer import calibration
 from optimizer.errors import InputError
-from optimizer.fileio import dumps_json
-from optimizer.rates import (
+from optimizer.io.files import dumps_json
+from optimizer.io.schema import validate_event_log
+from optimizer.rates import calibration
+from optimizer.rates.rows import validation_mask
+from optimizer.rates.train import (
     RateModel,
     compare_to_truth,
     fit_rate_model,
     load_rate_model,
 )
-from optimizer.schema import validate_event_log
-from optimizer.train_rows import validation_mask
-from simulations.synthetic import generate_events, make_truth
-from simulations.truth import Truth
+from simulations.synthetic.generate import generate_events, make_truth
+from simulations.synthetic.truth import Truth
 
 
 def _market(n_audiences: int, days: int, seed: int) -> tuple[dict, pd.DataFrame]:

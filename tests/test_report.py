@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from optimizer.columns import COMPARISON_COLUMNS
 from optimizer.errors import InputError
+from optimizer.io.columns import COMPARISON_COLUMNS
 from reports import charts, formatting, sections, text, write_report
 
 XSS = "<script>alert(1)</script>"

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from optimizer.errors import InputError
-from optimizer.schema import (
+from optimizer.io.schema import (
     read_event_log,
     read_settings,
     validate_event_log,

@@ -17,8 +17,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy.stats import norm
 
-from optimizer.market import MarketParams, expected_outcomes
-from simulations.simulator import (
+from optimizer.market.params import MarketParams, expected_outcomes
+from simulations.simulator.run import (
     METRICS,
     TOTAL,
     SimulationResult,
@@ -28,8 +28,8 @@ from simulations.simulator import (
     simulate_one,
     summarize,
 )
-from simulations.synthetic import make_truth
-from simulations.truth import Truth
+from simulations.synthetic.generate import make_truth
+from simulations.synthetic.truth import Truth
 
 FIELDS = ("auctions", "impressions", "spend", "clicks", "conversions", "value")
 

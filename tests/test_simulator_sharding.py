@@ -26,10 +26,10 @@ import jax.numpy as jnp
 import numpy as np
 
 jax.config.update("jax_enable_x64", True)
-from optimizer.market import expected_outcomes
-from simulations.simulator import simulate
-from simulations.synthetic import make_truth
-from simulations.truth import Truth
+from optimizer.market.params import expected_outcomes
+from simulations.simulator.run import simulate
+from simulations.synthetic.generate import make_truth
+from simulations.synthetic.truth import Truth
 
 truth = Truth(make_truth(6, 7, seed=3))
 params, bid = truth.market_params(), jnp.asarray(truth.usual_bids())

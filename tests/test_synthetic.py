@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from optimizer.schema import validate_event_log
-from simulations.synthetic import generate_events, make_truth
-from simulations.truth import Truth
+from optimizer.io.schema import validate_event_log
+from simulations.synthetic.generate import generate_events, make_truth
+from simulations.synthetic.truth import Truth
 
 
 def test_reproducible_from_seed():
@@ -50,7 +50,7 @@ def test_win_rate_and_spend_match_exact_expectation():
     """The truth's closed form reproduces the log's win rate and spend at the logged bids."""
     import jax.numpy as jnp
 
-    from optimizer.market import per_auction
+    from optimizer.market.params import per_auction
 
     truth = make_truth(3, 10, seed=4)
     events = generate_events(truth, seed=4)

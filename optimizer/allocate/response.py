@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import log_ndtr, logsumexp
 
-from optimizer.market import MarketParams, price_cells
+from optimizer.market.params import MarketParams, price_cells
 
 _LOG_SQRT_2PI = 0.5 * jnp.log(2 * jnp.pi)
 

@@ -27,7 +27,6 @@ import numpy as np
 import pandas as pd
 
 from optimizer import distributed
-from optimizer.data_parallel import Rows, release
 from optimizer.errors import InputError
 from optimizer.features import (
     FeatureCounts,
@@ -37,6 +36,7 @@ from optimizer.features import (
     merge_counts,
     spec_from_counts,
 )
+from optimizer.rates.data_parallel import Rows, release
 
 HEADS = ("click", "conversion")
 # Validation split used when the log is too short for ``validation_days``.

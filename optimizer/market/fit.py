@@ -1,7 +1,7 @@
 """Fit the market model from an event log: volumes, hour profiles, landscapes, strata.
 
 The result is a :class:`FittedMarket`: audience names, the auction type, the
-:class:`~optimizer.market.MarketParams` the allocator and simulator use, what the
+:class:`~optimizer.market.params.MarketParams` the allocator and simulator use, what the
 log's recent behaviour spends ("current"), and goodness-of-fit metrics.
 """
 
@@ -16,21 +16,21 @@ import numpy as np
 import pandas as pd
 
 from optimizer.errors import InputError
-from optimizer.landscape import (
+from optimizer.market.landscape import (
     LandscapeData,
     fit_landscapes,
     naive_fit,
     row_win_probability,
     subsample,
 )
-from optimizer.market import (
+from optimizer.market.params import (
     MarketParams,
     params_from_json,
     params_to_json,
     stratum_wins,
 )
-from optimizer.rate_spread import BOUNDS as SPREAD_BOUNDS
-from optimizer.rate_spread import fit_spread, log_shift
+from optimizer.market.spread import BOUNDS as SPREAD_BOUNDS
+from optimizer.market.spread import fit_spread, log_shift
 
 N_STRATA = 16
 RECENT_DAYS = 7
@@ -453,7 +453,7 @@ def rate_uncertainty(
 
 def spread_tilts(market: FittedMarket, rng: np.random.Generator, n: int) -> np.ndarray:
     """(n, A, K) multipliers of the strata's conversion rates: draws of the
-    within-audience spread fitted to the log (:mod:`optimizer.rate_spread`).
+    within-audience spread fitted to the log (:mod:`optimizer.market.spread`).
 
     A draw of the slope s' ~ N(slope, sd^2) rescales each audience's log
     strata rates by s' / slope, renormalized so that the audience's conversions

@@ -11,8 +11,8 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from optimizer import response
-from optimizer.market import MarketParams
+from optimizer.allocate import response
+from optimizer.market.params import MarketParams
 
 
 @jax.tree_util.register_dataclass

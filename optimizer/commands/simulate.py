@@ -10,21 +10,21 @@ import jax.numpy as jnp
 import numpy as np
 
 from optimizer.errors import InputError
-from optimizer.fileio import atomic_dir, write_csv, write_json
-from optimizer.market_fit import (
+from optimizer.io.files import atomic_dir, write_csv, write_json
+from optimizer.io.plan_dir import read_plan
+from optimizer.market.fit import (
     audience_factors,
     load_market,
     rate_uncertainty,
     rate_uncertainty_summary,
     spread_tilts,
 )
-from optimizer.plan_reader import read_plan
 
 _RATE_DRAWS = 20  # market draws per simulation when rate uncertainty is on
 
 
 def _run(params, bid, budget, days, first_price, pacing, runs, seed, quiet):
-    from simulations.simulator import simulate
+    from simulations.simulator.run import simulate
 
     return simulate(
         jax.random.key(seed),
@@ -177,8 +177,8 @@ def write_simulation(
     rate_uncertainty: bool = True,
 ) -> list[str]:
     """Simulate the plan and write summary.csv/.json, paths.csv (and truth_summary.csv)."""
-    from simulations.simulator import budget_out_summary, hourly_paths, summarize
-    from simulations.truth import Truth
+    from simulations.simulator.run import budget_out_summary, hourly_paths, summarize
+    from simulations.synthetic.truth import Truth
 
     market = load_market(model_dir)
     doc, bid, budget = read_plan(plan_dir, market.names)

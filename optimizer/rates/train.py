@@ -1,6 +1,6 @@
 """Rate network training, evaluation, baselines and storage.
 
-``fit_rate_model(events)`` trains the ESMM network of :mod:`optimizer.rate_model`
+``fit_rate_model(events)`` trains the ESMM network of :mod:`optimizer.rates.model`
 on the won auctions of a validated event log:
 
 * time-based split: the last ``validation_days`` of the log are held out;
@@ -36,13 +36,15 @@ import optax
 import pandas as pd
 from flax import nnx, serialization
 
-from optimizer import calibration, data_parallel, distributed, train_rows
-from optimizer.data_parallel import DataParallel
+from optimizer import distributed
 from optimizer.errors import InputError
 from optimizer.features import FeatureBatch, FeatureSpec, encode
-from optimizer.fileio import atomic_dir, dumps_json
-from optimizer.rate_model import NetConfig, RateNet, esmm_log_probs
-from optimizer.train_rows import WonChunks, labels_of
+from optimizer.io.files import atomic_dir, dumps_json
+from optimizer.rates import calibration, data_parallel
+from optimizer.rates import rows as train_rows
+from optimizer.rates.data_parallel import DataParallel
+from optimizer.rates.model import NetConfig, RateNet, esmm_log_probs
+from optimizer.rates.rows import WonChunks, labels_of
 
 HEADS = calibration.HEADS
 FORMAT_VERSION = 1
@@ -310,7 +312,7 @@ class RateModel:
         spec: feature vocabularies and normalization.
         net: network shape.
         graphdef, state: the frozen network (``nnx.split``); pure use via
-            :func:`optimizer.rate_model.rate_logits`.
+            :func:`optimizer.rates.model.rate_logits`.
         calibration: per-head Platt maps.
         metrics: JSON-ready validation metrics.
         train_config: hyperparameters used.
@@ -525,7 +527,7 @@ def fit_rate_model(
     """Train, calibrate and evaluate the rate network on a validated event log.
 
     Args:
-        events: log validated by :func:`optimizer.schema.validate_event_log`;
+        events: log validated by :func:`optimizer.io.schema.validate_event_log`;
             only won auctions (``won == 1``) are used.
         seed: PRNG seed; the same seed and data give the same model.
         epochs: maximum epochs (early stopping usually ends sooner).
@@ -564,7 +566,7 @@ def fit_rate_model_chunks(
     """:func:`fit_rate_model` on won auctions in chunks (in memory or on disk).
 
     Training is data-parallel over every device of the job (see
-    :mod:`optimizer.data_parallel`); with several processes, each passes the
+    :mod:`optimizer.rates.data_parallel`); with several processes, each passes the
     chunks it read and all of them return the same model. Big encoded rows are
     memory-mapped from a scratch folder under $TMPDIR, removed afterwards.
 

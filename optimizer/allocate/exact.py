@@ -20,7 +20,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from optimizer.problem import (
+from optimizer.allocate.problem import (
     Problem,
     bid_for_spend,
     bisect,

@@ -15,9 +15,10 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from optimizer import __version__, response
-from optimizer.columns import PLAN_COLUMNS
-from optimizer.planning import SolvedPlan
+from optimizer import __version__
+from optimizer.allocate import response
+from optimizer.io.columns import PLAN_COLUMNS
+from optimizer.plan.resolve import SolvedPlan
 
 
 def round_cents(values: np.ndarray) -> np.ndarray:
@@ -87,8 +88,8 @@ def _sensitivities(plan: SolvedPlan) -> dict:
     share = jnp.where(alloc.spend > 0, 1.0, 0.0)
 
     def lagrangian(price_shift, rate_shift):
-        from optimizer.market import shift_market
-        from optimizer.problem import gain_at, spend_at
+        from optimizer.allocate.problem import gain_at, spend_at
+        from optimizer.market.params import shift_market
 
         shocked = dataclasses.replace(
             p, params=shift_market(p.params, price_shift, rate_shift)
@@ -115,7 +116,7 @@ def _sensitivities(plan: SolvedPlan) -> dict:
 def response_curves(plan: SolvedPlan, points: int = 40) -> dict:
     """Per audience: expected spend, conversions and value over the horizon along a
     bid grid (the spend-to-outcome curve a chart draws), uncapped."""
-    from optimizer.problem import gain_at, log_bid_bounds, spend_at
+    from optimizer.allocate.problem import gain_at, log_bid_bounds, spend_at
 
     p = plan.inputs.problem
     low, high = log_bid_bounds(p)

@@ -9,20 +9,20 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from optimizer.config import Scenario, load_scenario, scenario_from_mapping
 from optimizer.errors import InputError
-from optimizer.fileio import atomic_dir, write_csv, write_json
-from optimizer.market import expected_outcomes
-from optimizer.market_fit import load_market
-from optimizer.plan_reader import read_plan
-from optimizer.planning import resolve, solve_plan
-from optimizer.scenario_batch import (
+from optimizer.io.files import atomic_dir, write_csv, write_json
+from optimizer.io.plan_dir import read_plan
+from optimizer.io.schema import read_settings
+from optimizer.market.fit import load_market
+from optimizer.market.params import expected_outcomes
+from optimizer.plan.batch import (
     parse_budgets,
     read_scenario_file,
     run_frontier,
     run_whatif,
 )
-from optimizer.schema import read_settings
+from optimizer.plan.resolve import resolve, solve_plan
+from optimizer.plan.scenario import Scenario, load_scenario, scenario_from_mapping
 
 
 def _settings(market, settings_file: Path | None, plan_doc: dict | None):

@@ -7,19 +7,19 @@ from pathlib import Path
 
 from jax.sharding import Mesh
 
-from optimizer.config import Scenario
 from optimizer.errors import InputError
-from optimizer.fileio import atomic_dir, file_sha256, write_csv, write_json
-from optimizer.market_fit import load_market
-from optimizer.plan_output import (
+from optimizer.io.files import atomic_dir, file_sha256, write_csv, write_json
+from optimizer.io.schema import read_settings
+from optimizer.market.fit import load_market
+from optimizer.plan.output import (
     library_versions,
     plan_document,
     plan_frame,
     response_curves,
     summary_lines,
 )
-from optimizer.planning import solve_plan
-from optimizer.schema import read_settings
+from optimizer.plan.resolve import solve_plan
+from optimizer.plan.scenario import Scenario
 
 
 def read_model_info(model_dir: Path) -> dict:

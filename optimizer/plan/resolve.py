@@ -2,7 +2,7 @@
 
 This is the orchestration between the files a planner gives and the pure JAX
 allocator: it resolves settings and what-if modifiers into a
-:class:`~optimizer.problem.Problem`, checks feasibility with messages a planner
+:class:`~optimizer.allocate.problem.Problem`, checks feasibility with messages a planner
 can act on, handles CPA/ROAS targets and goal seeking by searching the budget
 frontier, and returns the allocation with the current plan for comparison.
 """
@@ -18,12 +18,17 @@ import numpy as np
 import pandas as pd
 from jax.sharding import Mesh
 
-from optimizer.allocator import Allocation, allocate, allocate_sharded
-from optimizer.config import Scenario
+from optimizer.allocate.allocator import Allocation, allocate, allocate_sharded
+from optimizer.allocate.problem import Problem, capacity, make_problem
 from optimizer.errors import InfeasibleError, InputError
-from optimizer.market import MarketParams, Outcomes, expected_outcomes, shift_market
-from optimizer.market_fit import FittedMarket
-from optimizer.problem import Problem, capacity, make_problem
+from optimizer.market.fit import FittedMarket
+from optimizer.market.params import (
+    MarketParams,
+    Outcomes,
+    expected_outcomes,
+    shift_market,
+)
+from optimizer.plan.scenario import Scenario
 
 _SEARCH_POINTS = 33  # budgets per batched solve when searching for targets
 

@@ -1,6 +1,6 @@
 """The true market behind a synthetic log, and the exact expected outcome of any plan.
 
-The truth is expressed as :class:`optimizer.market.MarketParams` whose strata are
+The truth is expressed as :class:`optimizer.market.params.MarketParams` whose strata are
 every combination of the categorical features times a 9-node Gauss-Hermite rule
 for the numeric feature, so the same closed-form response functions that plan on
 a fitted model give the exact expectation under the truth (the numeric feature is
@@ -17,10 +17,10 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from optimizer.allocate.exact import ExactSolution, solve_exact
+from optimizer.allocate.problem import make_problem
 from optimizer.errors import InputError
-from optimizer.exact import ExactSolution, solve_exact
-from optimizer.market import MarketParams, Outcomes, expected_outcomes
-from optimizer.problem import make_problem
+from optimizer.market.params import MarketParams, Outcomes, expected_outcomes
 
 _GH_NODES = 9
 

@@ -1,6 +1,6 @@
 """Within-audience spread of the rate network's predictions, calibrated on the log.
 
-Platt scaling (:mod:`optimizer.calibration`) fits one slope over the validation
+Platt scaling (:mod:`optimizer.rates.calibration`) fits one slope over the validation
 rows of all audiences, so it mostly calibrates the differences *between*
 audiences. The planner also needs the differences *within* an audience right:
 when better impressions cost more, raising a bid buys a better mix, and a network

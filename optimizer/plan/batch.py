@@ -20,19 +20,19 @@ import pandas as pd
 from jax.sharding import Mesh
 
 from optimizer import devices
-from optimizer.allocator import (
+from optimizer.allocate.allocator import (
     Allocation,
     allocate,
     allocate_path,
     allocate_path_sharded,
 )
-from optimizer.columns import COMPARISON_COLUMNS
-from optimizer.config import Scenario, scenario_from_mapping
+from optimizer.allocate.problem import Problem
 from optimizer.errors import InputError
-from optimizer.market import expected_outcomes
-from optimizer.market_fit import FittedMarket
-from optimizer.planning import PlanInputs, resolve, target_budget
-from optimizer.problem import Problem
+from optimizer.io.columns import COMPARISON_COLUMNS
+from optimizer.market.fit import FittedMarket
+from optimizer.market.params import expected_outcomes
+from optimizer.plan.resolve import PlanInputs, resolve, target_budget
+from optimizer.plan.scenario import Scenario, scenario_from_mapping
 
 
 def read_scenario_file(path: Path, base: Scenario) -> Scenario:

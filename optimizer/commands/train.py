@@ -1,7 +1,7 @@
 """``adplan train``: fit the rate network and the market model into one model folder.
 
-The log is streamed (:mod:`optimizer.log_stream`), the rate network trains
-data-parallel over every device of the job (:mod:`optimizer.data_parallel`), and
+The log is streamed (:mod:`optimizer.log.stream`), the rate network trains
+data-parallel over every device of the job (:mod:`optimizer.rates.data_parallel`), and
 the market model is fitted on a per-audience sample plus exact totals. With
 several processes each reads its own chunks, and process 0 gathers the market
 sample and writes the model folder.
@@ -18,19 +18,21 @@ from pathlib import Path
 
 import pandas as pd
 
-from optimizer import data_parallel, distributed, train_rows
+from optimizer import distributed
 from optimizer.errors import InputError
-from optimizer.fileio import atomic_dir, file_sha256, write_json
-from optimizer.log_stream import (
+from optimizer.io.files import atomic_dir, file_sha256, write_json
+from optimizer.log.stream import (
     DEFAULT_CHUNK_ROWS,
     DEFAULT_SAMPLE_PER_AUDIENCE,
     StreamedLog,
     keep_sample,
     stream_log,
 )
-from optimizer.market_fit import LogTotals, fit_market, merge_totals, save_market
-from optimizer.plan_output import library_versions
-from optimizer.rates import fit_rate_model_chunks
+from optimizer.market.fit import LogTotals, fit_market, merge_totals, save_market
+from optimizer.plan.output import library_versions
+from optimizer.rates import data_parallel
+from optimizer.rates import rows as train_rows
+from optimizer.rates.train import fit_rate_model_chunks
 
 LOG_SUFFIXES = (".csv", ".parquet", ".pq")
 

@@ -1,6 +1,6 @@
 """Simulator stage: replay a plan's bids and budgets auction by auction, hour by hour.
 
-The model is :mod:`optimizer.market`'s: in audience a and hour h, auctions arrive
+The model is :mod:`optimizer.market.params`'s: in audience a and hour h, auctions arrive
 as a Poisson process with rate ``volume_per_day[a] * hour_profile[a, h % 24]``;
 each auction's impression stratum k is drawn from ``weight[a]`` and its competing
 price from the stratum's log-normal mixture (``price_loc[k] + mix_loc[j]``,
@@ -64,7 +64,7 @@ from jax.sharding import PartitionSpec
 
 from optimizer.devices import mesh as device_mesh
 from optimizer.errors import InputError
-from optimizer.market import MONEY, MarketParams, per_auction
+from optimizer.market.params import MONEY, MarketParams, per_auction
 
 PACINGS = ("stop", "even")
 METRICS = ("spend", "impressions", "clicks", "conversions", "value", "cpa", "roas")

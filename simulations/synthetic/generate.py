@@ -7,7 +7,7 @@ that is stronger for better impressions, a second premium bidder in some
 audiences (a two-mode price landscape), and a behaviour policy that explores bids
 around each audience's usual bid so the landscapes are identifiable.
 
-``truth.json`` holds every parameter; :mod:`simulations.truth` turns it into the
+``truth.json`` holds every parameter; :mod:`simulations.synthetic.truth` turns it into the
 exact expected outcome of any plan.
 """
 
@@ -156,7 +156,7 @@ def make_truth(
 
 def generate_events(truth: dict, seed: int = 0) -> pd.DataFrame:
     """Sample the event log (one row per auction bid in) from ``truth``."""
-    from simulations.truth import Truth
+    from simulations.synthetic.truth import Truth
 
     model = Truth(truth)
     rng = np.random.default_rng([seed, 1])

@@ -25,9 +25,10 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh
 
-from optimizer import devices, response
-from optimizer.exact import dual_value
-from optimizer.problem import (
+from optimizer import devices
+from optimizer.allocate import response
+from optimizer.allocate.exact import dual_value
+from optimizer.allocate.problem import (
     Problem,
     bid_for_spend,
     bisect,
