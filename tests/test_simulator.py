@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from scipy.stats import norm
 
 from optimizer.market.params import MarketParams, expected_outcomes
-from simulations.simulator.run import (
+from simulations.simulator import (
     METRICS,
     TOTAL,
     SimulationResult,

@@ -177,7 +177,11 @@ def write_simulation(
     rate_uncertainty: bool = True,
 ) -> list[str]:
     """Simulate the plan and write summary.csv/.json, paths.csv (and truth_summary.csv)."""
-    from simulations.simulator.run import budget_out_summary, hourly_paths, summarize
+    from simulations.simulator.summary import (
+        budget_out_summary,
+        hourly_paths,
+        summarize,
+    )
     from simulations.synthetic.truth import Truth
 
     market = load_market(model_dir)
