@@ -161,7 +161,7 @@ def test_multipliers_reproducible_and_centred(expected):
 
 
 def test_simulated_band_is_reproducible_from_the_seed():
-    from optimizer.commands.simulate import simulate_with_rate_uncertainty
+    from tests.simulation_helpers import simulate_with_rate_uncertainty
 
     market = _fitted(True)
     bid = np.full(4, 0.02)

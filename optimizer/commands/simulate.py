@@ -86,27 +86,6 @@ def _rate_draws(market, runs, seed) -> np.ndarray:
     return rate_draws(market, min(_RATE_DRAWS, runs), seed)
 
 
-def simulate_with_rate_uncertainty(
-    market, bid, budget, days, first_price, pacing, runs, seed
-):
-    """Replications in groups, each group on a market whose conversion rates are
-    drawn from what the log says about them (:func:`rate_draws`): the model's
-    overall level, shared by every audience, each audience's own level, and
-    how much better the pricier impressions convert. The spread then covers
-    what the model does not know, not only auction luck."""
-    return simulate_rate_draws(
-        market,
-        _rate_draws(market, runs, seed),
-        bid,
-        budget,
-        days,
-        first_price,
-        pacing,
-        runs,
-        seed,
-    )
-
-
 def band_parts(result, multipliers: np.ndarray) -> dict:
     """Relative sd (1 sd / mean) of total conversions from each source.
 
