@@ -92,26 +92,12 @@ def generate(
     competition_slope: float,
 ) -> None:
     """Write a synthetic market with known truth (events, audience settings, truth)."""
-    from optimizer.io.files import atomic_dir, dumps_json
-    from simulations.synthetic.generate import (
-        audience_settings,
-        generate_events,
-        make_truth,
-    )
+    from optimizer.commands.generate import write_synthetic_market
 
-    truth = make_truth(n_audiences, days, seed, auction_type, competition_slope)
-    events = generate_events(truth, seed)
-    with atomic_dir(out_dir) as tmp:
-        events.to_csv(tmp / "events.csv", index=False)
-        audience_settings(truth).to_csv(tmp / "audiences.csv", index=False)
-        (tmp / "truth.json").write_text(dumps_json(truth) + "\n", encoding="utf-8")
-    echo(
-        ctx,
-        f"Synthetic market: {n_audiences} audiences, {days} days, {len(events):,} auctions ({auction_type}).",
-    )
-    echo(ctx, f"  event log:          {out_dir / 'events.csv'}")
-    echo(ctx, f"  audience settings:  {out_dir / 'audiences.csv'}")
-    echo(ctx, f"  true market:        {out_dir / 'truth.json'}")
+    for line in write_synthetic_market(
+        out_dir, n_audiences, days, seed, auction_type, competition_slope
+    ):
+        echo(ctx, line)
 
 
 @main.command()
@@ -186,18 +172,10 @@ def train(
 def predict(ctx: click.Context, model_dir: Path, events: Path, out_file: Path) -> None:
     """Score auctions: click and conversion probability per won impression."""
     _enable_x64()
-    from optimizer.io.files import write_csv
-    from optimizer.io.schema import read_event_log, read_table
-    from optimizer.rates.train import load_rate_model
+    from optimizer.commands.predict import write_predictions
 
-    model = load_rate_model(model_dir)
-    frame = read_event_log(events)
-    preds = model.predict(frame)
-    out = read_table(events, "event log")
-    for name in ("p_click", "p_conversion", "p_conversion_given_click"):
-        out[name] = preds[name]
-    write_csv(out_file, out)
-    echo(ctx, f"Scored {len(out):,} rows -> {out_file}")
+    for line in write_predictions(model_dir, events, out_file):
+        echo(ctx, line)
 
 
 @main.command()
