@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from optimizer import __version__
+from optimizer.commands import options as opt
 from optimizer.errors import InfeasibleError, InputError
 
 
@@ -37,31 +38,6 @@ def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             raise click.ClickException(str(exc)) from None
 
     return wrapper
-
-
-model_option = click.option(
-    "--model",
-    "model_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="Model folder from adplan train.",
-)
-settings_option = click.option(
-    "--audiences",
-    "settings_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Audience settings CSV.",
-)
-
-
-devices_option = click.option(
-    "--devices",
-    type=click.IntRange(1),
-    default=1,
-    show_default=True,
-    help="Spread the work over this many GPUs (or devices) of this machine; the "
-    "results are the same.",
-)
 
 
 def device_mesh(count: int, axis: str):
@@ -98,49 +74,12 @@ def main(ctx: click.Context, quiet: bool) -> None:
 
 
 @main.command()
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="Folder for events.csv, audiences.csv and truth.json.",
-)
-@click.option(
-    "--audiences",
-    "n_audiences",
-    type=click.IntRange(1, 5000),
-    default=24,
-    show_default=True,
-    help="Number of audiences.",
-)
-@click.option(
-    "--days",
-    type=click.IntRange(1, 365),
-    default=14,
-    show_default=True,
-    help="Days of auctions in the log.",
-)
-@click.option(
-    "--seed",
-    type=int,
-    default=0,
-    show_default=True,
-    help="Random seed (same seed, same market).",
-)
-@click.option(
-    "--auction-type",
-    type=click.Choice(["second_price", "first_price"]),
-    default="second_price",
-    show_default=True,
-    help="How the synthetic exchange charges.",
-)
-@click.option(
-    "--competition-slope",
-    type=click.FloatRange(0, 2),
-    default=0.3,
-    show_default=True,
-    help="How much more better impressions cost (0 = no link).",
-)
+@opt.out_folder_option("Folder for events.csv, audiences.csv and truth.json.")
+@opt.audience_count_option
+@opt.log_days_option
+@opt.seed_option("Random seed (same seed, same market).")
+@opt.auction_type_option("How the synthetic exchange charges.", detect=False)
+@opt.competition_slope_option
 @click.pass_context
 @friendly_errors
 def generate(
@@ -153,98 +92,31 @@ def generate(
     competition_slope: float,
 ) -> None:
     """Write a synthetic market with known truth (events, audience settings, truth)."""
-    from optimizer.io.files import atomic_dir, dumps_json
-    from simulations.synthetic.generate import (
-        audience_settings,
-        generate_events,
-        make_truth,
-    )
+    from optimizer.commands.generate import write_synthetic_market
 
-    truth = make_truth(n_audiences, days, seed, auction_type, competition_slope)
-    events = generate_events(truth, seed)
-    with atomic_dir(out_dir) as tmp:
-        events.to_csv(tmp / "events.csv", index=False)
-        audience_settings(truth).to_csv(tmp / "audiences.csv", index=False)
-        (tmp / "truth.json").write_text(dumps_json(truth) + "\n", encoding="utf-8")
-    echo(
-        ctx,
-        f"Synthetic market: {n_audiences} audiences, {days} days, {len(events):,} auctions ({auction_type}).",
-    )
-    echo(ctx, f"  event log:          {out_dir / 'events.csv'}")
-    echo(ctx, f"  audience settings:  {out_dir / 'audiences.csv'}")
-    echo(ctx, f"  true market:        {out_dir / 'truth.json'}")
+    for line in write_synthetic_market(
+        out_dir, n_audiences, days, seed, auction_type, competition_slope
+    ):
+        echo(ctx, line)
 
 
 @main.command()
-@click.option(
-    "--events",
-    type=click.Path(path_type=Path),
-    required=True,
-    help="Event log (CSV or Parquet), one row per auction; or a folder of such files.",
+@opt.events_option(
+    "Event log (CSV or Parquet), one row per auction; or a folder of such files.",
+    dir_okay=True,
 )
-@click.option(
-    "--out",
-    "model_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="Model folder to write.",
+@opt.out_folder_option("Model folder to write.", dest="model_dir")
+@opt.epochs_option
+@opt.seed_option("Random seed (same seed and data, same model).")
+@opt.validation_days_option
+@opt.auction_type_option(
+    "How the log's exchange charged (auto: detect from costs).", detect=True
 )
-@click.option(
-    "--epochs",
-    type=click.IntRange(1, 1000),
-    default=30,
-    show_default=True,
-    help="Most passes over the data (training stops earlier when validation stops improving).",
-)
-@click.option(
-    "--seed",
-    type=int,
-    default=0,
-    show_default=True,
-    help="Random seed (same seed and data, same model).",
-)
-@click.option(
-    "--validation-days",
-    type=click.FloatRange(0, 365, min_open=True),
-    default=2.0,
-    show_default=True,
-    help="Last days of the log held out to check and calibrate the model.",
-)
-@click.option(
-    "--auction-type",
-    type=click.Choice(["auto", "second_price", "first_price"]),
-    default="auto",
-    show_default=True,
-    help="How the log's exchange charged (auto: detect from costs).",
-)
-@click.option(
-    "--chunk-rows",
-    type=click.IntRange(1000),
-    default=1_000_000,
-    show_default=True,
-    help="Rows read at a time: memory stays bounded however long the log is.",
-)
-@click.option(
-    "--shard-data",
-    is_flag=True,
-    help="Give each device its own chunks of the log instead of a copy of all rows "
-    "(less memory per device; always on with several processes).",
-)
-@click.option(
-    "--coordinator",
-    metavar="HOST:PORT",
-    help="Several machines: address of process 0 (env ADPLAN_COORDINATOR).",
-)
-@click.option(
-    "--num-processes",
-    type=click.IntRange(1),
-    help="Several machines: how many processes train together (env ADPLAN_NUM_PROCESSES).",
-)
-@click.option(
-    "--process-id",
-    type=click.IntRange(0),
-    help="Several machines: this process's number, 0 to N-1; 0 writes the model (env ADPLAN_PROCESS_ID).",
-)
+@opt.chunk_rows_option
+@opt.shard_data_option
+@opt.coordinator_option
+@opt.num_processes_option
+@opt.process_id_option
 @click.pass_context
 @friendly_errors
 def train(
@@ -290,100 +162,38 @@ def train(
 
 
 @main.command()
-@model_option
-@click.option(
-    "--events",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="Event log to score (CSV or Parquet).",
-)
-@click.option(
-    "--out",
-    "out_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="CSV to write: the input rows plus p_click, p_conversion, p_conversion_given_click.",
+@opt.model_option
+@opt.events_option("Event log to score (CSV or Parquet).", dir_okay=False)
+@opt.out_file_option(
+    "CSV to write: the input rows plus p_click, p_conversion, p_conversion_given_click."
 )
 @click.pass_context
 @friendly_errors
 def predict(ctx: click.Context, model_dir: Path, events: Path, out_file: Path) -> None:
     """Score auctions: click and conversion probability per won impression."""
     _enable_x64()
-    from optimizer.io.files import write_csv
-    from optimizer.io.schema import read_event_log, read_table
-    from optimizer.rates.train import load_rate_model
+    from optimizer.commands.predict import write_predictions
 
-    model = load_rate_model(model_dir)
-    frame = read_event_log(events)
-    preds = model.predict(frame)
-    out = read_table(events, "event log")
-    for name in ("p_click", "p_conversion", "p_conversion_given_click"):
-        out[name] = preds[name]
-    write_csv(out_file, out)
-    echo(ctx, f"Scored {len(out):,} rows -> {out_file}")
+    for line in write_predictions(model_dir, events, out_file):
+        echo(ctx, line)
 
 
 @main.command()
-@model_option
-@click.option(
-    "--budget",
-    type=click.FloatRange(0, min_open=True),
-    help="Total budget over the horizon (currency).",
+@opt.model_option
+@opt.budget_option("Total budget over the horizon (currency).")
+@opt.horizon_option()
+@opt.settings_option(
+    "Audience settings CSV (min/max spend, values, volumes, max bids, groups)."
 )
-@click.option(
-    "--days", type=click.FloatRange(0, 366, min_open=True), help="Horizon in days."
-)
-@click.option(
-    "--audiences",
-    "settings_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Audience settings CSV (min/max spend, values, volumes, max bids, groups).",
-)
-@click.option(
-    "--scenario",
-    "scenario_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Scenario TOML (targets, bounds, what-ifs).",
-)
-@click.option(
-    "--objective",
-    type=click.Choice(["conversions", "value"]),
-    help="Maximize conversions or conversion value.",
-)
-@click.option(
-    "--target-conversions",
-    type=click.FloatRange(0, min_open=True),
-    help="Find the smallest budget reaching this many conversions (or this much value).",
-)
-@click.option(
-    "--max-cpa",
-    type=click.FloatRange(0, min_open=True),
-    help="Spend less if needed to keep cost per conversion at most this.",
-)
-@click.option(
-    "--min-roas",
-    type=click.FloatRange(0, min_open=True),
-    help="Spend less if needed to keep value / spend at least this.",
-)
-@click.option(
-    "--max-bid",
-    type=click.FloatRange(0, min_open=True),
-    help="Highest bid per impression anywhere (currency).",
-)
-@click.option(
-    "--spend-all",
-    is_flag=True,
-    default=None,
-    help="Require the plan to spend the whole budget.",
-)
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="Folder for plan.csv and plan.json.",
-)
-@devices_option
+@opt.scenario_option("Scenario TOML (targets, bounds, what-ifs).")
+@opt.objective_option("Maximize conversions or conversion value.")
+@opt.target_conversions_option
+@opt.max_cpa_option
+@opt.min_roas_option
+@opt.max_bid_option
+@opt.spend_all_option
+@opt.out_folder_option("Folder for plan.csv and plan.json.")
+@opt.devices_option
 @click.pass_context
 @friendly_errors
 def plan(
@@ -415,54 +225,14 @@ def plan(
 
 
 @main.command()
-@model_option
-@click.option(
-    "--plan",
-    "plan_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="Plan folder from adplan plan.",
-)
-@click.option(
-    "--runs",
-    type=click.IntRange(1, 100_000),
-    default=200,
-    show_default=True,
-    help="Monte-Carlo replications.",
-)
-@click.option(
-    "--seed",
-    type=int,
-    default=0,
-    show_default=True,
-    help="Random seed (same seed, same simulation).",
-)
-@click.option(
-    "--pacing",
-    type=click.Choice(["stop", "even"]),
-    default="stop",
-    show_default=True,
-    help="stop: buy until the budget is spent; even: spread spend over the horizon.",
-)
-@click.option(
-    "--truth",
-    "truth_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="truth.json of a synthetic market: also replay the plan on the true market.",
-)
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="Folder for summary.csv, summary.json and paths.csv.",
-)
-@click.option(
-    "--rate-uncertainty/--no-rate-uncertainty",
-    default=True,
-    show_default=True,
-    help="Also draw each audience's conversion rate from its uncertainty (wider, more honest bands).",
-)
+@opt.model_option
+@opt.plan_option("Plan folder from adplan plan.", required=True)
+@opt.runs_option
+@opt.seed_option("Random seed (same seed, same simulation).")
+@opt.pacing_option
+@opt.truth_option
+@opt.out_folder_option("Folder for summary.csv, summary.json and paths.csv.")
+@opt.rate_uncertainty_option
 @click.pass_context
 @friendly_errors
 def simulate(
@@ -495,39 +265,12 @@ def simulate(
 
 
 @main.command()
-@model_option
-@click.option(
-    "--plan",
-    "plan_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="Plan folder from adplan plan.",
-)
-@click.option(
-    "--simulation",
-    "simulation_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Folder from adplan simulate.",
-)
-@click.option(
-    "--whatif",
-    "whatif_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Folder from adplan whatif.",
-)
-@click.option(
-    "--frontier",
-    "frontier_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Folder from adplan frontier.",
-)
-@click.option(
-    "--out",
-    "out_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="HTML file to write.",
-)
+@opt.model_option
+@opt.plan_option("Plan folder from adplan plan.", required=True)
+@opt.simulation_option
+@opt.whatif_option
+@opt.frontier_option
+@opt.out_file_option("HTML file to write.")
 @click.pass_context
 @friendly_errors
 def report(
@@ -554,54 +297,17 @@ def report(
 
 
 @main.command()
-@model_option
-@click.option(
-    "--plan",
-    "plan_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Base plan folder (or give --budget and --days).",
-)
-@click.option(
-    "--budget",
-    type=click.FloatRange(0, min_open=True),
-    help="Base budget when no --plan is given.",
-)
-@click.option(
-    "--days",
-    type=click.FloatRange(0, 366, min_open=True),
-    help="Horizon when no --plan is given.",
-)
-@settings_option
-@click.option(
-    "--scenario",
-    "scenario_files",
-    type=click.Path(dir_okay=False, path_type=Path),
-    multiple=True,
-    help="Scenario TOML; repeat for several.",
-)
-@click.option(
-    "--budget-scale",
-    type=click.FloatRange(0, min_open=True),
-    help="One-off: multiply the budget, e.g. 1.2.",
-)
-@click.option(
-    "--price-shift",
-    type=click.FloatRange(-0.95, 10, min_open=True),
-    help="One-off: relative change of market prices, e.g. 0.15.",
-)
-@click.option(
-    "--rate-shift",
-    multiple=True,
-    help="One-off: AUDIENCE=-0.1 changes that audience's conversion rate; repeatable.",
-)
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="Folder for comparison.csv and plans/.",
-)
-@devices_option
+@opt.model_option
+@opt.plan_option("Base plan folder (or give --budget and --days).")
+@opt.budget_option("Base budget when no --plan is given.")
+@opt.horizon_option("Horizon when no --plan is given.")
+@opt.settings_option()
+@opt.scenario_option("Scenario TOML; repeat for several.", multiple=True)
+@opt.budget_scale_option
+@opt.price_shift_option
+@opt.rate_shift_option
+@opt.out_folder_option("Folder for comparison.csv and plans/.")
+@opt.devices_option
 @click.pass_context
 @friendly_errors
 def whatif(
@@ -642,40 +348,15 @@ def whatif(
 
 
 @main.command()
-@model_option
-@click.option("--budgets", required=True, help="FROM:TO:STEPS, e.g. 1000:20000:50.")
-@click.option(
-    "--days",
-    type=click.FloatRange(0, 366, min_open=True),
-    required=True,
-    help="Horizon in days.",
-)
-@settings_option
-@click.option(
-    "--scenario",
-    "scenario_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Scenario TOML (bounds, what-ifs).",
-)
-@click.option(
-    "--objective",
-    type=click.Choice(["conversions", "value"]),
-    help="Maximize conversions or value.",
-)
-@click.option(
-    "--plan",
-    "plan_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Mark this plan's budget on the frontier.",
-)
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="Folder for frontier.csv.",
-)
-@devices_option
+@opt.model_option
+@opt.budgets_option
+@opt.horizon_option(required=True)
+@opt.settings_option()
+@opt.scenario_option("Scenario TOML (bounds, what-ifs).")
+@opt.objective_option("Maximize conversions or value.")
+@opt.plan_option("Mark this plan's budget on the frontier.")
+@opt.out_folder_option("Folder for frontier.csv.")
+@opt.devices_option
 @click.pass_context
 @friendly_errors
 def frontier(

@@ -1,0 +1,315 @@
+"""Every ``adplan`` option, declared once as a click decorator.
+
+An option used by several commands with different help text is a factory taking
+that text; the command's help output is what the factory's arguments say.
+Nothing here imports JAX, so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+# Shared by several commands.
+
+model_option = click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Model folder from adplan train.",
+)
+
+devices_option = click.option(
+    "--devices",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Spread the work over this many GPUs (or devices) of this machine; the "
+    "results are the same.",
+)
+
+
+def out_folder_option(help: str, dest: str = "out_dir"):
+    """``--out``: a folder the command writes."""
+    return click.option(
+        "--out",
+        dest,
+        type=click.Path(file_okay=False, path_type=Path),
+        required=True,
+        help=help,
+    )
+
+
+def out_file_option(help: str):
+    """``--out``: one file the command writes."""
+    return click.option(
+        "--out",
+        "out_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        required=True,
+        help=help,
+    )
+
+
+def events_option(help: str, *, dir_okay: bool):
+    """``--events``: the event log (a file, or with ``dir_okay`` also a folder)."""
+    return click.option(
+        "--events",
+        type=click.Path(dir_okay=dir_okay, path_type=Path),
+        required=True,
+        help=help,
+    )
+
+
+def plan_option(help: str, *, required: bool = False):
+    """``--plan``: a plan folder from adplan plan."""
+    return click.option(
+        "--plan",
+        "plan_dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        required=required,
+        help=help,
+    )
+
+
+def seed_option(help: str):
+    """``--seed``: the random seed, 0 by default."""
+    return click.option(
+        "--seed",
+        type=int,
+        default=0,
+        show_default=True,
+        help=help,
+    )
+
+
+def budget_option(help: str):
+    """``--budget``: a total budget over the horizon (currency)."""
+    return click.option("--budget", type=click.FloatRange(0, min_open=True), help=help)
+
+
+def horizon_option(help: str = "Horizon in days.", *, required: bool = False):
+    """``--days``: the planning horizon in days."""
+    return click.option(
+        "--days",
+        type=click.FloatRange(0, 366, min_open=True),
+        required=required,
+        help=help,
+    )
+
+
+def settings_option(help: str = "Audience settings CSV."):
+    """``--audiences``: the audience settings CSV."""
+    return click.option(
+        "--audiences",
+        "settings_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help=help,
+    )
+
+
+def scenario_option(help: str, *, multiple: bool = False):
+    """``--scenario``: a scenario TOML (with ``multiple``, repeatable)."""
+    return click.option(
+        "--scenario",
+        "scenario_files" if multiple else "scenario_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        multiple=multiple,
+        help=help,
+    )
+
+
+def objective_option(help: str):
+    """``--objective``: maximize conversions or conversion value."""
+    return click.option(
+        "--objective", type=click.Choice(["conversions", "value"]), help=help
+    )
+
+
+def auction_type_option(help: str, *, detect: bool):
+    """``--auction-type``: how the exchange charges (with ``detect``, also ``auto``)."""
+    choices = ["second_price", "first_price"]
+    return click.option(
+        "--auction-type",
+        type=click.Choice(["auto", *choices] if detect else choices),
+        default="auto" if detect else "second_price",
+        show_default=True,
+        help=help,
+    )
+
+
+# adplan generate
+
+audience_count_option = click.option(
+    "--audiences",
+    "n_audiences",
+    type=click.IntRange(1, 5000),
+    default=24,
+    show_default=True,
+    help="Number of audiences.",
+)
+log_days_option = click.option(
+    "--days",
+    type=click.IntRange(1, 365),
+    default=14,
+    show_default=True,
+    help="Days of auctions in the log.",
+)
+competition_slope_option = click.option(
+    "--competition-slope",
+    type=click.FloatRange(0, 2),
+    default=0.3,
+    show_default=True,
+    help="How much more better impressions cost (0 = no link).",
+)
+
+# adplan train
+
+epochs_option = click.option(
+    "--epochs",
+    type=click.IntRange(1, 1000),
+    default=30,
+    show_default=True,
+    help="Most passes over the data (training stops earlier when validation stops improving).",
+)
+validation_days_option = click.option(
+    "--validation-days",
+    type=click.FloatRange(0, 365, min_open=True),
+    default=2.0,
+    show_default=True,
+    help="Last days of the log held out to check and calibrate the model.",
+)
+chunk_rows_option = click.option(
+    "--chunk-rows",
+    type=click.IntRange(1000),
+    default=1_000_000,
+    show_default=True,
+    help="Rows read at a time: memory stays bounded however long the log is.",
+)
+shard_data_option = click.option(
+    "--shard-data",
+    is_flag=True,
+    help="Give each device its own chunks of the log instead of a copy of all rows "
+    "(less memory per device; always on with several processes).",
+)
+coordinator_option = click.option(
+    "--coordinator",
+    metavar="HOST:PORT",
+    help="Several machines: address of process 0 (env ADPLAN_COORDINATOR).",
+)
+num_processes_option = click.option(
+    "--num-processes",
+    type=click.IntRange(1),
+    help="Several machines: how many processes train together (env ADPLAN_NUM_PROCESSES).",
+)
+process_id_option = click.option(
+    "--process-id",
+    type=click.IntRange(0),
+    help="Several machines: this process's number, 0 to N-1; 0 writes the model (env ADPLAN_PROCESS_ID).",
+)
+
+# adplan plan
+
+target_conversions_option = click.option(
+    "--target-conversions",
+    type=click.FloatRange(0, min_open=True),
+    help="Find the smallest budget reaching this many conversions (or this much value).",
+)
+max_cpa_option = click.option(
+    "--max-cpa",
+    type=click.FloatRange(0, min_open=True),
+    help="Spend less if needed to keep cost per conversion at most this.",
+)
+min_roas_option = click.option(
+    "--min-roas",
+    type=click.FloatRange(0, min_open=True),
+    help="Spend less if needed to keep value / spend at least this.",
+)
+max_bid_option = click.option(
+    "--max-bid",
+    type=click.FloatRange(0, min_open=True),
+    help="Highest bid per impression anywhere (currency).",
+)
+spend_all_option = click.option(
+    "--spend-all",
+    is_flag=True,
+    default=None,
+    help="Require the plan to spend the whole budget.",
+)
+
+# adplan simulate
+
+runs_option = click.option(
+    "--runs",
+    type=click.IntRange(1, 100_000),
+    default=200,
+    show_default=True,
+    help="Monte-Carlo replications.",
+)
+pacing_option = click.option(
+    "--pacing",
+    type=click.Choice(["stop", "even"]),
+    default="stop",
+    show_default=True,
+    help="stop: buy until the budget is spent; even: spread spend over the horizon.",
+)
+truth_option = click.option(
+    "--truth",
+    "truth_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="truth.json of a synthetic market: also replay the plan on the true market.",
+)
+rate_uncertainty_option = click.option(
+    "--rate-uncertainty/--no-rate-uncertainty",
+    default=True,
+    show_default=True,
+    help="Also draw each audience's conversion rate from its uncertainty (wider, more honest bands).",
+)
+
+# adplan report
+
+
+simulation_option = click.option(
+    "--simulation",
+    "simulation_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder from adplan simulate.",
+)
+whatif_option = click.option(
+    "--whatif",
+    "whatif_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder from adplan whatif.",
+)
+frontier_option = click.option(
+    "--frontier",
+    "frontier_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder from adplan frontier.",
+)
+
+# adplan whatif
+
+budget_scale_option = click.option(
+    "--budget-scale",
+    type=click.FloatRange(0, min_open=True),
+    help="One-off: multiply the budget, e.g. 1.2.",
+)
+price_shift_option = click.option(
+    "--price-shift",
+    type=click.FloatRange(-0.95, 10, min_open=True),
+    help="One-off: relative change of market prices, e.g. 0.15.",
+)
+rate_shift_option = click.option(
+    "--rate-shift",
+    multiple=True,
+    help="One-off: AUDIENCE=-0.1 changes that audience's conversion rate; repeatable.",
+)
+
+# adplan frontier
+
+budgets_option = click.option(
+    "--budgets", required=True, help="FROM:TO:STEPS, e.g. 1000:20000:50."
+)

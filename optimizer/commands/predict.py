@@ -1,0 +1,22 @@
+"""``adplan predict``: score an event log with a trained rate model, write one CSV."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from optimizer.io.files import write_csv
+from optimizer.io.schema import read_event_log, read_table
+from optimizer.rates.train import load_rate_model
+
+
+def write_predictions(model_dir: Path, events: Path, out_file: Path) -> list[str]:
+    """Write the log's rows plus p_click, p_conversion, p_conversion_given_click
+    to ``out_file``; return summary lines."""
+    model = load_rate_model(model_dir)
+    frame = read_event_log(events)
+    preds = model.predict(frame)
+    out = read_table(events, "event log")
+    for name in ("p_click", "p_conversion", "p_conversion_given_click"):
+        out[name] = preds[name]
+    write_csv(out_file, out)
+    return [f"Scored {len(out):,} rows -> {out_file}"]
