@@ -165,7 +165,8 @@ def prepare(spec: MarketSpec, workdir: Path, epochs: int) -> Context:
 
     from optimizer.commands.train import train_model
     from optimizer.io.schema import validate_event_log
-    from optimizer.market.fit import fit_market, load_market
+    from optimizer.market.fit import fit_market
+    from optimizer.market.store import load_market
     from optimizer.rates.train import load_rate_model
     from simulations.synthetic.generate import generate_events, make_truth
     from simulations.synthetic.truth import Truth
@@ -498,9 +499,13 @@ def coverage(ctx: Context, plan: Plan, runs: int, realised: int) -> dict:
     """Share of true-market realisations inside the fitted-market P10-P90 bands."""
     import jax
 
-    from optimizer.commands.simulate import rate_draws, simulate_rate_draws
-    from optimizer.market.fit import rate_uncertainty, rate_uncertainty_shape
     from simulations.simulator.run import simulate
+    from simulations.simulator.uncertainty import (
+        rate_draws,
+        rate_uncertainty,
+        rate_uncertainty_shape,
+        simulate_rate_draws,
+    )
 
     def totals(result):
         return np.asarray(result.conversions).sum(axis=1)

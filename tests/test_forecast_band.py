@@ -1,4 +1,4 @@
-"""The simulated band's conversion-rate uncertainty (market_fit.rate_level_posterior).
+"""The simulated band's conversion-rate uncertainty (uncertainty.rate_level_posterior).
 
 The log's conversions say how far the rate network's overall level and each
 audience's level are off; the band draws both. These tests check the posterior
@@ -13,15 +13,20 @@ import dataclasses
 import numpy as np
 import pytest
 
-from optimizer.market.fit import (
-    FittedMarket,
+from optimizer.market.fit import FittedMarket, RateEvidence
+from optimizer.market.spread import Spread
+from simulations.simulator.uncertainty import (
     audience_factors,
+    band_parts,
     draw_rate_factors,
     posterior_mean_factors,
+    rate_draws,
     rate_level_posterior,
     rate_uncertainty,
     rate_uncertainty_summary,
+    simulate_with_rate_uncertainty,
     spread_tilts,
+    uncertainty_text,
 )
 from tests.markets import random_market
 
@@ -123,12 +128,7 @@ def test_posterior_is_proper_without_conversions():
 def _fitted(expected: bool) -> FittedMarket:
     params = random_market(5, audiences=4)
     names = [f"a{i}" for i in range(4)]
-    observed = [3, 40, 0, 12]
-    anchoring = {
-        n: {"conversion": 1.0, "conversions_observed": o}
-        | ({"conversions_expected": 0.8 * o + 2.0} if expected else {})
-        for n, o in zip(names, observed, strict=True)
-    }
+    observed = np.array([3.0, 40.0, 0.0, 12.0])
     return FittedMarket(
         names=names,
         auction_type="second_price",
@@ -137,7 +137,10 @@ def _fitted(expected: bool) -> FittedMarket:
         current_daily_spend=np.full(4, 10.0),
         bid_ceiling=np.full(4, 0.1),
         has_value=False,
-        metrics={"rate_anchoring": anchoring},
+        metrics={},
+        evidence=RateEvidence(
+            observed, 0.8 * observed + 2.0 if expected else None, None
+        ),
     )
 
 
@@ -161,13 +164,13 @@ def test_multipliers_reproducible_and_centred(expected):
 
 
 def test_simulated_band_is_reproducible_from_the_seed():
-    from tests.simulation_helpers import simulate_with_rate_uncertainty
-
     market = _fitted(True)
     bid = np.full(4, 0.02)
     budget = np.full(4, 50.0)
     runs = [
-        simulate_with_rate_uncertainty(market, bid, budget, 1, False, "stop", 8, seed)
+        simulate_with_rate_uncertainty(market, bid, budget, 1, False, "stop", 8, seed)[
+            0
+        ]
         for seed in (5, 5, 6)
     ]
     np.testing.assert_array_equal(runs[0].conversions, runs[1].conversions)
@@ -176,8 +179,8 @@ def test_simulated_band_is_reproducible_from_the_seed():
 
 def _with_spread(slope: float = 1.3, sd: float = 0.15) -> FittedMarket:
     market = _fitted(True)
-    spread = {"conversion": {"slope": slope, "sd": sd, "events": 55}}
-    return dataclasses.replace(market, metrics=market.metrics | {"rate_spread": spread})
+    evidence = dataclasses.replace(market.evidence, spread=Spread(slope, sd, 55))
+    return dataclasses.replace(market, evidence=evidence)
 
 
 def test_spread_draws_leave_the_log_bids_alone_and_widen_away_from_them():
@@ -201,8 +204,6 @@ def test_spread_draws_leave_the_log_bids_alone_and_widen_away_from_them():
 
 
 def test_band_draws_levels_and_spread_and_says_so():
-    from optimizer.commands.simulate import band_parts, rate_draws, uncertainty_text
-
     market = _with_spread()
     draws = rate_draws(market, 20, seed=4)
     assert draws.shape == (20, *market.params.p_conv.shape)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from optimizer.io.schema import validate_event_log
-from optimizer.market.fit import detect_auction_type, fit_market
+from optimizer.log.totals import detect_auction_type
+from optimizer.market.fit import fit_market
 from optimizer.market.params import per_auction
 from simulations.synthetic.generate import generate_events, make_truth
 from simulations.synthetic.truth import Truth

@@ -11,7 +11,8 @@ import pytest
 from optimizer.errors import InputError
 from optimizer.io.schema import read_event_log
 from optimizer.log.stream import PRIORITY, stream_log
-from optimizer.market.fit import fit_market, log_totals, merge_totals
+from optimizer.log.totals import log_totals, merge_totals
+from optimizer.market.fit import fit_market
 
 
 def _same_totals(a, b) -> None:

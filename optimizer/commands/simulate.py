@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from optimizer.errors import InputError
 from optimizer.io.files import atomic_dir, write_csv, write_json
 from optimizer.io.plan_dir import read_plan
-from optimizer.market.fit import (
-    audience_factors,
-    load_market,
-    rate_uncertainty,
-    rate_uncertainty_summary,
-    spread_tilts,
-)
-
-_RATE_DRAWS = 20  # market draws per simulation when rate uncertainty is on
+from optimizer.market.store import load_market
 
 
 def _run(params, bid, budget, days, first_price, pacing, runs, seed, quiet):
@@ -36,110 +26,6 @@ def _run(params, bid, budget, days, first_price, pacing, runs, seed, quiet):
         pacing=pacing,
         runs=runs,
         progress=not quiet,
-    )
-
-
-def simulate_rate_draws(
-    market, multipliers, bid, budget, days, first_price, pacing, runs, seed
-):
-    """Replications in groups, group g on the market whose conversion rates are
-    multiplied by ``multipliers[g]``, per audience (G, A) or per stratum
-    (G, A, K); ``runs`` are split evenly."""
-    groups = len(multipliers)
-    per_group = -(-runs // groups)
-    parts = []
-    for g, factor in enumerate(np.asarray(multipliers)):
-        p = market.params
-        factor = jnp.asarray(factor if factor.ndim == 2 else factor[:, None])
-        drawn = dataclasses.replace(p, p_conv=jnp.minimum(p.p_conv * factor, p.p_click))
-        parts.append(
-            _run(
-                drawn,
-                bid,
-                budget,
-                days,
-                first_price,
-                pacing,
-                per_group,
-                seed + 1000 * g,
-                True,
-            )
-        )
-    joined = jax.tree_util.tree_map(lambda *xs: np.concatenate(xs)[:runs], *parts)
-    return dataclasses.replace(
-        joined,
-        path_spend=parts[0].path_spend,
-        path_conversions=parts[0].path_conversions,
-    )
-
-
-def rate_draws(market, groups: int, seed: int) -> np.ndarray:
-    """(G, A, K) conversion-rate multipliers of the strata, one per group of
-    runs: each audience's level (:func:`rate_uncertainty`) times the
-    within-audience spread (:func:`spread_tilts`)."""
-    rng = np.random.default_rng([seed, 7])
-    levels = rate_uncertainty(market, rng, groups)
-    return levels[:, :, None] * spread_tilts(market, rng, groups)
-
-
-def _rate_draws(market, runs, seed) -> np.ndarray:
-    return rate_draws(market, min(_RATE_DRAWS, runs), seed)
-
-
-def band_parts(result, multipliers: np.ndarray) -> dict:
-    """Relative sd (1 sd / mean) of total conversions from each source.
-
-    ``rate``: the drawn conversion rates alone, i.e. the sd over groups of
-    ``multipliers @ C`` with ``multipliers`` (G, A) each audience's factor on
-    its conversions (:func:`audience_factors`) and C (A,) the mean conversions
-    per audience; ``luck``:
-    auction luck alone, the pooled sd of runs within a group (None with fewer
-    than two runs per group).
-    """
-    conversions = np.asarray(result.conversions)
-    runs, groups = conversions.shape[0], len(multipliers)
-    per_group = -(-runs // groups)
-    mean = conversions.mean(axis=0)
-    rate = np.std(multipliers @ mean) / max(mean.sum(), 1e-300)
-    luck = None
-    if per_group >= 2:
-        total = conversions.sum(axis=1)
-        group = np.arange(runs) // per_group
-        spread = total - (np.bincount(group, total) / np.bincount(group))[group]
-        dof = max(runs - group.max() - 1, 1)
-        luck = float(np.sqrt(np.sum(spread**2) / dof) / max(total.mean(), 1e-300))
-    return {"rate_sd": float(rate), "luck_sd": luck}
-
-
-def uncertainty_text(uncertainty: dict) -> str:
-    """Plain words on what the simulated band holds (for the simulate output)."""
-    luck = uncertainty.get("luck_sd")
-    luck_part = "auction luck" + (
-        f" (about +-{luck:.0%} on its own)" if luck is not None else ""
-    )
-    rate_part = (
-        "what the log leaves open about conversion rates "
-        f"(about +-{uncertainty['rate_sd']:.0%} for this plan)"
-    )
-    if "audience_spread" not in uncertainty:
-        return (
-            f"  uncertainty: the band holds {luck_part} and {rate_part}, each "
-            "audience's rate drawn from how many conversions the log had for it. "
-            "Retrain the model to also draw the overall conversion level."
-        )
-    quality = uncertainty.get("quality_spread_sd")
-    quality_part = (
-        ", and how much better an audience's pricier impressions convert (known "
-        f"to about +-{quality:.0%}; it matters where the plan bids away from the log)"
-        if quality is not None
-        else ""
-    )
-    return (
-        f"  uncertainty: the band holds {luck_part} and {rate_part}: their overall "
-        "level, shared by every audience, and each audience's own level (audiences "
-        f"depart from the model by about {uncertainty['audience_spread']:.0%}; the "
-        f"log's {uncertainty['conversions_in_log']:,} conversions narrow that most "
-        f"where an audience has many){quality_part}."
     )
 
 
@@ -161,6 +47,10 @@ def write_simulation(
         hourly_paths,
         summarize,
     )
+    from simulations.simulator.uncertainty import (
+        simulate_with_rate_uncertainty,
+        uncertainty_text,
+    )
     from simulations.synthetic.truth import Truth
 
     market = load_market(model_dir)
@@ -174,13 +64,8 @@ def write_simulation(
     first_price = doc.get("auction_type", market.auction_type) == "first_price"
     uncertainty = None
     if rate_uncertainty:
-        draws = _rate_draws(market, runs, seed)
-        result = simulate_rate_draws(
-            market, draws, bid, budget, days, first_price, pacing, runs, seed
-        )
-        factors = audience_factors(market.params, draws, bid)
-        uncertainty = band_parts(result, factors) | (
-            rate_uncertainty_summary(market) or {}
+        result, uncertainty = simulate_with_rate_uncertainty(
+            market, bid, budget, days, first_price, pacing, runs, seed
         )
     else:
         result = _run(

@@ -28,7 +28,9 @@ from optimizer.log.stream import (
     keep_sample,
     stream_log,
 )
-from optimizer.market.fit import LogTotals, fit_market, merge_totals, save_market
+from optimizer.log.totals import LogTotals, merge_totals
+from optimizer.market.fit import fit_market
+from optimizer.market.store import save_market
 from optimizer.plan.output import library_versions
 from optimizer.rates import data_parallel
 from optimizer.rates import rows as train_rows

@@ -13,8 +13,8 @@ from optimizer.errors import InputError
 from optimizer.io.files import atomic_dir, write_csv, write_json
 from optimizer.io.plan_dir import read_plan
 from optimizer.io.schema import read_settings
-from optimizer.market.fit import load_market
 from optimizer.market.params import expected_outcomes
+from optimizer.market.store import load_market
 from optimizer.plan.batch import (
     parse_budgets,
     read_scenario_file,

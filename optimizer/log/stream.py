@@ -11,7 +11,7 @@ file) and reduced to
   ``sample_per_audience`` (chosen by a seeded per-row priority, so the sample does
   not depend on the chunk size or on which process read the chunk), for the bid
   landscapes and quality strata;
-* exact :class:`~optimizer.market.fit.LogTotals` for volumes, hour profiles,
+* exact :class:`~optimizer.log.totals.LogTotals` for volumes, hour profiles,
   observed outcomes and value.
 
 Memory is one raw chunk plus the sample, whatever the length of the log. With
@@ -32,7 +32,7 @@ import pandas as pd
 from optimizer.errors import InputError
 from optimizer.features import feature_columns
 from optimizer.io.schema import validate_event_log
-from optimizer.market.fit import LogTotals, log_totals, merge_totals
+from optimizer.log.totals import LogTotals, log_totals, merge_totals
 from optimizer.rates.rows import WonChunks
 
 DEFAULT_CHUNK_ROWS = 1_000_000

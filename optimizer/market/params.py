@@ -191,21 +191,3 @@ def shift_market(
         + jnp.broadcast_to(log_shift, params.volume_per_day.shape)[:, None],
         p_conv=jnp.clip(params.p_conv * rate, 0.0, params.p_click),
     )
-
-
-def params_to_json(params: MarketParams) -> dict[str, list]:
-    """Plain lists for market.json."""
-    return {
-        f.name: jnp.asarray(getattr(params, f.name)).tolist()
-        for f in dataclasses.fields(params)
-    }
-
-
-def params_from_json(data: dict[str, list]) -> MarketParams:
-    """Inverse of :func:`params_to_json` (float64 arrays)."""
-    return MarketParams(
-        **{
-            f.name: jnp.asarray(data[f.name], MONEY)
-            for f in dataclasses.fields(MarketParams)
-        }
-    )

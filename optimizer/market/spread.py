@@ -41,7 +41,7 @@ class Spread:
 
         ``p`` (n,) predicted probabilities; ``shift`` (n,) their log-rate shift
         from the audience mean. The audience levels are left to the anchoring
-        that follows (``market_fit.anchor_factors``).
+        that follows (:func:`optimizer.market.fit.anchor_factors`).
         """
         return p * np.exp((self.slope - 1.0) * shift)
 
