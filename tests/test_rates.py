@@ -11,8 +11,9 @@ import pytest
 from optimizer.errors import InputError
 from optimizer.io.files import dumps_json
 from optimizer.io.schema import validate_event_log
+from optimizer.log.chunks import WonChunks, utc_ns
 from optimizer.rates import calibration
-from optimizer.rates.rows import validation_mask
+from optimizer.rates.rows import validation_cutoff
 from optimizer.rates.train import (
     RateModel,
     compare_to_truth,
@@ -228,6 +229,14 @@ def test_log_without_conversions_is_an_input_error():
     _, events = _market(4, 8, 0)
     with pytest.raises(InputError, match="conversion"):
         fit_rate_model(events.assign(conversion=np.int8(0)), progress=False)
+
+
+def validation_mask(timestamps: pd.Series, validation_days: float) -> np.ndarray:
+    """(n,) bool: rows in the last ``validation_days`` of the log (see
+    :func:`validation_cutoff`)."""
+    frame = pd.DataFrame({"timestamp": timestamps})
+    cutoff = validation_cutoff(WonChunks([frame], [0]), validation_days)
+    return utc_ns(timestamps) > cutoff
 
 
 def test_short_log_falls_back_to_last_fifth_with_warning():

@@ -40,11 +40,12 @@ from optimizer import distributed
 from optimizer.errors import InputError
 from optimizer.features import FeatureBatch, FeatureSpec, encode
 from optimizer.io.files import atomic_dir, dumps_json
+from optimizer.log.chunks import WonChunks
 from optimizer.rates import calibration, data_parallel
 from optimizer.rates import rows as train_rows
 from optimizer.rates.data_parallel import DataParallel
 from optimizer.rates.model import NetConfig, RateNet, esmm_log_probs
-from optimizer.rates.rows import WonChunks, labels_of
+from optimizer.rates.rows import labels_of
 
 HEADS = calibration.HEADS
 FORMAT_VERSION = 1
