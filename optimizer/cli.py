@@ -311,7 +311,7 @@ def predict(ctx: click.Context, model_dir: Path, events: Path, out_file: Path) -
     _enable_x64()
     from optimizer.io.files import write_csv
     from optimizer.io.schema import read_event_log, read_table
-    from optimizer.rates.train import load_rate_model
+    from optimizer.rates.store import load_rate_model
 
     model = load_rate_model(model_dir)
     frame = read_event_log(events)

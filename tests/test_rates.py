@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -13,13 +14,10 @@ from optimizer.io.files import dumps_json
 from optimizer.io.schema import validate_event_log
 from optimizer.log.chunks import WonChunks, utc_ns
 from optimizer.rates import calibration
+from optimizer.rates.evaluate import calibration_table, expected_calibration_error
 from optimizer.rates.rows import validation_cutoff
-from optimizer.rates.train import (
-    RateModel,
-    compare_to_truth,
-    fit_rate_model,
-    load_rate_model,
-)
+from optimizer.rates.store import RateModel, load_rate_model
+from optimizer.rates.train import fit_rate_model
 from simulations.synthetic.generate import generate_events, make_truth
 from simulations.synthetic.truth import Truth
 
@@ -27,6 +25,57 @@ from simulations.synthetic.truth import Truth
 def _market(n_audiences: int, days: int, seed: int) -> tuple[dict, pd.DataFrame]:
     truth = make_truth(n_audiences, days, seed)
     return truth, validate_event_log(generate_events(truth, seed))
+
+
+def compare_to_truth(
+    model: RateModel,
+    events: pd.DataFrame,
+    true_click: np.ndarray,
+    true_conversion: np.ndarray,
+) -> dict[str, Any]:
+    """How close the predictions are to known true rates (synthetic markets).
+
+    Args:
+        events: rows to score (typically the won auctions).
+        true_click, true_conversion: (n,) true p(click) and p(conversion) per
+            won impression for those rows.
+
+    Returns:
+        Per head: log-odds correlation and ECE against the true rates (bins of
+        predictions; observed = mean true rate), and per audience: conversions,
+        predicted and true mean conversion rate and their relative error.
+    """
+    preds = model.predict(events)
+    out: dict[str, Any] = {}
+    for head, key, truth in (
+        ("click", "p_click", true_click),
+        ("conversion", "p_conversion", true_conversion),
+    ):
+        p = preds[key]
+        table = calibration_table(p, np.asarray(truth, np.float64))
+        out[head] = {
+            "log_odds_correlation": float(
+                np.corrcoef(calibration.log_odds(p), calibration.log_odds(truth))[0, 1]
+            ),
+            "ece_vs_truth": expected_calibration_error(table),
+            "mean_true_rate": float(np.mean(truth)),
+        }
+    frame = pd.DataFrame(
+        {
+            "audience": events["audience"].to_numpy(),
+            "pred": preds["p_conversion"],
+            "true": true_conversion,
+            "conversions": events["conversion"].to_numpy(),
+        }
+    )
+    per = frame.groupby("audience").agg(
+        conversions=("conversions", "sum"),
+        predicted=("pred", "mean"),
+        true=("true", "mean"),
+    )
+    per["relative_error"] = per["predicted"] / per["true"] - 1
+    out["audiences"] = per.reset_index().to_dict(orient="records")
+    return out
 
 
 @pytest.fixture(scope="module")
