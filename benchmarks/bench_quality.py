@@ -167,7 +167,7 @@ def prepare(spec: MarketSpec, workdir: Path, epochs: int) -> Context:
     from optimizer.io.schema import validate_event_log
     from optimizer.market.fit import fit_market
     from optimizer.market.store import load_market
-    from optimizer.rates.train import load_rate_model
+    from optimizer.rates.store import load_rate_model
     from simulations.synthetic.generate import generate_events, make_truth
     from simulations.synthetic.truth import Truth
 

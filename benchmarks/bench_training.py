@@ -68,7 +68,7 @@ def _worker(method: str, log: Path, model_dir: Path) -> dict:
         model.save(model_dir)
         extra = {k: model.metrics[k] for k in ("epochs_run", "best_epoch")}
     elif method == "rate_network_predict":
-        from optimizer.rates.train import load_rate_model
+        from optimizer.rates.store import load_rate_model
 
         load_rate_model(model_dir).predict(events)
         seconds, extra = time.perf_counter() - start, {}
@@ -82,7 +82,7 @@ def _sklearn(events) -> float:
     from sklearn.linear_model import LogisticRegression
 
     from optimizer.features import encode, fit_features
-    from optimizer.rates.train import _one_hot
+    from optimizer.rates.evaluate import _one_hot
 
     start = time.perf_counter()
     won = events.loc[events["won"] == 1]

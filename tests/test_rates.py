@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -11,14 +12,12 @@ import pytest
 from optimizer.errors import InputError
 from optimizer.io.files import dumps_json
 from optimizer.io.schema import validate_event_log
+from optimizer.log.chunks import WonChunks, utc_ns
 from optimizer.rates import calibration
-from optimizer.rates.rows import validation_mask
-from optimizer.rates.train import (
-    RateModel,
-    compare_to_truth,
-    fit_rate_model,
-    load_rate_model,
-)
+from optimizer.rates.evaluate import calibration_table, expected_calibration_error
+from optimizer.rates.rows import validation_cutoff
+from optimizer.rates.store import RateModel, load_rate_model
+from optimizer.rates.train import fit_rate_model
 from simulations.synthetic.generate import generate_events, make_truth
 from simulations.synthetic.truth import Truth
 
@@ -26,6 +25,57 @@ from simulations.synthetic.truth import Truth
 def _market(n_audiences: int, days: int, seed: int) -> tuple[dict, pd.DataFrame]:
     truth = make_truth(n_audiences, days, seed)
     return truth, validate_event_log(generate_events(truth, seed))
+
+
+def compare_to_truth(
+    model: RateModel,
+    events: pd.DataFrame,
+    true_click: np.ndarray,
+    true_conversion: np.ndarray,
+) -> dict[str, Any]:
+    """How close the predictions are to known true rates (synthetic markets).
+
+    Args:
+        events: rows to score (typically the won auctions).
+        true_click, true_conversion: (n,) true p(click) and p(conversion) per
+            won impression for those rows.
+
+    Returns:
+        Per head: log-odds correlation and ECE against the true rates (bins of
+        predictions; observed = mean true rate), and per audience: conversions,
+        predicted and true mean conversion rate and their relative error.
+    """
+    preds = model.predict(events)
+    out: dict[str, Any] = {}
+    for head, key, truth in (
+        ("click", "p_click", true_click),
+        ("conversion", "p_conversion", true_conversion),
+    ):
+        p = preds[key]
+        table = calibration_table(p, np.asarray(truth, np.float64))
+        out[head] = {
+            "log_odds_correlation": float(
+                np.corrcoef(calibration.log_odds(p), calibration.log_odds(truth))[0, 1]
+            ),
+            "ece_vs_truth": expected_calibration_error(table),
+            "mean_true_rate": float(np.mean(truth)),
+        }
+    frame = pd.DataFrame(
+        {
+            "audience": events["audience"].to_numpy(),
+            "pred": preds["p_conversion"],
+            "true": true_conversion,
+            "conversions": events["conversion"].to_numpy(),
+        }
+    )
+    per = frame.groupby("audience").agg(
+        conversions=("conversions", "sum"),
+        predicted=("pred", "mean"),
+        true=("true", "mean"),
+    )
+    per["relative_error"] = per["predicted"] / per["true"] - 1
+    out["audiences"] = per.reset_index().to_dict(orient="records")
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -228,6 +278,14 @@ def test_log_without_conversions_is_an_input_error():
     _, events = _market(4, 8, 0)
     with pytest.raises(InputError, match="conversion"):
         fit_rate_model(events.assign(conversion=np.int8(0)), progress=False)
+
+
+def validation_mask(timestamps: pd.Series, validation_days: float) -> np.ndarray:
+    """(n,) bool: rows in the last ``validation_days`` of the log (see
+    :func:`validation_cutoff`)."""
+    frame = pd.DataFrame({"timestamp": timestamps})
+    cutoff = validation_cutoff(WonChunks([frame], [0]), validation_days)
+    return utc_ns(timestamps) > cutoff
 
 
 def test_short_log_falls_back_to_last_fifth_with_warning():

@@ -8,11 +8,16 @@ from pathlib import Path
 from jax.sharding import Mesh
 
 from optimizer.errors import InputError
-from optimizer.io.files import atomic_dir, file_sha256, write_csv, write_json
+from optimizer.io.files import (
+    atomic_dir,
+    file_sha256,
+    library_versions,
+    write_csv,
+    write_json,
+)
 from optimizer.io.schema import read_settings
 from optimizer.market.store import load_market
 from optimizer.plan.output import (
-    library_versions,
     plan_document,
     plan_frame,
     response_curves,

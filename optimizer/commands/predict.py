@@ -6,7 +6,7 @@ from pathlib import Path
 
 from optimizer.io.files import write_csv
 from optimizer.io.schema import read_event_log, read_table
-from optimizer.rates.train import load_rate_model
+from optimizer.rates.store import load_rate_model
 
 
 def write_predictions(model_dir: Path, events: Path, out_file: Path) -> list[str]:

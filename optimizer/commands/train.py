@@ -20,7 +20,7 @@ import pandas as pd
 
 from optimizer import distributed
 from optimizer.errors import InputError
-from optimizer.io.files import atomic_dir, file_sha256, write_json
+from optimizer.io.files import atomic_dir, file_sha256, library_versions, write_json
 from optimizer.log.stream import (
     DEFAULT_CHUNK_ROWS,
     DEFAULT_SAMPLE_PER_AUDIENCE,
@@ -31,7 +31,6 @@ from optimizer.log.stream import (
 from optimizer.log.totals import LogTotals, merge_totals
 from optimizer.market.fit import fit_market
 from optimizer.market.store import save_market
-from optimizer.plan.output import library_versions
 from optimizer.rates import data_parallel
 from optimizer.rates import rows as train_rows
 from optimizer.rates.train import fit_rate_model_chunks

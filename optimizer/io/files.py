@@ -1,4 +1,7 @@
-"""Atomic file output and input hashing: no output is ever left half-written."""
+"""Atomic file output and provenance (input hashes, library versions).
+
+No output is ever left half-written.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from optimizer import __version__
 
 
 @contextlib.contextmanager
@@ -102,3 +107,16 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def library_versions() -> dict:
+    """Versions of the libraries a result depends on (provenance)."""
+    import importlib.metadata as md
+
+    out = {"adplan": __version__}
+    for name in ("jax", "jaxlib", "flax", "optax", "numpy", "pandas"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = None
+    return out

@@ -32,8 +32,8 @@ import pandas as pd
 from optimizer.errors import InputError
 from optimizer.features import feature_columns
 from optimizer.io.schema import validate_event_log
+from optimizer.log.chunks import WonChunks
 from optimizer.log.totals import LogTotals, log_totals, merge_totals
-from optimizer.rates.rows import WonChunks
 
 DEFAULT_CHUNK_ROWS = 1_000_000
 # Auctions per audience kept for the market fit: the landscape fit itself uses at

@@ -15,7 +15,6 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from optimizer import __version__
 from optimizer.allocate import response
 from optimizer.io.columns import PLAN_COLUMNS
 from optimizer.plan.resolve import SolvedPlan
@@ -295,16 +294,3 @@ def summary_lines(doc: dict) -> list[str]:
     if len(doc["warnings"]) > 8:
         lines.append(f"  ... and {len(doc['warnings']) - 8} more notes in plan.json")
     return lines
-
-
-def library_versions() -> dict:
-    """Versions of the libraries a result depends on (provenance)."""
-    import importlib.metadata as md
-
-    out = {"adplan": __version__}
-    for name in ("jax", "jaxlib", "flax", "optax", "numpy", "pandas"):
-        try:
-            out[name] = md.version(name)
-        except md.PackageNotFoundError:
-            out[name] = None
-    return out

@@ -13,6 +13,10 @@ Architecture (a small DLRM/FM hybrid, computed in float32):
 The heads follow ESMM: ``p_click = sigmoid(l_click)`` and
 ``p_conversion = sigmoid(l_click) * sigmoid(l_cvr)``, both trained over all won
 impressions, so the post-click rate never sees the click-only selection bias.
+
+:func:`predict_logits` runs a frozen network over encoded rows on the host, in
+fixed-size chunks; :func:`head_log_odds` turns its logits into the uncalibrated
+log-odds of each head.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from flax import nnx
 from optimizer.features import FeatureBatch
 
 N_HEADS = 2  # 0: click per impression, 1: conversion per click (post-click)
+_PREDICT_CHUNK = 65_536
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,3 +128,39 @@ def esmm_log_probs(logits: jax.Array) -> tuple[jax.Array, jax.Array]:
     """
     log_sig = jax.nn.log_sigmoid(logits)
     return log_sig[:, 0], log_sig[:, 0] + log_sig[:, 1]
+
+
+@jax.jit
+def _logits_chunk(graphdef, state, codes, numeric):
+    return nnx.merge(graphdef, state)(FeatureBatch(codes, numeric))
+
+
+def predict_logits(
+    graphdef: nnx.GraphDef, state: nnx.State, batch: FeatureBatch
+) -> np.ndarray:
+    """(n, 2) float32 logits, computed in fixed-size chunks (one compilation)."""
+    n = len(batch)
+    size = min(_PREDICT_CHUNK, max(n, 1))
+    out = np.empty((n, 2), np.float32)
+    for start in range(0, n, size):
+        codes = batch.codes[start : start + size]
+        numeric = batch.numeric[start : start + size]
+        k = len(codes)
+        if k < size:  # pad with OOV rows so the chunk shape (and the jit) is reused
+            codes = np.pad(codes, ((0, size - k), (0, 0)))
+            numeric = np.pad(numeric, ((0, size - k), (0, 0)))
+        out[start : start + k] = np.asarray(
+            _logits_chunk(graphdef, state, codes, numeric)
+        )[:k]
+    return out
+
+
+def head_log_odds(logits: np.ndarray) -> dict[str, np.ndarray]:
+    """Uncalibrated log-odds per head, (n,) float64: click and conversion per impression."""
+    logits = np.asarray(logits, np.float64)
+    log_click = -np.logaddexp(0.0, -logits[:, 0])
+    log_conv = log_click - np.logaddexp(0.0, -logits[:, 1])
+    return {
+        "click": logits[:, 0],
+        "conversion": log_conv - np.log(-np.expm1(np.minimum(log_conv, -1e-15))),
+    }

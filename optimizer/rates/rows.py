@@ -20,7 +20,6 @@ import dataclasses
 import json
 import tempfile
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +35,7 @@ from optimizer.features import (
     merge_counts,
     spec_from_counts,
 )
+from optimizer.log.chunks import WonChunks, utc_ns
 from optimizer.rates.data_parallel import Rows, release
 
 HEADS = ("click", "conversion")
@@ -46,40 +46,6 @@ BASELINE_ROWS = 1_000_000
 # Encoded rows bigger than this go to memory-mapped files instead of RAM.
 IN_MEMORY_BYTES = 256 << 20
 _DAY_NS = 86400e9
-
-
-class WonChunks:
-    """Won auctions in chunks, each a DataFrame in memory or a Parquet file.
-
-    Args:
-        parts: DataFrames or Parquet paths, in log order.
-        shards: per part, the data shard of its rows: an int for the whole part
-            or an (n,) int array.
-    """
-
-    def __init__(self, parts: list, shards: list):
-        self.parts, self.shards = parts, shards
-
-    def __iter__(self) -> Iterator[tuple[pd.DataFrame, np.ndarray]]:
-        """(frame, (n,) int32 shard) per part."""
-        for part, shard in zip(self.parts, self.shards, strict=True):
-            frame = part if isinstance(part, pd.DataFrame) else pd.read_parquet(part)
-            yield frame, np.broadcast_to(np.asarray(shard, np.int32), len(frame))
-
-    def stamps(self) -> Iterator[np.ndarray]:
-        """(n,) int64 UTC nanoseconds of each part's rows."""
-        for part in self.parts:
-            ts = (
-                part["timestamp"]
-                if isinstance(part, pd.DataFrame)
-                else pd.read_parquet(part, columns=["timestamp"])["timestamp"]
-            )
-            yield _ns(ts)
-
-
-def _ns(timestamps: pd.Series) -> np.ndarray:
-    ts = pd.to_datetime(timestamps, utc=True).dt.tz_localize(None)
-    return ts.to_numpy().astype("datetime64[ns]").astype(np.int64)
 
 
 def _span(chunks: WonChunks) -> tuple[int, int, int]:
@@ -121,14 +87,6 @@ def validation_cutoff(chunks: WonChunks, validation_days: float) -> int:
     )
     stamps = np.sort(np.concatenate(list(chunks.stamps())))
     return int(stamps[int(len(stamps) * (1 - FALLBACK_VALIDATION_SHARE))] - 1)
-
-
-def validation_mask(timestamps: pd.Series, validation_days: float) -> np.ndarray:
-    """(n,) bool: rows in the last ``validation_days`` of the log (see
-    :func:`validation_cutoff`)."""
-    frame = pd.DataFrame({"timestamp": timestamps})
-    cutoff = validation_cutoff(WonChunks([frame], [0]), validation_days)
-    return _ns(timestamps) > cutoff
 
 
 def labels_of(events: pd.DataFrame) -> np.ndarray:
@@ -213,7 +171,7 @@ def prepare(
     local = np.zeros(3)
     rng = np.random.default_rng([seed, 7])
     for frame, _ in chunks:
-        in_valid = _ns(frame["timestamp"]) > cutoff
+        in_valid = utc_ns(frame["timestamp"]) > cutoff
         train = frame.loc[~in_valid]
         valid.append(frame.loc[in_valid])
         counts.append(count_features(train))
@@ -235,7 +193,7 @@ def prepare(
     shard = np.zeros(n, np.int32)
     at = 0
     for frame, part_shard in chunks:
-        in_valid = _ns(frame["timestamp"]) > cutoff
+        in_valid = utc_ns(frame["timestamp"]) > cutoff
         batch = encode(spec, frame.loc[~in_valid])
         k = len(batch)
         codes[at : at + k], numeric[at : at + k] = batch.codes, batch.numeric
