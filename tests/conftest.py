@@ -1,4 +1,8 @@
-"""Shared fixtures: float64 JAX, a small synthetic market, a hypothesis profile."""
+"""Shared fixtures: strict float64 JAX, a small synthetic market, a hypothesis profile.
+
+JAX is made strict where it can be: implicit rank promotion (adding a (n,) array to an
+(n, 1) one by accident) raises instead of broadcasting silently.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import pytest
 from hypothesis import settings
 
 jax.config.update("jax_enable_x64", True)
+jax.config.update("jax_numpy_rank_promotion", "raise")
 
 settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True)
 settings.register_profile("dev", max_examples=25, deadline=None)

@@ -475,10 +475,10 @@ def test_model_health_states_the_fitted_spread(full_report):
     assert "more spread out between impressions" in html
     assert "spread x1.35, give or take 0.12" in html
     same = {"rate_spread": {"conversion": {"slope": 0.95, "sd": 0.1, "events": 80}}}
-    assert "as the network predicted" in sections._spread_text(same)
+    assert "as the network predicted" in sections.model._spread_text(same)
     narrow = {"rate_spread": {"conversion": {"slope": 0.6, "sd": 0.1, "events": 80}}}
-    assert "less spread out" in sections._spread_text(narrow)
-    assert sections._spread_text({}) is None  # a model trained before the fit
+    assert "less spread out" in sections.model._spread_text(narrow)
+    assert sections.model._spread_text({}) is None  # a model trained before the fit
 
 
 def test_no_external_urls_anywhere(full_report):

@@ -1,0 +1,30 @@
+"""Report sections: the content of each section, ready for the template.
+
+Each builder takes :class:`~reports.inputs.ReportInputs` (or parts of it) and returns
+plain dicts of display strings and chart SVGs. Only display work happens here:
+ordering, formatting, and aggregation of simulated paths into bands. Results
+themselves come from the files.
+"""
+
+from reports.sections.model import landscapes, model_health, provenance
+from reports.sections.outcomes import simulation, whatif
+from reports.sections.plan import (
+    curves_note,
+    frontier_chart,
+    headline,
+    plan_charts,
+    plan_table,
+)
+
+__all__ = [
+    "curves_note",
+    "frontier_chart",
+    "headline",
+    "landscapes",
+    "model_health",
+    "plan_charts",
+    "plan_table",
+    "provenance",
+    "simulation",
+    "whatif",
+]

@@ -1,0 +1,230 @@
+"""Model sections: model health, bid landscapes and the provenance block."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+from markupsafe import Markup
+
+from reports import charts, text
+from reports.formatting import (
+    decimal,
+    number,
+    percent,
+    plain,
+    significant,
+    timestamp,
+)
+from reports.inputs import ReportInputs
+from reports.sections.common import (
+    MAX_PANELS,
+    ordered_rows,
+)
+
+# (metric, which is best, display) for the model-health tables.
+HEALTH_METRICS = (
+    ("auc", max, lambda v: decimal(v, 3)),
+    ("log_loss", min, significant),
+    ("ece", min, significant),
+)
+
+
+def model_health(inputs: ReportInputs) -> dict[str, Any]:
+    """Validation tables per head, the calibration chart and training facts."""
+    rates = inputs.metrics["rates"]
+    heads = {h: v for h, v in rates["heads"].items() if isinstance(v, dict)}
+    tables = [
+        {"title": text.HEADS.get(h, h), "rows": _metric_rows(v)}
+        for h, v in heads.items()
+    ]
+    series = [
+        {"title": text.HEADS.get(h, h), "series": _calibration_series(v)}
+        for h, v in heads.items()
+    ]
+    series = [s for s in series if s["series"]]
+    rows = rates.get("rows") or {}
+    return {
+        "tables": tables,
+        "calibration": Markup(charts.calibration(series)) if series else None,
+        "training": text.HEALTH_TRAINING.format(
+            validation=decimal(rows.get("validation"), 0),
+            train=decimal(rows.get("train"), 0),
+            best_epoch=rates.get("best_epoch", text.NOT_AVAILABLE),
+            epochs_run=rates.get("epochs_run", text.NOT_AVAILABLE),
+        ),
+        "spread": _spread_text(inputs.metrics.get("market", {})),
+    }
+
+
+def _spread_text(market: dict[str, Any]) -> str | None:
+    """Plain words on the within-audience spread fitted to the log, if any."""
+    fit = (market.get("rate_spread") or {}).get("conversion")
+    if not isinstance(fit, dict) or number(fit.get("slope")) is None:
+        return None
+    slope, sd = float(fit["slope"]), number(fit.get("sd"))
+    words = {"events": decimal(fit.get("events"), 0), "slope": decimal(slope)}
+    words["sd"] = decimal(sd)
+    if sd is not None and abs(slope - 1.0) < sd:
+        return text.HEALTH_SPREAD_SAME.format(**words)
+    direction = "more" if slope > 1.0 else "less"
+    return text.HEALTH_SPREAD.format(direction=direction, **words)
+
+
+def _predictors(head: dict[str, Any]) -> dict[str, dict]:
+    """Predictor key -> metrics dict, for the model and each baseline."""
+    found = {k: head[k] for k in ("model", "model_uncalibrated") if k in head}
+    found |= head.get("baselines") or {}
+    return {k: v for k, v in found.items() if isinstance(v, dict)}
+
+
+def _metric_rows(head: dict[str, Any]) -> list[dict[str, Any]]:
+    """AUC, log loss and ECE per predictor; the best shown value of each is flagged.
+
+    Best is judged on the displayed text, so predictors that tie on screen are
+    flagged together.
+    """
+    found = _predictors(head)
+    rows = [
+        {
+            "name": text.PREDICTORS.get(key, key),
+            "cells": [
+                {"text": show(m.get(metric))} for metric, _, show in HEALTH_METRICS
+            ],
+            "values": [number(m.get(metric)) for metric, _, _ in HEALTH_METRICS],
+        }
+        for key, m in found.items()
+    ]
+    for i, (_, pick, show) in enumerate(HEALTH_METRICS):
+        values = [r["values"][i] for r in rows if r["values"][i] is not None]
+        best = show(pick(values)) if values else None
+        for row in rows:
+            row["cells"][i]["best"] = row["cells"][i]["text"] == best
+    return rows
+
+
+def _calibration_series(head: dict[str, Any]) -> dict[str, tuple[list, list]]:
+    """Display name -> (predicted, observed) per bin, raw network left out."""
+    series = {}
+    for key, metrics in _predictors(head).items():
+        bins = metrics.get("calibration")
+        if key == "model_uncalibrated" or not isinstance(bins, list) or not bins:
+            continue
+        series[text.PREDICTORS.get(key, key)] = (
+            [b["mean_predicted"] for b in bins],
+            [b["observed_rate"] for b in bins],
+        )
+    return series
+
+
+def landscapes(inputs: ReportInputs) -> dict[str, Any]:
+    """Landscape fit charts (largest budgets) and a table for every audience."""
+    market = inputs.metrics["market"]
+    found = {
+        str(item.get("audience")): item
+        for item in market["landscapes"]
+        if isinstance(item, dict)
+    }
+    order = [r["audience"] for r in ordered_rows(inputs.plan) if r["audience"] in found]
+    order += [name for name in found if name not in order]
+    panels = [_landscape_panel(name, found[name]) for name in order[:MAX_PANELS]]
+    naive = any(p["naive"] is not None for p in panels)
+    return {
+        "intro": text.LANDSCAPE_INTRO.format(
+            naive=text.LANDSCAPE_NAIVE if naive else ""
+        ),
+        "note": text.LANDSCAPE_SUBSET.format(shown=len(panels), total=len(order))
+        if len(panels) < len(order)
+        else None,
+        "chart": Markup(charts.landscapes(panels)) if panels else None,
+        "rows": [_landscape_row(name, found[name]) for name in order],
+    }
+
+
+def _landscape_panel(name: str, item: dict[str, Any]) -> dict[str, Any]:
+    points = item.get("win_rate_by_bid") or []
+    has_naive = bool(points) and all(
+        isinstance(p, dict) and "naive_win_rate" in p for p in points
+    )
+    return {
+        "name": name,
+        # Bids are per impression in the files; the report shows CPM throughout.
+        "bid": [1000.0 * _point(p, "bid") for p in points],
+        "empirical": [_point(p, "empirical_win_rate") for p in points],
+        "fitted": [_point(p, "fitted_win_rate") for p in points],
+        "naive": [_point(p, "naive_win_rate") for p in points] if has_naive else None,
+    }
+
+
+def _point(point: Any, key: str) -> float:
+    """One number of a win-rate point; NaN (not drawn) when missing."""
+    value = number(point.get(key)) if isinstance(point, dict) else None
+    return np.nan if value is None else value
+
+
+def _landscape_row(name: str, item: dict[str, Any]) -> list[str]:
+    family = str(item.get("family", text.NOT_AVAILABLE))
+    return [
+        name,
+        decimal(item.get("auctions"), 0),
+        decimal(item.get("won"), 0),
+        text.FAMILIES.get(family, family),
+        percent(item.get("max_abs_win_rate_error")),
+        percent(item.get("naive_max_abs_win_rate_error")),
+    ]
+
+
+def provenance(inputs: ReportInputs, generated: str) -> dict[str, Any]:
+    """Key facts, scenario settings, versions and the files this report read."""
+    model, plan = inputs.model, inputs.plan
+    prov = plan.get("provenance") or {}
+    auction = str(plan.get("auction_type") or model.get("auction_type") or "")
+    facts = [
+        (text.PROV_MODEL_ID, plain(prov.get("model_id") or model.get("model_id"))),
+        (text.PROV_MODEL_CREATED, timestamp(model.get("created"))),
+        (text.PROV_EVENTS, plain(model.get("events_file"))),
+        (text.PROV_EVENT_ROWS, decimal(model.get("rows"), 0)),
+        (
+            text.PROV_EVENTS_SHA,
+            plain(prov.get("events_sha256") or model.get("events_sha256")),
+        ),
+        (text.PROV_SETTINGS, plain(prov.get("settings_file"))),
+        (text.PROV_SETTINGS_SHA, plain(prov.get("settings_sha256"))),
+        (text.PROV_SCENARIO_FILE, plain(prov.get("scenario_file"))),
+        (text.PROV_SCENARIO_SHA, plain(prov.get("scenario_sha256"))),
+        (text.PROV_SEED, plain(_first(prov.get("seed"), model.get("seed")))),
+        (text.PROV_AUCTION, text.AUCTIONS.get(auction, auction)),
+        (text.PROV_PLAN_CREATED, timestamp(plan.get("created"))),
+        (text.PROV_REPORT_CREATED, generated),
+    ]
+    scenario = plan.get("scenario") or {}
+    return {
+        "facts": facts,
+        "scenario": [(str(k), _setting(v)) for k, v in scenario.items()],
+        "versions": _versions(model.get("versions") or {}, prov.get("versions") or {}),
+        "files": inputs.files,
+    }
+
+
+def _first(*values: Any) -> Any:
+    """The first value that is not None."""
+    return next((v for v in values if v is not None), None)
+
+
+def _setting(value: Any) -> str:
+    """A scenario setting as text: JSON for lists and tables, 'none' for null."""
+    if value is None:
+        return text.PROV_NONE
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _versions(
+    model: dict[str, Any], plan: dict[str, Any]
+) -> list[tuple[str, str, str]]:
+    """(package, version at training, version at planning) for every package."""
+    names = list(dict.fromkeys([*model, *plan]))
+    return [
+        (n, str(model.get(n, text.NOT_AVAILABLE)), str(plan.get(n, text.NOT_AVAILABLE)))
+        for n in names
+    ]

@@ -1,0 +1,142 @@
+"""Outcome sections: the simulation's bands and the what-if comparison."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from markupsafe import Markup
+
+from reports import charts, text
+from reports.formatting import (
+    decimal,
+    number,
+)
+from reports.inputs import ReportInputs, Simulation
+from reports.sections.common import (
+    STATS,
+    TOTAL,
+    TRUTH_STATS,
+    nan_list,
+    ordered_rows,
+    sim_value,
+)
+
+
+def simulation(inputs: ReportInputs) -> dict[str, Any] | None:
+    """Intro, charts and the TOTAL table of the simulation section."""
+    sim = inputs.simulation
+    if sim is None:
+        return None
+    intro = (
+        text.SIM_INTRO.format(runs=f"{sim.runs:,}")
+        if sim.runs
+        else text.SIM_INTRO_NO_RUNS
+    )
+    return {
+        "intro": intro,
+        "truth": sim.truth is not None,
+        "fan": _fan_chart(sim, inputs.plan["totals"]),
+        "intervals": _interval_chart(sim, ordered_rows(inputs.plan)),
+        "head": text.SIM_TABLE_HEAD
+        + (text.SIM_TRUTH_HEAD if sim.truth is not None else []),
+        "rows": _sim_rows(sim),
+    }
+
+
+def _sim_rows(sim: Simulation) -> list[list[str]]:
+    """TOTAL statistics per metric; truth columns appended when present."""
+    rows = []
+    for metric, name in text.SIM_METRICS.items():
+        digits = {"impressions": 0, "clicks": 0, "conversions": 1, "value": 0}.get(
+            metric, 2
+        )
+        stats = [sim_value(sim.summary, TOTAL, metric, s) for s in STATS]
+        if sim.truth is not None:
+            stats += [sim_value(sim.truth, TOTAL, metric, s) for s in TRUTH_STATS]
+        rows.append([name, *(decimal(v, digits) for v in stats)])
+    return rows
+
+
+def _fan_chart(sim: Simulation, totals: dict[str, Any]) -> Markup | None:
+    """Hourly P10/P50/P90 over sampled runs of TOTAL cumulative spend/conversions."""
+    if sim.paths is None or sim.paths.empty:
+        return None
+    paths = sim.paths
+    total = paths[paths["audience"] == TOTAL]
+    if total.empty:
+        total = paths.groupby(["run", "hour"], as_index=False)[
+            ["cumulative_spend", "cumulative_conversions"]
+        ].sum()
+    bands = []
+    for column, ylabel, planned in (
+        ("cumulative_spend", text.SIM_SPEND_YLABEL, "expected_spend"),
+        ("cumulative_conversions", text.SIM_CONV_YLABEL, "expected_conversions"),
+    ):
+        grid = total.pivot_table(index="hour", columns="run", values=column)
+        p10, p50, p90 = np.nanquantile(grid.to_numpy(float), [0.1, 0.5, 0.9], axis=1)
+        bands.append(
+            {
+                "p10": p10,
+                "p50": p50,
+                "p90": p90,
+                "ylabel": ylabel,
+                "planned": number(totals.get(planned)),
+            }
+        )
+    hours = grid.index.to_numpy(float)
+    return Markup(charts.simulation_fan(hours, bands))
+
+
+def _interval_chart(sim: Simulation, rows: list[dict]) -> Markup:
+    """Per-audience P10-P90 conversions, forecast and (if present) truth."""
+    names = [r["audience"] for r in rows]
+
+    def stats(frame: pd.DataFrame) -> dict[str, list[float]]:
+        return {
+            s: nan_list([sim_value(frame, n, "conversions", s) for n in names])
+            for s in ("p10", "p50", "p90")
+        }
+
+    return Markup(
+        charts.simulation_intervals(
+            names,
+            stats(sim.summary),
+            stats(sim.truth) if sim.truth is not None else None,
+            nan_list([number(r["expected_conversions"]) for r in rows]),
+        )
+    )
+
+
+def whatif(inputs: ReportInputs) -> dict[str, Any] | None:
+    """What-if chart and table, scenarios in file order."""
+    frame = inputs.whatif
+    if frame is None:
+        return None
+    scenarios = list(dict.fromkeys(frame["scenario"].astype(str)))
+    variants = {}
+    for key in dict.fromkeys(frame["variant"].astype(str)):
+        sub = frame[frame["variant"].astype(str) == key]
+        by_name = dict(
+            zip(sub["scenario"].astype(str), sub["expected_conversions"], strict=True)
+        )
+        variants[text.WHATIF_VARIANTS.get(key, key)] = nan_list(
+            [number(by_name.get(s)) for s in scenarios]
+        )
+    baseline = number(inputs.plan["totals"]["expected_conversions"]) or 0.0
+    rows = [
+        [
+            str(r.scenario),
+            text.WHATIF_VARIANTS.get(str(r.variant), str(r.variant)),
+            decimal(r.budget),
+            decimal(r.expected_spend),
+            decimal(r.expected_conversions, 1),
+            decimal(r.expected_value, 0),
+            decimal(r.cpa),
+            decimal(r.roas),
+        ]
+        for r in frame.itertuples(index=False)
+    ]
+    chart = Markup(charts.whatif(scenarios, variants, baseline)) if scenarios else None
+    return {"chart": chart, "rows": rows}
