@@ -22,11 +22,10 @@ import numpy as np
 import pandas as pd
 
 from optimizer.errors import InputError
-from optimizer.io.schema import OPTIONAL_EVENT_COLUMNS, REQUIRED_EVENT_COLUMNS
+from optimizer.io.schema import feature_columns
 
 # Outcomes, prices and the behaviour policy's bid are not impression features: the
 # rate per won impression must not depend on what we paid or chose to bid.
-NON_FEATURES = frozenset(REQUIRED_EVENT_COLUMNS) | frozenset(OPTIONAL_EVENT_COLUMNS)
 TIME_FIELDS = {"hour_of_day": 24, "day_of_week": 7}
 OOV = 0
 # Standardized numeric values are clipped so one outlier cannot saturate the network.
@@ -103,24 +102,6 @@ class FeatureSpec:
         if any(not std > 0 for _, std in numeric.values()):
             raise InputError("features.json has a non-positive numeric std.")
         return cls(vocab, numeric)
-
-
-def feature_columns(events: pd.DataFrame) -> tuple[list[str], list[str]]:
-    """Split the log's feature columns into (categorical, numeric) names.
-
-    The audience is always categorical; float, int and bool columns are numeric,
-    everything else (str, object, categorical dtype) is categorical.
-    """
-    categorical, numeric = ["audience"], []
-    for col in events.columns:
-        if col in NON_FEATURES:
-            continue
-        dtype = events[col].dtype
-        is_num = pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(
-            dtype
-        )
-        (numeric if is_num else categorical).append(str(col))
-    return categorical, numeric
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,9 +11,9 @@ from optimizer.features import (
     OOV,
     FeatureSpec,
     encode,
-    feature_columns,
     fit_features,
 )
+from optimizer.io.schema import feature_columns
 
 
 def _log(n: int = 12) -> pd.DataFrame:

@@ -31,7 +31,10 @@ RANK = {
     "optimizer.commands": 7,
     "optimizer.cli": 8,
 }
-PARALLEL = {("optimizer.market", "optimizer.rates"), ("optimizer.rates", "optimizer.market")}
+PARALLEL = {
+    ("optimizer.market", "optimizer.rates"),
+    ("optimizer.rates", "optimizer.market"),
+}
 # Third-party or standard modules a stage must not use, by stage.
 FORBIDDEN = {"optimizer.allocate": {"pandas", "pathlib", "pyarrow", "json", "tomllib"}}
 MAX_LINES = 450

@@ -24,6 +24,8 @@ REQUIRED_EVENT_COLUMNS = (
     "conversion",
 )
 OPTIONAL_EVENT_COLUMNS = ("revenue",)
+# Every other column of the event log is a feature of the impression.
+NON_FEATURES = frozenset(REQUIRED_EVENT_COLUMNS) | frozenset(OPTIONAL_EVENT_COLUMNS)
 SETTINGS_COLUMNS = (
     "audience",
     "min_spend",
@@ -357,3 +359,21 @@ def read_settings(path: str | Path, known_audiences: list[str]) -> pd.DataFrame:
     return validate_settings(
         read_table(path, "audience settings"), known_audiences, path
     )
+
+
+def feature_columns(events: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """Split the log's feature columns into (categorical, numeric) names.
+
+    The audience is always categorical; float, int and bool columns are numeric,
+    everything else (str, object, categorical dtype) is categorical.
+    """
+    categorical, numeric = ["audience"], []
+    for col in events.columns:
+        if col in NON_FEATURES:
+            continue
+        dtype = events[col].dtype
+        is_num = pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(
+            dtype
+        )
+        (numeric if is_num else categorical).append(str(col))
+    return categorical, numeric

@@ -30,8 +30,7 @@ import numpy as np
 import pandas as pd
 
 from optimizer.errors import InputError
-from optimizer.features import feature_columns
-from optimizer.io.schema import validate_event_log
+from optimizer.io.schema import feature_columns, validate_event_log
 from optimizer.log.chunks import WonChunks
 from optimizer.log.totals import LogTotals, log_totals, merge_totals
 
