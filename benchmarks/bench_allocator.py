@@ -59,7 +59,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from optimizer import devices
-from optimizer.allocate.allocator import allocate, shard_problem
+from optimizer.allocate.allocator import allocate
+from optimizer.allocate.config import SolveConfig
 from optimizer.allocate.exact import solve_exact
 from optimizer.allocate.problem import (
     Problem,
@@ -70,6 +71,7 @@ from optimizer.allocate.problem import (
     make_problem,
     spend_at,
 )
+from optimizer.allocate.sharded import shard_problem
 from optimizer.market.params import MarketParams, expected_outcomes
 
 RESULTS = Path(__file__).resolve().parent / "results" / "allocator.json"
@@ -84,6 +86,7 @@ BUDGET_SHARE = 0.3  # of the total spend capacity, so the budget binds
 FEASIBLE_RTOL = 1e-6  # budget overrun tolerated when choosing the best objective
 OBJECTIVE = "conversions"
 FIRST_PRICE = False
+CONFIG = SolveConfig(OBJECTIVE, FIRST_PRICE)
 DEVICE_AUDIENCES = 100_000
 DEVICE_COUNTS = (1, 2, 4)
 DEVICE_REPEATS = 2
@@ -124,7 +127,7 @@ def make_market(seed: int, audiences: int, strata: int = STRATA) -> MarketParams
 def make_bench_problem(audiences: int, seed: int = 0) -> Problem:
     """The benchmark problem: no bounds, budget = BUDGET_SHARE of capacity."""
     params = make_market(seed, audiences)
-    cap = capacity(make_problem(params, DAYS, 1.0), FIRST_PRICE)
+    cap = capacity(make_problem(params, DAYS, 1.0), CONFIG)
     return make_problem(params, DAYS, BUDGET_SHARE * float(jnp.sum(cap)))
 
 
@@ -147,7 +150,7 @@ def _timed(solver, problem: Problem, repeats: int):
     exact solve runs once per repeat), then the fastest of ``repeats`` calls.
     """
     start = time.perf_counter()
-    compiled = solver.lower(problem, OBJECTIVE, FIRST_PRICE).compile()
+    compiled = solver.lower(problem, CONFIG).compile()
     compile_seconds = time.perf_counter() - start
     best, result = np.inf, None
     for _ in range(repeats):
@@ -181,24 +184,24 @@ def run_exact(problem: Problem, repeats: int) -> dict:
 @jax.jit
 def _start(problem: Problem) -> jax.Array:
     """Log bids of the equal budget split (adplan's own starting point)."""
-    upper = capacity(problem, FIRST_PRICE)
+    upper = capacity(problem, CONFIG)
     share = jnp.minimum(problem.budget / upper.shape[0], upper)
-    return bid_for_spend(problem, share, FIRST_PRICE, 50)
+    return bid_for_spend(problem, share, CONFIG, 50)
 
 
 @jax.jit
 def _neg_gain(u: jax.Array, problem: Problem, scale: jax.Array):
     """Minus total conversions / scale, and its gradient in log bids."""
-    return jax.value_and_grad(
-        lambda v: -jnp.sum(gain_at(problem, v, OBJECTIVE)) / scale
-    )(u)
+    return jax.value_and_grad(lambda v: -jnp.sum(gain_at(problem, v, CONFIG)) / scale)(
+        u
+    )
 
 
 @jax.jit
 def _slack(u: jax.Array, problem: Problem):
     """Budget left as a share of the budget (>= 0 is feasible), and its gradient."""
     return jax.value_and_grad(
-        lambda v: 1.0 - jnp.sum(spend_at(problem, v, FIRST_PRICE)) / problem.budget
+        lambda v: 1.0 - jnp.sum(spend_at(problem, v, CONFIG)) / problem.budget
     )(u)
 
 
@@ -207,7 +210,7 @@ def _slsqp_solve(problem: Problem, low: np.ndarray, high: np.ndarray):
     from scipy.optimize import minimize
 
     u0 = _start(problem)
-    scale = jnp.sum(gain_at(problem, u0, OBJECTIVE))
+    scale = jnp.sum(gain_at(problem, u0, CONFIG))
 
     def fun(u):
         value, grad = _neg_gain(jnp.asarray(u), problem, scale)
@@ -234,7 +237,7 @@ def run_slsqp(problem: Problem, repeats: int) -> dict:
     """Time SLSQP (exact jax gradients, compiled beforehand) and score its plan."""
     low, high = (np.asarray(x) for x in log_bid_bounds(problem))
     u0 = _start(problem)  # compile the start and both functions first
-    scale = jnp.sum(gain_at(problem, u0, OBJECTIVE))
+    scale = jnp.sum(gain_at(problem, u0, CONFIG))
     jax.block_until_ready((_neg_gain(u0, problem, scale), _slack(u0, problem)))
     best, result = np.inf, None
     for _ in range(repeats if problem.lower.shape[0] < SLSQP_MAX else 1):
@@ -322,7 +325,7 @@ def device_worker(out: str, audiences: int) -> None:
     problem = make_bench_problem(audiences)
     n = problem.lower.shape[0]
     placed = shard_problem(problem, devices.mesh("audiences"))
-    args = (placed, OBJECTIVE, FIRST_PRICE)
+    args = (placed, CONFIG)
     start = time.perf_counter()
     compiled = allocate.lower(*args, audiences=n).compile()
     compile_seconds = time.perf_counter() - start

@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.bench_allocator import FIRST_PRICE, OBJECTIVE, make_bench_problem
+from benchmarks.bench_allocator import CONFIG, make_bench_problem
 from optimizer.allocate.allocator import allocate, allocate_path
 from optimizer.allocate.problem import Problem
 from optimizer.plan.batch import _totals, run_frontier
@@ -50,18 +50,18 @@ TARGET_RATIO = 20.0
 
 @jax.jit
 def _plan(problem: Problem):
-    return allocate(problem, OBJECTIVE, FIRST_PRICE)
+    return allocate(problem, CONFIG)
 
 
 @jax.jit
 def _frontier(problem: Problem, budgets: jax.Array):
     """(totals, dual prices) at every budget: run_frontier's solve (sorted budgets,
     each plan warm-started from the previous one in one compiled scan)."""
-    allocs = allocate_path(problem, budgets, OBJECTIVE, FIRST_PRICE)
+    allocs = allocate_path(problem, budgets, CONFIG)
 
     def totals(b, alloc):
         return _totals(
-            dataclasses.replace(problem, budget=b), alloc.bid, alloc.budget, FIRST_PRICE
+            dataclasses.replace(problem, budget=b), alloc.bid, alloc.budget, CONFIG
         )
 
     return jax.vmap(totals)(budgets, allocs), allocs.dual_price
@@ -85,9 +85,7 @@ def _inputs(problem: Problem) -> PlanInputs:
     return PlanInputs(
         names=[f"a{i}" for i in range(a)],
         problem=problem,
-        objective=OBJECTIVE,
-        first_price=FIRST_PRICE,
-        spend_all=False,
+        config=CONFIG,
         removed=np.zeros(a, bool),
         groups=[],
         notes=[],

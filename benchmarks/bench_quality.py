@@ -321,10 +321,11 @@ def _solved(market, budget: float) -> Plan:
 
 
 def _fitted_capacity(ctx: Context) -> np.ndarray:
+    from optimizer.allocate.config import SolveConfig
     from optimizer.allocate.problem import capacity, make_problem
 
     problem = make_problem(ctx.market.params, float(DAYS), 1.0)
-    return np.asarray(capacity(problem, ctx.first_price))
+    return np.asarray(capacity(problem, SolveConfig(first_price=ctx.first_price)))
 
 
 def _rebid(ctx: Context, caps: np.ndarray) -> Plan:
@@ -332,11 +333,12 @@ def _rebid(ctx: Context, caps: np.ndarray) -> Plan:
     import jax
     import jax.numpy as jnp
 
+    from optimizer.allocate.config import SolveConfig
     from optimizer.allocate.problem import bid_for_spend, make_problem
 
     problem = make_problem(ctx.market.params, float(DAYS), float(caps.sum()))
-    u = jax.jit(bid_for_spend, static_argnames=("first_price", "steps"))(
-        problem, jnp.asarray(caps), first_price=ctx.first_price
+    u = jax.jit(bid_for_spend, static_argnames=("config", "steps"))(
+        problem, jnp.asarray(caps), config=SolveConfig(first_price=ctx.first_price)
     )
     bid = np.exp(np.asarray(u))
     return Plan(bid, caps, _forecast(ctx.market.params, bid, caps, ctx.first_price))
@@ -452,12 +454,14 @@ PLANNERS: dict[str, Callable[[Context, float], Plan]] = {
 def true_optimum(ctx: Context, budget: float) -> dict:
     """Best conversions under the truth: allocate, and solve_exact if small."""
     from optimizer.allocate.allocator import allocate
+    from optimizer.allocate.config import SolveConfig
     from optimizer.allocate.exact import solve_exact
     from optimizer.allocate.problem import make_problem
     from optimizer.market.params import expected_outcomes
 
     problem = make_problem(ctx.true_params, float(DAYS), budget)
-    alloc = allocate(problem, "conversions", ctx.first_price)
+    config = SolveConfig("conversions", ctx.first_price)
+    alloc = allocate(problem, config)
     out = expected_outcomes(
         ctx.true_params, alloc.bid, float(DAYS), alloc.budget, ctx.first_price
     )
@@ -466,7 +470,7 @@ def true_optimum(ctx: Context, budget: float) -> dict:
         "upper_bound": float(alloc.objective + alloc.duality_gap),
     }
     if ctx.true_params.p_conv.size <= EXACT_MAX_CELLS:
-        exact = solve_exact(problem, "conversions", ctx.first_price)
+        exact = solve_exact(problem, config)
         best["exact"] = float(exact.objective)
     best["optimum"] = max(best["allocate"], best.get("exact", 0.0))
     return best

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from optimizer.allocate.allocator import allocate
+from optimizer.allocate.config import SolveConfig
 from optimizer.allocate.exact import dual_value, solve_exact
 from optimizer.allocate.problem import capacity, log_bid_bounds, make_problem, spend_at
 from tests.markets import random_market
@@ -23,7 +24,9 @@ def _check_feasible(problem, alloc, first_price=False):
     assert spend.sum() <= float(problem.budget) + CENT
     assert np.all(spend >= np.asarray(problem.lower) - CENT)
     assert np.all(spend <= np.asarray(problem.upper) + CENT)
-    uncapped = np.asarray(spend_at(problem, jnp.log(alloc.bid), first_price))
+    uncapped = np.asarray(
+        spend_at(problem, jnp.log(alloc.bid), SolveConfig(first_price=first_price))
+    )
     assert np.all(spend <= uncapped * (1 + 1e-9) + 1e-9)  # a cap can only throttle
 
 
@@ -41,8 +44,9 @@ def test_matches_exact_solver(seed, share, first_price, objective, bounded):
     audiences = 6  # fixed shape: one compilation per method and auction type
     params = random_market(seed, audiences=audiences)
     rng = np.random.default_rng(seed)
+    config = SolveConfig(objective, first_price)
     probe = make_problem(params, 7.0, 1.0)
-    cap = np.asarray(capacity(probe, first_price))
+    cap = np.asarray(capacity(probe, config))
     budget = share * cap.sum()
     lower = upper = None
     if bounded:
@@ -52,12 +56,12 @@ def test_matches_exact_solver(seed, share, first_price, objective, bounded):
         upper = np.where(rng.uniform(size=audiences) < 0.3, 0.5 * cap, np.inf)
         lower = np.minimum(lower, np.minimum(upper, cap))
     problem = make_problem(params, 7.0, budget, lower, upper)
-    exact = solve_exact(problem, objective, first_price)
-    alloc = allocate(problem, objective, first_price)
+    exact = solve_exact(problem, config)
+    alloc = allocate(problem, config)
     _check_feasible(problem, alloc, first_price)
     assert float(alloc.objective) >= float(exact.objective) * (1 - 1e-3)
     bound = float(exact.dual_price) * budget + float(
-        dual_value(problem, exact.dual_price, objective, first_price)
+        dual_value(problem, exact.dual_price, config)
     )
     assert float(alloc.objective) <= bound * (1 + 1e-9)
     assert float(alloc.objective) + float(alloc.duality_gap) >= float(
@@ -67,7 +71,7 @@ def test_matches_exact_solver(seed, share, first_price, objective, bounded):
 
 def test_one_audience_spends_its_budget():
     params = random_market(5, audiences=1)
-    cap = float(capacity(make_problem(params, 7.0, 1.0), False)[0])
+    cap = float(capacity(make_problem(params, 7.0, 1.0), SolveConfig())[0])
     for share in (0.1, 0.5, 0.9):
         problem = make_problem(params, 7.0, share * cap)
         alloc = allocate(problem)
@@ -84,7 +88,7 @@ def test_closed_form_bids_proportional_to_conversion_rate():
     problem = make_problem(
         params,
         14.0,
-        0.3 * float(jnp.sum(capacity(make_problem(params, 14.0, 1.0), False))),
+        0.3 * float(jnp.sum(capacity(make_problem(params, 14.0, 1.0), SolveConfig()))),
     )
     alloc = allocate(problem)
     _, high = log_bid_bounds(problem)
@@ -174,7 +178,7 @@ def test_group_caps_and_spend_all():
 
 def test_budget_above_capacity_spends_capacity():
     params = random_market(10, audiences=3)
-    cap = float(jnp.sum(capacity(make_problem(params, 7.0, 1.0), False)))
+    cap = float(jnp.sum(capacity(make_problem(params, 7.0, 1.0), SolveConfig())))
     alloc = allocate(make_problem(params, 7.0, 10 * cap))
     assert float(jnp.sum(alloc.spend)) == pytest.approx(cap, rel=1e-6)
     assert float(alloc.dual_price) == 0.0
@@ -190,14 +194,14 @@ def test_non_concave_market_plan_is_feasible_and_certified():
     """A premium-bidder price mode can make returns rise again with spend; the plan
     stays feasible and its reported gap bounds the distance to the dual bound."""
     params = random_market(0, audiences=1)
-    cap = float(capacity(make_problem(params, 7.0, 1.0), False)[0])
+    cap = float(capacity(make_problem(params, 7.0, 1.0), SolveConfig())[0])
     problem = make_problem(params, 7.0, 0.5 * cap)
     alloc = allocate(problem)
     _check_feasible(problem, alloc)
     # One audience: the best plan spends the whole budget at the bid that does so.
     assert float(jnp.sum(alloc.spend)) == pytest.approx(0.5 * cap, rel=1e-9)
     bound = float(alloc.dual_price) * 0.5 * cap + float(
-        dual_value(problem, alloc.dual_price, "conversions", False)
+        dual_value(problem, alloc.dual_price, SolveConfig())
     )
     assert float(alloc.objective) + float(alloc.duality_gap) == pytest.approx(
         bound, rel=1e-9

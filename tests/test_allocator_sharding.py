@@ -31,6 +31,7 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp
 import numpy as np
 from optimizer import devices
+from optimizer.allocate.config import SolveConfig
 from optimizer.allocate.problem import capacity, make_problem
 from tests.markets import random_market
 
@@ -39,11 +40,12 @@ out = sys.argv[1]
 """
 
 ALLOCATOR = """
-from optimizer.allocate.allocator import allocate, allocate_sharded, shard_problem
+from optimizer.allocate.allocator import allocate
+from optimizer.allocate.sharded import allocate_sharded, shard_problem
 
 A = 23  # not a multiple of 4: one padding audience on the last device
 params = random_market(4, audiences=A)
-cap = np.asarray(jax.jit(capacity, static_argnums=1)(make_problem(params, 7.0, 1.0), False))
+cap = np.asarray(jax.jit(capacity, static_argnums=1)(make_problem(params, 7.0, 1.0), SolveConfig()))
 rng = np.random.default_rng(4)
 lower = np.where(rng.uniform(size=A) < 0.3, 0.05 * cap, 0.0)
 upper = np.where(rng.uniform(size=A) < 0.3, 0.5 * cap, np.inf)

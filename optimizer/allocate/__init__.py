@@ -1,0 +1,14 @@
+"""Allocate: bids and budgets that maximize a plan's objective (pure JAX).
+
+A :class:`Problem` (market, horizon, budget, bounds as arrays) and a static
+:class:`SolveConfig` (objective, auction type, spend_all) go in; an
+:class:`Allocation` (plan plus certificate) comes out. Modules: config, problem,
+response (per-audience curves), allocator, sharded (over devices), exact
+(reference solver). No pandas, no files.
+"""
+
+from optimizer.allocate.allocator import Allocation, allocate
+from optimizer.allocate.config import SolveConfig
+from optimizer.allocate.problem import Problem, make_problem
+
+__all__ = ["Allocation", "Problem", "SolveConfig", "allocate", "make_problem"]

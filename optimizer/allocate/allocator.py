@@ -19,14 +19,12 @@ for concave responses).
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import jax
 import jax.numpy as jnp
-from jax.sharding import Mesh
 
-from optimizer import devices
 from optimizer.allocate import response
+from optimizer.allocate.config import DEFAULT_CONFIG, SolveConfig
 from optimizer.allocate.exact import dual_value
 from optimizer.allocate.problem import (
     Problem,
@@ -75,8 +73,7 @@ def _masked(valid: jax.Array | None, x: jax.Array, fill: float) -> jax.Array:
 def _curvature(
     problem: Problem,
     u: jax.Array,
-    objective: str,
-    first_price: bool,
+    config: SolveConfig,
     n: jax.Array | int,
     valid: jax.Array | None,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -87,19 +84,19 @@ def _curvature(
     """
 
     def log_m(p, ui):
-        return response.log_marginal(p, ui, objective, first_price)
+        return response.log_marginal(p, ui, config)
 
     log_m_val, dlogm_du = jax.vmap(jax.value_and_grad(log_m, argnums=1))(
         problem.params, u
     )
     ds_du = problem.auctions * jnp.exp(
         jax.vmap(response.log_spend_slope, in_axes=(0, 0, None))(
-            problem.params, u, first_price
+            problem.params, u, config
         )
     )
     m = jnp.exp(log_m_val)
     h = m * dlogm_du / jnp.maximum(ds_du, 1e-300)
-    s = spend_at(problem, u, first_price)
+    s = spend_at(problem, u, config)
     # Where the response is not concave (h >= 0), fall back to a gentle step.
     floor = 1e-2 * m / jnp.maximum(s, 1e-12 * problem.budget / n + 1e-300)
     return (
@@ -165,26 +162,23 @@ def _project(
     return target(tau), tau, group_prices(tau)
 
 
-@jax.jit(static_argnames=("objective", "first_price", "spend_all", "iterations"))
+@jax.jit(static_argnames=("config", "iterations"))
 def allocate(
     problem: Problem,
-    objective: str = "conversions",
-    first_price: bool = False,
-    spend_all: bool = False,
+    config: SolveConfig = DEFAULT_CONFIG,
     iterations: int = 30,
     start_log_bid: jax.Array | None = None,
     audiences: jax.Array | int | None = None,
 ) -> Allocation:
     """Plan bids and budgets for ``problem`` (assumed feasible: sum(lower) <= budget).
 
-    The audience axis may be sharded over devices (see :func:`shard_problem`);
+    The audience axis may be sharded over devices (see
+    :func:`~optimizer.allocate.sharded.shard_problem`);
     the result is the same as on one device, up to the order of the sums.
 
     Args:
         problem: market, horizon, budget and bounds.
-        objective: 'conversions' or 'value'.
-        first_price: auction type of the market.
-        spend_all: force total spend to equal the budget.
+        config: objective, auction type and spend_all.
         iterations: most projected steps (the loop stops earlier once spends settle).
         start_log_bid: (A,) log bids to start from (a nearby solution), or None
             for an even split of the budget.
@@ -198,7 +192,7 @@ def allocate(
     n = a if audiences is None else jnp.asarray(audiences, problem.budget.dtype)
     problem = _without_padding_volume(problem, valid)
     u_low, u_high = log_bid_bounds(problem)
-    upper = jnp.minimum(problem.upper, capacity(problem, first_price))
+    upper = jnp.minimum(problem.upper, capacity(problem, config))
     lower = jnp.minimum(problem.lower, upper)
     budget = problem.budget
     start = jnp.clip(budget / n, lower, upper)
@@ -207,17 +201,17 @@ def allocate(
         start, jnp.zeros(a), jnp.ones(a), lower, upper, budget, True, *grouping
     )
     if start_log_bid is None:
-        u0 = bid_for_spend(problem, start, first_price, 40)
+        u0 = bid_for_spend(problem, start, config, 40)
     else:
         u0 = jnp.clip(start_log_bid, u_low, u_high)
 
     def step(u):
-        s = spend_at(problem, u, first_price)
-        m, h, ds_du = _curvature(problem, u, objective, first_price, n, valid)
+        s = spend_at(problem, u, config)
+        m, h, ds_du = _curvature(problem, u, config, n, valid)
         radius = 0.5 * s + 0.1 * budget / n
         lo = jnp.maximum(lower, s - radius)
         hi = jnp.minimum(upper, s + radius)
-        s_new, *_ = _project(s, m, h, lo, hi, budget, spend_all, *grouping)
+        s_new, *_ = _project(s, m, h, lo, hi, budget, config.spend_all, *grouping)
         du = jnp.clip((s_new - s) / jnp.maximum(ds_du, 1e-300), -1.0, 1.0)
         return jnp.clip(u + du, u_low, u_high), jnp.max(jnp.abs(s_new - s))
 
@@ -231,9 +225,7 @@ def allocate(
     _, u, _ = jax.lax.while_loop(
         lambda c: (c[0] < iterations) & (c[2] > tol), body, (0, u0, jnp.inf)
     )
-    return _certify(
-        problem, u, lower, upper, objective, first_price, spend_all, n, valid
-    )
+    return _certify(problem, u, lower, upper, config, n, valid)
 
 
 def _without_padding_volume(problem: Problem, valid: jax.Array | None) -> Problem:
@@ -255,9 +247,7 @@ def _certify(
     u: jax.Array,
     lower: jax.Array,
     upper: jax.Array,
-    objective: str,
-    first_price: bool,
-    spend_all: bool,
+    config: SolveConfig,
     n: jax.Array | int,
     valid: jax.Array | None,
 ) -> Allocation:
@@ -267,8 +257,8 @@ def _certify(
     gain and is left out of the KKT residual.
     """
     budget = problem.budget
-    s = spend_at(problem, u, first_price)
-    m, h, _ = _curvature(problem, u, objective, first_price, n, valid)
+    s = spend_at(problem, u, config)
+    m, h, _ = _curvature(problem, u, config, n, valid)
     _, price, group_price = _project(
         s,
         m,
@@ -276,7 +266,7 @@ def _certify(
         lower,
         upper,
         budget,
-        spend_all,
+        config.spend_all,
         problem.group,
         problem.group_cap,
         valid,
@@ -295,7 +285,7 @@ def _certify(
         audience_price = jnp.broadcast_to(price, m.shape)
     cap = cap * jnp.minimum(1.0, budget / jnp.maximum(jnp.sum(cap), 1e-300))
     share = jnp.where(s > 0, cap / jnp.maximum(s, 1e-300), 0.0)
-    gains = gain_at(problem, u, objective) * share
+    gains = gain_at(problem, u, config) * share
     total = jnp.sum(gains)
     tol = 1e-6 * budget / n
     at_lower = cap <= lower + tol
@@ -313,13 +303,7 @@ def _certify(
     # Weak duality: D(price) >= optimum, evaluated globally per audience (a
     # 24-point bid grid, its two best local maxima refined by 32 bisection steps).
     dual = price * budget + dual_value(
-        problem,
-        audience_price,
-        objective,
-        first_price,
-        grid_points=24,
-        steps=32,
-        peaks=2,
+        problem, audience_price, config, grid_points=24, steps=32, peaks=2
     )
     if problem.group_cap.shape[0]:
         dual = dual + jnp.sum(
@@ -340,13 +324,11 @@ def _certify(
     )
 
 
-@jax.jit(static_argnames=("objective", "first_price", "spend_all"))
+@jax.jit(static_argnames=("config",))
 def allocate_path(
     problem: Problem,
     budgets: jax.Array,
-    objective: str = "conversions",
-    first_price: bool = False,
-    spend_all: bool = False,
+    config: SolveConfig = DEFAULT_CONFIG,
     audiences: jax.Array | int | None = None,
 ) -> Allocation:
     """Plans for increasing ``budgets`` (B,), each started from the previous one.
@@ -356,19 +338,13 @@ def allocate_path(
     arrays have a leading budget axis. ``audiences``: as in :func:`allocate`.
     """
     first = allocate(
-        dataclasses.replace(problem, budget=budgets[0]),
-        objective,
-        first_price,
-        spend_all,
-        audiences=audiences,
+        dataclasses.replace(problem, budget=budgets[0]), config, audiences=audiences
     )
 
     def next_plan(u, budget):
         alloc = allocate(
             dataclasses.replace(problem, budget=budget),
-            objective,
-            first_price,
-            spend_all,
+            config,
             start_log_bid=u,
             audiences=audiences,
         )
@@ -378,97 +354,3 @@ def allocate_path(
     return jax.tree_util.tree_map(
         lambda x, y: jnp.concatenate([x[None], y]), first, rest
     )
-
-
-# Problem fields along the audience axis; the rest (days, budget, group_cap) are
-# replicated on every device.
-_AUDIENCE_FIELDS = ("params", "lower", "upper", "max_log_bid", "group")
-# Allocation fields along the audience axis (the last axis); the rest are totals.
-_PER_AUDIENCE = ("bid", "budget", "spend", "gain", "marginal")
-
-
-def shard_problem(problem: Problem, mesh: Mesh) -> Problem:
-    """``problem`` with its audience axis split over the devices of ``mesh``.
-
-    The A audiences are padded to a multiple of the mesh size by repeating the
-    last one; pass ``audiences=A`` to :func:`allocate` or :func:`allocate_path`
-    so the padding is inert, then keep the first A entries of the per-audience
-    results (:func:`allocate_sharded` does all three). Days, budget and group
-    caps are replicated. Every process must call this with the same problem.
-
-    Args:
-        problem: an unbatched Problem of A audiences.
-        mesh: a 1-D mesh, e.g. ``devices.mesh("audiences")``.
-    """
-    fields = {name: getattr(problem, name) for name in _AUDIENCE_FIELDS}
-    rest = {
-        f.name: getattr(problem, f.name)
-        for f in dataclasses.fields(problem)
-        if f.name not in _AUDIENCE_FIELDS
-    }
-    return Problem(
-        **devices.shard_leading(fields, mesh),
-        **devices.put(rest, devices.replicated(mesh)),
-    )
-
-
-def _trim(alloc: Allocation, n: int) -> Allocation:
-    """The first ``n`` audiences of each per-audience field (the padding dropped)."""
-    keep = {name: getattr(alloc, name)[..., :n] for name in _PER_AUDIENCE}
-    return dataclasses.replace(alloc, **keep)
-
-
-def _gather(alloc: Allocation, n: int, mesh: Mesh) -> Allocation:
-    """:func:`_trim`, as ordinary arrays (every process, under ``jax.distributed``
-    too, gets the whole plan)."""
-    return devices.gather(alloc, mesh, functools.partial(_trim, n=n))
-
-
-def allocate_sharded(
-    problem: Problem,
-    mesh: Mesh,
-    objective: str = "conversions",
-    first_price: bool = False,
-    spend_all: bool = False,
-    iterations: int = 30,
-) -> Allocation:
-    """:func:`allocate` with the audiences split over ``mesh``; same plan as on one device.
-
-    Each device holds about A / D audiences; the budget price, the stopping test
-    and the certificate's sums are global reductions. Returns ordinary
-    (unsharded) arrays, like :func:`allocate`. Under ``jax.distributed`` every
-    process calls this with the same problem and gets the whole plan.
-    """
-    n = problem.lower.shape[0]
-    alloc = allocate(
-        shard_problem(problem, mesh),
-        objective,
-        first_price,
-        spend_all,
-        iterations,
-        audiences=n,
-    )
-    return _gather(alloc, n, mesh)
-
-
-def allocate_path_sharded(
-    problem: Problem,
-    budgets: jax.Array,
-    mesh: Mesh,
-    objective: str = "conversions",
-    first_price: bool = False,
-    spend_all: bool = False,
-) -> Allocation:
-    """:func:`allocate_path` with the audiences split over ``mesh`` (budgets (B,)
-    replicated); returns ordinary (B, A) and (B,) arrays, like
-    :func:`allocate_path`."""
-    n = problem.lower.shape[0]
-    path = allocate_path(
-        shard_problem(problem, mesh),
-        devices.put(budgets, devices.replicated(mesh)),
-        objective,
-        first_price,
-        spend_all,
-        audiences=n,
-    )
-    return _gather(path, n, mesh)

@@ -20,6 +20,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from optimizer.allocate.config import DEFAULT_CONFIG, SolveConfig
 from optimizer.allocate.problem import (
     Problem,
     bid_for_spend,
@@ -50,8 +51,7 @@ class ExactSolution:
 def inner_solution(
     problem: Problem,
     price: jax.Array,
-    objective: str,
-    first_price: bool,
+    config: SolveConfig,
     steps: int = 60,
     grid_points: int = _GRID,
     peaks: int = _PEAKS,
@@ -61,21 +61,19 @@ def inner_solution(
     ``price`` is () or (A,), objective per currency unit.
     """
     low, high = log_bid_bounds(problem)
-    upper = jnp.minimum(problem.upper, capacity(problem, first_price))
+    upper = jnp.minimum(problem.upper, capacity(problem, config))
     lower = jnp.minimum(problem.lower, upper)
     # Bound-hitting bids cost a bisection each: skip it when no audience has bounds.
     u_lo = jax.lax.cond(
         jnp.any(lower > 0),
-        lambda: jnp.where(
-            lower > 0, bid_for_spend(problem, lower, first_price, steps), low
-        ),
+        lambda: jnp.where(lower > 0, bid_for_spend(problem, lower, config, steps), low),
         lambda: low,
     )
     u_hi = jax.lax.cond(
         jnp.any(jnp.isfinite(problem.upper)),
         lambda: jnp.where(
             jnp.isfinite(problem.upper),
-            bid_for_spend(problem, upper, first_price, steps),
+            bid_for_spend(problem, upper, config, steps),
             high,
         ),
         lambda: high,
@@ -85,9 +83,7 @@ def inner_solution(
     price = jnp.broadcast_to(price, low.shape)
 
     def lagrangian(u):
-        return gain_at(problem, u, objective) - price * spend_at(
-            problem, u, first_price
-        )
+        return gain_at(problem, u, config) - price * spend_at(problem, u, config)
 
     values = jax.vmap(lagrangian, in_axes=1, out_axes=1)(grid)
     # Refine the best few local maxima of the grid, then keep the best refined one,
@@ -107,9 +103,7 @@ def inner_solution(
 
     def refine(lo_u, hi_u):
         return bisect(
-            lambda u: (
-                log_price[:, 0] - log_marginal_at(problem, u, objective, first_price)
-            ),
+            lambda u: log_price[:, 0] - log_marginal_at(problem, u, config),
             lo_u,
             hi_u,
             steps,
@@ -126,44 +120,33 @@ def inner_solution(
 def dual_value(
     problem: Problem,
     price: jax.Array,
-    objective: str,
-    first_price: bool,
+    config: SolveConfig,
     grid_points: int = _GRID,
     steps: int = 40,
     peaks: int = _PEAKS,
 ) -> jax.Array:
     """D(price) >= optimum for any price >= 0 (weak duality); price () or (A,)."""
-    u = inner_solution(
-        problem, price, objective, first_price, steps, grid_points, peaks
-    )
+    u = inner_solution(problem, price, config, steps, grid_points, peaks)
     price = jnp.broadcast_to(price, u.shape)
-    return jnp.sum(
-        gain_at(problem, u, objective) - price * spend_at(problem, u, first_price)
-    )
+    return jnp.sum(gain_at(problem, u, config) - price * spend_at(problem, u, config))
 
 
-@jax.jit(static_argnames=("objective", "first_price", "steps"))
+@jax.jit(static_argnames=("config", "steps"))
 def solve_exact(
-    problem: Problem,
-    objective: str = "conversions",
-    first_price: bool = False,
-    steps: int = 60,
+    problem: Problem, config: SolveConfig = DEFAULT_CONFIG, steps: int = 60
 ) -> ExactSolution:
-    """Optimal plan of ``problem`` (assumes it is feasible: sum(lower) <= budget)."""
+    """Optimal plan of ``problem`` (assumes it is feasible: sum(lower) <= budget).
+
+    ``config.spend_all`` is not read: this plan spends the budget, or every
+    audience's capacity where that is less.
+    """
     low, high = log_bid_bounds(problem)
-    lo_price = jnp.min(log_marginal_at(problem, high, objective, first_price)) - 1.0
-    hi_price = jnp.max(log_marginal_at(problem, low, objective, first_price)) + 1.0
+    lo_price = jnp.min(log_marginal_at(problem, high, config)) - 1.0
+    hi_price = jnp.max(log_marginal_at(problem, low, config)) + 1.0
 
     def total(log_price: jax.Array) -> jax.Array:
-        return jnp.sum(
-            spend_at(
-                problem,
-                inner_solution(
-                    problem, jnp.exp(log_price), objective, first_price, steps
-                ),
-                first_price,
-            )
-        )
+        u = inner_solution(problem, jnp.exp(log_price), config, steps)
+        return jnp.sum(spend_at(problem, u, config))
 
     def under(log_price: jax.Array) -> jax.Array:
         return problem.budget - total(log_price)
@@ -175,17 +158,17 @@ def solve_exact(
         return jnp.where(ok, lo, mid), jnp.where(ok, mid, hi)
 
     over_price, log_price = jax.lax.fori_loop(0, steps, body, (lo_price, hi_price))
-    upper = jnp.minimum(problem.upper, capacity(problem, first_price))
+    upper = jnp.minimum(problem.upper, capacity(problem, config))
     binding = jnp.sum(upper) > problem.budget
     spend = _recover_primal(
-        problem, jnp.exp(log_price), jnp.exp(over_price), objective, first_price, steps
+        problem, jnp.exp(log_price), jnp.exp(over_price), config, steps
     )
     spend = jnp.where(binding, spend, upper)
-    u = bid_for_spend(problem, spend, first_price, steps)
-    gains = gain_at(problem, u, objective)
+    u = bid_for_spend(problem, spend, config, steps)
+    gains = gain_at(problem, u, config)
     return ExactSolution(
         u,
-        spend_at(problem, u, first_price),
+        spend_at(problem, u, config),
         gains,
         jnp.where(binding, jnp.exp(log_price), 0.0),
         jnp.sum(gains),
@@ -196,22 +179,13 @@ def _recover_primal(
     problem: Problem,
     price: jax.Array,
     over_price: jax.Array,
-    objective: str,
-    first_price: bool,
+    config: SolveConfig,
     steps: int,
 ) -> jax.Array:
     """(A,) spends at the budget price, with any budget left by a jump in a
     non-concave response given to the audiences that jump (exact when one does)."""
-    under = spend_at(
-        problem,
-        inner_solution(problem, price, objective, first_price, steps),
-        first_price,
-    )
-    over = spend_at(
-        problem,
-        inner_solution(problem, over_price, objective, first_price, steps),
-        first_price,
-    )
+    under = spend_at(problem, inner_solution(problem, price, config, steps), config)
+    over = spend_at(problem, inner_solution(problem, over_price, config, steps), config)
     gap = jnp.maximum(over - under, 0.0)
     left = jnp.maximum(problem.budget - jnp.sum(under), 0.0)
     return under + gap * jnp.minimum(1.0, left / jnp.maximum(jnp.sum(gap), 1e-300))

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from optimizer.allocate import response
+from optimizer.allocate.config import SolveConfig
 from optimizer.market.params import MarketParams
 
 
@@ -83,34 +84,32 @@ def log_bid_bounds(problem: Problem) -> tuple[jax.Array, jax.Array]:
     return low, jnp.maximum(jnp.minimum(high, problem.max_log_bid), low)
 
 
-def capacity(problem: Problem, first_price: bool) -> jax.Array:
+def capacity(problem: Problem, config: SolveConfig) -> jax.Array:
     """(A,) the most each audience can spend over the horizon at its highest bid."""
     _, high = log_bid_bounds(problem)
     return problem.auctions * jax.vmap(response.spend, in_axes=(0, 0, None))(
-        problem.params, high, first_price
+        problem.params, high, config
     )
 
 
-def spend_at(problem: Problem, u: jax.Array, first_price: bool) -> jax.Array:
+def spend_at(problem: Problem, u: jax.Array, config: SolveConfig) -> jax.Array:
     """(A,) spend over the horizon at log bids ``u``."""
     return problem.auctions * jax.vmap(response.spend, in_axes=(0, 0, None))(
-        problem.params, u, first_price
+        problem.params, u, config
     )
 
 
-def gain_at(problem: Problem, u: jax.Array, objective: str) -> jax.Array:
+def gain_at(problem: Problem, u: jax.Array, config: SolveConfig) -> jax.Array:
     """(A,) objective over the horizon at log bids ``u``."""
     return problem.auctions * jax.vmap(response.gain, in_axes=(0, 0, None))(
-        problem.params, u, objective
+        problem.params, u, config
     )
 
 
-def log_marginal_at(
-    problem: Problem, u: jax.Array, objective: str, first_price: bool
-) -> jax.Array:
+def log_marginal_at(problem: Problem, u: jax.Array, config: SolveConfig) -> jax.Array:
     """(A,) log marginal objective per currency at log bids ``u``."""
-    return jax.vmap(response.log_marginal, in_axes=(0, 0, None, None))(
-        problem.params, u, objective, first_price
+    return jax.vmap(response.log_marginal, in_axes=(0, 0, None))(
+        problem.params, u, config
     )
 
 
@@ -128,10 +127,8 @@ def bisect(fn, low: jax.Array, high: jax.Array, steps: int = 60) -> jax.Array:
 
 
 def bid_for_spend(
-    problem: Problem, target: jax.Array, first_price: bool, steps: int = 60
+    problem: Problem, target: jax.Array, config: SolveConfig, steps: int = 60
 ) -> jax.Array:
     """(A,) log bid whose expected spend over the horizon is ``target`` (clipped to range)."""
     low, high = log_bid_bounds(problem)
-    return bisect(
-        lambda u: spend_at(problem, u, first_price) - target, low, high, steps
-    )
+    return bisect(lambda u: spend_at(problem, u, config) - target, low, high, steps)

@@ -1,7 +1,8 @@
 """Per-audience response in log-bid space: spend, objective and marginal return.
 
 These are the pieces the allocator and the exact solver share. For one audience
-(MarketParams without the A axis) and u = log(bid):
+(MarketParams without the A axis), u = log(bid) and a SolveConfig (objective
+and auction type):
   spend(u)     expected spend per auction (currency),
   gain(u)      expected objective per auction (conversions or value),
   log_marginal log of d gain / d spend along the bid: the extra conversions (or
@@ -16,6 +17,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import log_ndtr, logsumexp
 
+from optimizer.allocate.config import SolveConfig
 from optimizer.market.params import MarketParams, price_cells
 
 _LOG_SQRT_2PI = 0.5 * jnp.log(2 * jnp.pi)
@@ -25,44 +27,42 @@ def _log_w(w: jax.Array) -> jax.Array:
     return jnp.log(jnp.maximum(w, 1e-300))
 
 
-def per_unit_gain(p: MarketParams, objective: str) -> jax.Array:
+def per_unit_gain(p: MarketParams, config: SolveConfig) -> jax.Array:
     """(K,) objective per won impression: conversions, or conversions x value."""
-    return p.p_conv if objective == "conversions" else p.p_conv * p.value
+    return p.p_conv if config.objective == "conversions" else p.p_conv * p.value
 
 
-def spend(p: MarketParams, u: jax.Array, first_price: bool) -> jax.Array:
+def spend(p: MarketParams, u: jax.Array, config: SolveConfig) -> jax.Array:
     """Expected spend per auction at bid exp(u)."""
     d, m, s, w = price_cells(p, u)
-    if first_price:
+    if config.first_price:
         return jnp.exp(u) * jnp.sum(w * jnp.exp(log_ndtr(d)))
     return jnp.sum(w * jnp.exp(m + 0.5 * s**2 + log_ndtr(d - s)))
 
 
-def gain(p: MarketParams, u: jax.Array, objective: str) -> jax.Array:
+def gain(p: MarketParams, u: jax.Array, config: SolveConfig) -> jax.Array:
     """Expected objective per auction at bid exp(u)."""
     d, _, _, w = price_cells(p, u)
-    return jnp.sum(w * per_unit_gain(p, objective)[:, None] * jnp.exp(log_ndtr(d)))
+    return jnp.sum(w * per_unit_gain(p, config)[:, None] * jnp.exp(log_ndtr(d)))
 
 
-def log_spend_slope(p: MarketParams, u: jax.Array, first_price: bool) -> jax.Array:
+def log_spend_slope(p: MarketParams, u: jax.Array, config: SolveConfig) -> jax.Array:
     """log of d spend / d u (spend per auction per unit of log bid)."""
     d, _, s, w = price_cells(p, u)
     log_density = (
         logsumexp(_log_w(w) - jnp.log(s) - 0.5 * d**2) - _LOG_SQRT_2PI
     )  # d win / d u
-    if first_price:
+    if config.first_price:
         return u + jnp.logaddexp(logsumexp(_log_w(w) + log_ndtr(d)), log_density)
     return u + log_density
 
 
-def log_marginal(
-    p: MarketParams, u: jax.Array, objective: str, first_price: bool
-) -> jax.Array:
+def log_marginal(p: MarketParams, u: jax.Array, config: SolveConfig) -> jax.Array:
     """log of d gain / d spend at bid exp(u) (objective per extra currency unit)."""
     d, _, s, w = price_cells(p, u)
-    g = per_unit_gain(p, objective)[:, None]
+    g = per_unit_gain(p, config)[:, None]
     log_gain_slope = logsumexp(_log_w(w * g) - jnp.log(s) - 0.5 * d**2) - _LOG_SQRT_2PI
-    return log_gain_slope - log_spend_slope(p, u, first_price)
+    return log_gain_slope - log_spend_slope(p, u, config)
 
 
 def bid_range(p: MarketParams) -> tuple[jax.Array, jax.Array]:

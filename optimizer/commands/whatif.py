@@ -15,14 +15,14 @@ from optimizer.io.plan_dir import read_plan
 from optimizer.io.schema import read_settings
 from optimizer.market.params import expected_outcomes
 from optimizer.market.store import load_market
-from optimizer.plan.batch import (
-    parse_budgets,
-    read_scenario_file,
-    run_frontier,
-    run_whatif,
-)
+from optimizer.plan.batch import parse_budgets, run_frontier, run_whatif
 from optimizer.plan.resolve import resolve, solve_plan
-from optimizer.plan.scenario import Scenario, load_scenario, scenario_from_mapping
+from optimizer.plan.scenario import (
+    Scenario,
+    load_scenario,
+    read_scenario_file,
+    scenario_from_mapping,
+)
 
 
 def _settings(market, settings_file: Path | None, plan_doc: dict | None):
@@ -172,7 +172,11 @@ def write_frontier(
     frame = run_frontier(inputs, grid, mesh=mesh)
     p = inputs.problem
     current = expected_outcomes(
-        p.params, jnp.asarray(market.current_bid), p.days, None, inputs.first_price
+        p.params,
+        jnp.asarray(market.current_bid),
+        p.days,
+        None,
+        inputs.config.first_price,
     )
     meta = {
         "days": days,

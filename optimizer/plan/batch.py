@@ -10,8 +10,6 @@ audience axis of the problem (frontier); results equal the one-device run.
 from __future__ import annotations
 
 import dataclasses
-import tomllib
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -20,41 +18,25 @@ import pandas as pd
 from jax.sharding import Mesh
 
 from optimizer import devices
-from optimizer.allocate.allocator import (
-    Allocation,
-    allocate,
-    allocate_path,
-    allocate_path_sharded,
-)
+from optimizer.allocate.allocator import Allocation, allocate, allocate_path
+from optimizer.allocate.config import DEFAULT_CONFIG, SolveConfig
 from optimizer.allocate.problem import Problem
+from optimizer.allocate.sharded import allocate_path_sharded
 from optimizer.errors import InputError
 from optimizer.io.columns import COMPARISON_COLUMNS
 from optimizer.market.fit import FittedMarket
 from optimizer.market.params import expected_outcomes
 from optimizer.plan.resolve import PlanInputs, resolve, target_budget
-from optimizer.plan.scenario import Scenario, scenario_from_mapping
-
-
-def read_scenario_file(path: Path, base: Scenario) -> Scenario:
-    """A what-if file laid over the base scenario (its keys win)."""
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"scenario {path}: cannot be read as TOML ({exc}).") from exc
-    merged = {k: v for k, v in base.to_dict().items() if v not in (None, {}, [])}
-    merged.pop("name", None)
-    merged.update(data)
-    merged.setdefault("name", Path(path).stem)
-    return scenario_from_mapping(merged, str(path))
+from optimizer.plan.scenario import Scenario
 
 
 def _stack(problems: list) -> object:
     return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *problems)
 
 
-def _totals(problem, bid, cap, first_price: bool) -> dict[str, jax.Array]:
+def _totals(problem, bid, cap, config: SolveConfig) -> dict[str, jax.Array]:
     return expected_outcomes(
-        problem.params, bid, problem.days, cap, first_price
+        problem.params, bid, problem.days, cap, config.first_price
     ).totals()
 
 
@@ -73,10 +55,7 @@ def _row(name: str, variant: str, budget: float, t: dict) -> dict:
 
 
 def _check_batchable(inputs: list[PlanInputs], names: list[str]) -> None:
-    signature = {
-        (i.objective, i.first_price, i.spend_all, i.problem.group_cap.shape)
-        for i in inputs
-    }
+    signature = {(i.config, i.problem.group_cap.shape) for i in inputs}
     if len(signature) > 1:
         raise InputError(
             f"scenarios {names} differ in objective, auction type, spend_all or group caps; what-if compares scenarios that share those. Split them into separate runs."
@@ -109,11 +88,7 @@ def run_whatif(
     inputs = [resolve(market, s, settings) for s in scenarios]
     _check_batchable([base_inputs, *inputs], [s.name for s in scenarios])
     batch = _stack([i.problem for i in inputs])
-    fp, objective, spend_all = (
-        base_inputs.first_price,
-        base_inputs.objective,
-        base_inputs.spend_all,
-    )
+    config = base_inputs.config
     removed = jnp.asarray(np.stack([i.removed for i in inputs]))
     scale = jnp.asarray([s.budget_scale for s in scenarios])
     bid, cap = jnp.asarray(base_bid), jnp.asarray(base_budget)
@@ -121,17 +96,17 @@ def run_whatif(
     @jax.jit
     def keep_plan(batch, removed, scale):
         return jax.vmap(
-            lambda p, r, c: _totals(p, bid, jnp.where(r, 0.0, c * cap), fp)
+            lambda p, r, c: _totals(p, bid, jnp.where(r, 0.0, c * cap), config)
         )(batch, removed, scale)
 
     if mesh is None:
         kept = keep_plan(batch, removed, scale)
     else:
         kept = _solve_sharded(keep_plan, (batch, removed, scale), mesh)
-    allocs = allocate_batch(batch, objective, fp, spend_all, mesh)
+    allocs = allocate_batch(batch, config, mesh)
     allocs = _apply_targets(scenarios, inputs, allocs)
-    reopt = jax.vmap(lambda p, a: _totals(p, a.bid, a.budget, fp))(batch, allocs)
-    base_totals = _totals(base_inputs.problem, bid, cap, fp)
+    reopt = jax.vmap(lambda p, a: _totals(p, a.bid, a.budget, config))(batch, allocs)
+    base_totals = _totals(base_inputs.problem, bid, cap, config)
     rows = [_row("base", "base_plan", float(np.sum(base_budget)), base_totals)]
     plans = {}
     for i, s in enumerate(scenarios):
@@ -157,19 +132,13 @@ def run_whatif(
     return pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS)), plans
 
 
-@jax.jit(static_argnames=("objective", "first_price", "spend_all"))
-def _allocate_many(
-    batch: Problem, objective: str, first_price: bool, spend_all: bool
-) -> Allocation:
-    return jax.vmap(lambda p: allocate(p, objective, first_price, spend_all))(batch)
+@jax.jit(static_argnames=("config",))
+def _allocate_many(batch: Problem, config: SolveConfig) -> Allocation:
+    return jax.vmap(lambda p: allocate(p, config))(batch)
 
 
 def allocate_batch(
-    batch: Problem,
-    objective: str = "conversions",
-    first_price: bool = False,
-    spend_all: bool = False,
-    mesh: Mesh | None = None,
+    batch: Problem, config: SolveConfig = DEFAULT_CONFIG, mesh: Mesh | None = None
 ) -> Allocation:
     """Plans of S stacked problems (every array with a leading scenario axis S).
 
@@ -179,12 +148,8 @@ def allocate_batch(
     scenario's plan is the same as without ``mesh``.
     """
     if mesh is None:
-        return _allocate_many(batch, objective, first_price, spend_all)
-    return _solve_sharded(
-        lambda b: _allocate_many(b, objective, first_price, spend_all),
-        (batch,),
-        mesh,
-    )
+        return _allocate_many(batch, config)
+    return _solve_sharded(lambda b: _allocate_many(b, config), (batch,), mesh)
 
 
 def _solve_sharded(solve, batch: tuple, mesh: Mesh):
@@ -206,9 +171,7 @@ def _apply_targets(scenarios: list[Scenario], inputs: list[PlanInputs], allocs):
         if budget < float(inp.problem.budget):
             one = allocate(
                 dataclasses.replace(inp.problem, budget=jnp.asarray(budget)),
-                inp.objective,
-                inp.first_price,
-                inp.spend_all,
+                inp.config,
             )
             allocs = jax.tree_util.tree_map(
                 lambda batch, x, i=i: batch.at[i].set(x), allocs, one
@@ -228,14 +191,13 @@ def run_frontier(
     p = inputs.problem
     order = np.argsort(budgets)
     sorted_budgets = jnp.asarray(budgets[order], jnp.float64)
-    args = (inputs.objective, inputs.first_price, inputs.spend_all)
     if mesh is None:
-        allocs = allocate_path(p, sorted_budgets, *args)
+        allocs = allocate_path(p, sorted_budgets, inputs.config)
     else:
-        allocs = allocate_path_sharded(p, sorted_budgets, mesh, *args)
+        allocs = allocate_path_sharded(p, sorted_budgets, mesh, inputs.config)
     totals = jax.vmap(
         lambda b, a: _totals(
-            dataclasses.replace(p, budget=b), a.bid, a.budget, inputs.first_price
+            dataclasses.replace(p, budget=b), a.bid, a.budget, inputs.config
         )
     )(jnp.asarray(budgets[order]), allocs)
     undo = np.argsort(order)
@@ -244,7 +206,7 @@ def run_frontier(
     spend, conv, value = (totals[k] for k in ("spend", "conversions", "value"))
     marginal = (
         np.where(price > 0, 1 / np.where(price > 0, price, 1), np.nan)
-        if inputs.objective == "conversions"
+        if inputs.config.objective == "conversions"
         else np.full(len(budgets), np.nan)
     )
     frame = pd.DataFrame(
@@ -259,7 +221,7 @@ def run_frontier(
             "marginal_cpa": np.round(marginal, 2),
         }
     )
-    if inputs.objective == "value":
+    if inputs.config.objective == "value":
         frame["marginal_roas"] = np.round(price, 4)
     return frame
 

@@ -43,8 +43,9 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 def _marginal_cpa(plan: SolvedPlan) -> np.ndarray:
     """(A,) currency per extra conversion at the planned bid (NaN for removed)."""
     p = plan.inputs.problem
-    log_m = jax.vmap(response.log_marginal, in_axes=(0, 0, None, None))(
-        p.params, jnp.log(plan.allocation.bid), "conversions", plan.inputs.first_price
+    config = dataclasses.replace(plan.inputs.config, objective="conversions")
+    log_m = jax.vmap(response.log_marginal, in_axes=(0, 0, None))(
+        p.params, jnp.log(plan.allocation.bid), config
     )
     return np.where(plan.inputs.removed, np.nan, np.exp(-np.asarray(log_m)))
 
@@ -93,8 +94,8 @@ def _sensitivities(plan: SolvedPlan) -> dict:
         shocked = dataclasses.replace(
             p, params=shift_market(p.params, price_shift, rate_shift)
         )
-        gains = gain_at(shocked, u, inputs.objective) * share
-        spends = spend_at(shocked, u, inputs.first_price) * share
+        gains = gain_at(shocked, u, inputs.config) * share
+        spends = spend_at(shocked, u, inputs.config) * share
         return jnp.sum(gains) - alloc.dual_price * (jnp.sum(spends) - p.budget)
 
     d_price, d_rate = jax.grad(lagrangian, argnums=(0, 1))(jnp.zeros(a), jnp.zeros(a))
@@ -118,15 +119,16 @@ def response_curves(plan: SolvedPlan, points: int = 40) -> dict:
     from optimizer.allocate.problem import gain_at, log_bid_bounds, spend_at
 
     p = plan.inputs.problem
+    config = plan.inputs.config
+    by_conv = dataclasses.replace(config, objective="conversions")
+    by_value = dataclasses.replace(config, objective="value")
     low, high = log_bid_bounds(p)
     grid = (
         low[:, None] + (high - low)[:, None] * jnp.linspace(0.35, 1.0, points)[None, :]
     )
-    spend = jax.vmap(
-        lambda u: spend_at(p, u, plan.inputs.first_price), in_axes=1, out_axes=1
-    )(grid)
-    conv = jax.vmap(lambda u: gain_at(p, u, "conversions"), in_axes=1, out_axes=1)(grid)
-    value = jax.vmap(lambda u: gain_at(p, u, "value"), in_axes=1, out_axes=1)(grid)
+    spend = jax.vmap(lambda u: spend_at(p, u, config), in_axes=1, out_axes=1)(grid)
+    conv = jax.vmap(lambda u: gain_at(p, u, by_conv), in_axes=1, out_axes=1)(grid)
+    value = jax.vmap(lambda u: gain_at(p, u, by_value), in_axes=1, out_axes=1)(grid)
     return {
         name: {
             "bid": np.round(np.exp(np.asarray(grid[i])), 6).tolist(),
@@ -230,11 +232,12 @@ def plan_document(
 ) -> dict:
     """Everything plan.json holds."""
     alloc = plan.allocation
+    config = plan.inputs.config
     objective = float(alloc.objective)
     tot = totals(frame)
     key = (
         "expected_conversions"
-        if plan.inputs.objective == "conversions"
+        if config.objective == "conversions"
         else "expected_value"
     )
     current_obj = (
@@ -245,8 +248,8 @@ def plan_document(
     return {
         "format": "adplan-plan/1",
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "objective": plan.inputs.objective,
-        "auction_type": "first_price" if plan.inputs.first_price else "second_price",
+        "objective": config.objective,
+        "auction_type": "first_price" if config.first_price else "second_price",
         "days": float(plan.inputs.problem.days),
         "budget": float(plan.inputs.problem.budget),
         "budget_used": plan.budget_used,
@@ -255,9 +258,9 @@ def plan_document(
         "audiences": frame.replace({np.nan: None}).to_dict(orient="records"),
         "certificate": {
             "dual_price": float(alloc.dual_price),
-            "dual_price_meaning": f"extra {plan.inputs.objective} per extra currency unit of budget",
+            "dual_price_meaning": f"extra {config.objective} per extra currency unit of budget",
             "marginal_cpa_at_optimum": (1.0 / float(alloc.dual_price))
-            if plan.inputs.objective == "conversions" and float(alloc.dual_price) > 0
+            if config.objective == "conversions" and float(alloc.dual_price) > 0
             else None,
             "kkt_residual": float(alloc.kkt_residual),
             "duality_gap": float(alloc.duality_gap),

@@ -18,8 +18,10 @@ import numpy as np
 import pandas as pd
 from jax.sharding import Mesh
 
-from optimizer.allocate.allocator import Allocation, allocate, allocate_sharded
+from optimizer.allocate.allocator import Allocation, allocate
+from optimizer.allocate.config import SolveConfig
 from optimizer.allocate.problem import Problem, capacity, make_problem
+from optimizer.allocate.sharded import allocate_sharded
 from optimizer.errors import InfeasibleError, InputError
 from optimizer.market.fit import FittedMarket
 from optimizer.market.params import (
@@ -39,9 +41,7 @@ class PlanInputs:
 
     names: list[str]
     problem: Problem
-    objective: str
-    first_price: bool
-    spend_all: bool
+    config: SolveConfig  # objective, auction type, spend_all
     removed: np.ndarray  # (A,) bool
     groups: list[str]
     notes: list[str]
@@ -191,21 +191,13 @@ def resolve(
         if scenario.auction_type is None
         else scenario.auction_type == "first_price"
     )
-    _check_feasible(problem, names, first_price, groups)
-    return PlanInputs(
-        names,
-        problem,
-        scenario.objective,
-        first_price,
-        scenario.spend_all,
-        removed,
-        groups,
-        [],
-    )
+    config = SolveConfig(scenario.objective, first_price, scenario.spend_all)
+    _check_feasible(problem, names, config, groups)
+    return PlanInputs(names, problem, config, removed, groups, [])
 
 
 def _check_feasible(
-    problem: Problem, names: list[str], first_price: bool, groups: list[str]
+    problem: Problem, names: list[str], config: SolveConfig, groups: list[str]
 ) -> None:
     lower = np.asarray(problem.lower)
     budget = float(problem.budget)
@@ -213,7 +205,7 @@ def _check_feasible(
         raise InfeasibleError(
             f"the minimum spends add up to {lower.sum():,.2f} but the budget is {budget:,.2f}. Raise the budget to at least {lower.sum():,.2f} or lower some min_spend values."
         )
-    cap = np.asarray(capacity(problem, first_price))
+    cap = np.asarray(capacity(problem, config))
     short = np.flatnonzero(lower > cap * (1 + 1e-9))
     if short.size:
         i = short[0]
@@ -241,17 +233,15 @@ def _solve(
         inputs.problem, budget=jnp.asarray(budget, jnp.float64)
     )
     if mesh is not None:
-        return allocate_sharded(
-            problem, mesh, inputs.objective, inputs.first_price, inputs.spend_all
-        )
-    return allocate(problem, inputs.objective, inputs.first_price, inputs.spend_all)
+        return allocate_sharded(problem, mesh, inputs.config)
+    return allocate(problem, inputs.config)
 
 
 def outcomes_of(inputs: PlanInputs, allocation: Allocation) -> Outcomes:
     """Expected outcomes over the horizon at the allocation's bids and caps."""
     p = inputs.problem
     return expected_outcomes(
-        p.params, allocation.bid, p.days, allocation.budget, inputs.first_price
+        p.params, allocation.bid, p.days, allocation.budget, inputs.config.first_price
     )
 
 
@@ -321,7 +311,7 @@ def goal_seek(inputs: PlanInputs, target: float, metric: str = "conversions") ->
         np.sum(
             np.minimum(
                 np.asarray(inputs.problem.upper),
-                np.asarray(capacity(inputs.problem, inputs.first_price)),
+                np.asarray(capacity(inputs.problem, inputs.config)),
             )
         )
     )
@@ -366,7 +356,11 @@ def solve_plan(
     allocation = _solve(inputs, used, mesh)
     p = inputs.problem
     current = expected_outcomes(
-        p.params, jnp.asarray(market.current_bid), p.days, None, inputs.first_price
+        p.params,
+        jnp.asarray(market.current_bid),
+        p.days,
+        None,
+        inputs.config.first_price,
     )
     return SolvedPlan(
         inputs, allocation, outcomes_of(inputs, allocation), current, used

@@ -1,6 +1,7 @@
 """Scenario files (TOML): budget, horizon, objective, auction type, targets, what-ifs.
 
-Precedence is defaults < file < command-line flags. Unknown keys are errors that
+Precedence is defaults < file < command-line flags; a what-if file is laid over
+its base scenario. Unknown keys are errors that
 name the key, so a typo never silently changes a plan.
 """
 
@@ -214,3 +215,16 @@ def load_scenario(
         merged = {**current, **changes}
         scenario = scenario_from_mapping(merged, source)
     return scenario
+
+
+def read_scenario_file(path: Path, base: Scenario) -> Scenario:
+    """A what-if file laid over the base scenario (its keys win)."""
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"scenario {path}: cannot be read as TOML ({exc}).") from exc
+    merged = {k: v for k, v in base.to_dict().items() if v not in (None, {}, [])}
+    merged.pop("name", None)
+    merged.update(data)
+    merged.setdefault("name", Path(path).stem)
+    return scenario_from_mapping(merged, str(path))

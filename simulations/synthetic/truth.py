@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from optimizer.allocate.config import SolveConfig
 from optimizer.allocate.exact import ExactSolution, solve_exact
 from optimizer.allocate.problem import make_problem
 from optimizer.errors import InputError
@@ -191,7 +192,9 @@ class Truth:
     ) -> ExactSolution:
         """The exact optimal plan under the truth for a total budget over ``days``."""
         problem = make_problem(self.market_params(), days, budget)
-        return solve_exact(problem, objective, self.auction_type == "first_price")
+        return solve_exact(
+            problem, SolveConfig(objective, self.auction_type == "first_price")
+        )
 
     def usual_bids(self) -> np.ndarray:
         """(A,) the behaviour policy's usual bid per audience (the 'current' plan)."""
