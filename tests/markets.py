@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
+from optimizer.market.fit import FittedMarket
 from optimizer.market.params import MarketParams
 
 
@@ -57,3 +58,24 @@ def sample_prices(
     j = rng.choice(2, n, p=np.asarray(params.mix_weight[a]))
     loc = np.asarray(params.price_loc[a])[k] + np.asarray(params.mix_loc[a])[j]
     return np.exp(loc + np.asarray(params.mix_scale[a])[j] * rng.standard_normal(n)), k
+
+
+def fitted_market(
+    seed: int,
+    audiences: int = 4,
+    auction_type: str = "second_price",
+    metrics: dict | None = None,
+) -> FittedMarket:
+    """:func:`random_market` as a fitted market: audiences aud0, aud1, ...; recent
+    bids 0.01, recent spend 10 a day, default max bid 1, no revenue in the log."""
+    a = audiences
+    return FittedMarket(
+        names=[f"aud{i}" for i in range(a)],
+        auction_type=auction_type,
+        params=random_market(seed, audiences=a),
+        current_bid=np.full(a, 0.01),
+        current_daily_spend=np.full(a, 10.0),
+        bid_ceiling=np.full(a, 1.0),
+        has_value=False,
+        metrics=metrics or {},
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from optimizer.errors import InputError
-from optimizer.plan.scenario import load_scenario
+from optimizer.plan.scenario import Scenario, load_scenario, read_scenario_file
 
 
 def _write(tmp_path, text):
@@ -52,3 +52,19 @@ def test_shipped_scenarios_load():
     files = sorted(Path("simulations/scenarios").glob("*.toml"))
     for path in files:
         load_scenario(path)
+
+
+def test_whatif_file_is_laid_over_the_base(tmp_path):
+    base = Scenario(name="base", budget=100.0, days=7.0, max_cpa=20.0)
+    s = read_scenario_file(_write(tmp_path, "price_shift = 0.1\ndays = 3"), base)
+    assert (s.name, s.budget, s.days, s.max_cpa, s.price_shift) == (
+        "s",  # the file's name unless it sets one
+        100.0,
+        3.0,
+        20.0,
+        0.1,
+    )
+    with pytest.raises(InputError, match="cannot be read as TOML"):
+        read_scenario_file(_write(tmp_path, "budget = ["), base)
+    with pytest.raises(InputError, match="unknown key 'budgett'"):
+        read_scenario_file(_write(tmp_path, "budgett = 5"), base)

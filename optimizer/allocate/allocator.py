@@ -173,8 +173,8 @@ def allocate(
     """Plan bids and budgets for ``problem`` (assumed feasible: sum(lower) <= budget).
 
     The audience axis may be sharded over devices (see
-    :func:`~optimizer.allocate.sharded.shard_problem`);
-    the result is the same as on one device, up to the order of the sums.
+    :func:`~optimizer.allocate.sharded.shard_problem`); the result is the same
+    as on one device, up to the order of the sums.
 
     Args:
         problem: market, horizon, budget and bounds.
