@@ -8,6 +8,7 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -97,3 +98,44 @@ def test_tests_never_write_to_the_users_home():
     home_cache = Path.home() / ".cache" / "adplan"
     assert not str(devices.compilation_cache_folder()).startswith(str(home_cache))
     assert os.environ["ADPLAN_CACHE_DIR"]
+
+
+def _landscape_rows(seed: int):
+    from optimizer.market.landscape import LandscapeData
+
+    rng = np.random.default_rng(seed)
+    n, a = 240, 3
+    audience = np.repeat(np.arange(a, dtype=np.int32), n // a)
+    log_price = rng.normal(-6.0 + 0.3 * audience, 0.5)
+    log_bid = rng.normal(-6.0, 0.6, n)
+    won = log_bid > log_price
+    return LandscapeData(
+        audience=audience,
+        log_bid=log_bid,
+        log_cost=np.where(won, log_price, 0.0),
+        won=won,
+        shift=rng.normal(0.0, 0.2, n),
+        n_audiences=a,
+        first_price=False,
+    )
+
+
+def test_landscape_fit_compiles_once_per_shape():
+    """A second log of the same size compiles nothing (no jit built per call)."""
+    from jax import monitoring
+
+    from optimizer.market.landscape import _fit
+
+    seen = {"on": False, "compiles": 0}
+
+    def listen(event, _seconds, **_):
+        if seen["on"] and event == "/jax/core/compile/backend_compile_duration":
+            seen["compiles"] += 1
+
+    monitoring.register_event_duration_secs_listener(listen)
+    _fit(_landscape_rows(0), mixture=False, iterations=20)  # the plain family only
+    seen["on"] = True
+    params, loglik = _fit(_landscape_rows(1), mixture=False, iterations=20)
+    seen["on"] = False
+    assert seen["compiles"] == 0
+    assert np.all(np.isfinite(params["mu"])) and np.all(np.isfinite(loglik))
