@@ -24,7 +24,7 @@ RUNS      ?= 200
 SCENARIO  ?= simulations/scenarios/*.toml
 N_AUDIENCES ?= 24
 
-.PHONY: demo test bench bench-allocator bench-quality bench-scaleout lint fmt data train plan simulate whatif frontier report clean install browser
+.PHONY: demo test bench bench-allocator bench-quality bench-scaleout bench-cli lint fmt data train plan simulate whatif frontier report clean install browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,8 +34,21 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+DEMO_STAGES := data train plan simulate whatif frontier report
+
+# Each stage's wall time is printed after it, and the total at the end.
 demo: $(STAMP)
-	$(MAKE) --no-print-directory data train plan simulate whatif frontier report
+	@begin=$$(date +%s%N); times=""; \
+	for stage in $(DEMO_STAGES); do \
+	  start=$$(date +%s%N); \
+	  $(MAKE) --no-print-directory $$stage || exit 1; \
+	  took=$$(( ($$(date +%s%N) - start) / 1000000 )); \
+	  line=$$(printf '%-9s %4d.%d s' $$stage $$((took / 1000)) $$((took % 1000 / 100))); \
+	  echo "== $$line"; times="$$times$$line\n"; \
+	done; \
+	took=$$(( ($$(date +%s%N) - begin) / 1000000 )); \
+	echo ""; echo "Stage times:"; printf "$$times"; \
+	printf '%-9s %4d.%d s\n' total $$((took / 1000)) $$((took % 1000 / 100))
 	@echo ""
 	@echo "Done. Your spend plan:  $(PLAN)/plan.csv  (details: $(PLAN)/plan.json)"
 	@echo "      Simulation:       $(SIM)/summary.csv"
@@ -89,6 +102,9 @@ bench-quality: $(STAMP)
 
 bench-scaleout: $(STAMP)
 	$(BIN)/python -m benchmarks.run scaleout
+
+bench-cli: $(STAMP)
+	$(BIN)/python -m benchmarks.run cli
 
 clean:
 	rm -rf $(OUT) reports/out .pytest_cache .ruff_cache .hypothesis

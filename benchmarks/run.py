@@ -1,11 +1,11 @@
 """Benchmark dispatcher: ``python -m benchmarks.run {all|allocator|frontier|...}``.
 
 Each benchmark prints its table and writes ``benchmarks/results/<name>.json``.
-``all`` runs allocator, frontier, simulator, training, scaleout and, where
+``all`` runs allocator, frontier, simulator, training, scaleout, cli and, where
 ``benchmarks/bench_quality.py`` exists, quality; one that fails is reported and
 the rest still run (exit status 1 at the end). Set ``ADPLAN_BENCH_QUICK=1`` to
 train on smaller logs (``QUICK_TRAINING_SIZES``) in the training benchmark and
-to run the quality and scale-out benchmarks with ``main(quick=True)``.
+to run the quality, scale-out and CLI benchmarks with ``main(quick=True)``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,15 @@ import jax
 jax.config.update("jax_enable_x64", True)
 
 QUICK_TRAINING_SIZES = (200_000,)
-ORDER = ("allocator", "frontier", "simulator", "training", "scaleout", "quality")
+ORDER = (
+    "allocator",
+    "frontier",
+    "simulator",
+    "training",
+    "scaleout",
+    "cli",
+    "quality",
+)
 USAGE = (
     f"usage: python -m benchmarks.run {{all|{'|'.join(ORDER)}}} [training sizes ...]"
 )
@@ -71,6 +79,12 @@ def _scaleout(_: list[str]) -> None:
     bench_scaleout.main(quick=_quick())
 
 
+def _cli(_: list[str]) -> None:
+    from benchmarks import bench_cli
+
+    bench_cli.main(quick=_quick())
+
+
 def _quality(_: list[str]) -> None:
     # Written separately; imported only when present so the others run without it.
     if importlib.util.find_spec("benchmarks.bench_quality") is None:
@@ -89,6 +103,7 @@ BENCHMARKS: dict[str, Callable[[list[str]], None]] = {
     "simulator": _simulator,
     "training": _training,
     "scaleout": _scaleout,
+    "cli": _cli,
     "quality": _quality,
 }
 

@@ -19,10 +19,16 @@ from optimizer.errors import InfeasibleError, InputError
 
 
 def _enable_x64() -> None:
-    """Money is summed in float64: switch JAX to 64-bit before any array exists."""
+    """Money is summed in float64: switch JAX to 64-bit before any array exists,
+    and turn on the compilation cache (off with ``adplan --no-cache``)."""
     import jax
 
+    from optimizer import devices
+
     jax.config.update("jax_enable_x64", True)
+    ctx = click.get_current_context(silent=True)
+    no_cache = bool(ctx and ctx.find_root().obj and ctx.find_root().obj["no_cache"])
+    devices.use_compilation_cache(devices.compilation_cache_folder(no_cache))
 
 
 def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -66,11 +72,18 @@ def echo(ctx: click.Context, message: str) -> None:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="adplan")
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors.")
+@click.option(
+    "--no-cache",
+    is_flag=True,
+    help="Compile from scratch: do not read or write the compilation cache "
+    "(~/.cache/adplan/jax, or ADPLAN_CACHE_DIR; ADPLAN_NO_CACHE=1 also turns it off).",
+)
 @click.pass_context
-def main(ctx: click.Context, quiet: bool) -> None:
+def main(ctx: click.Context, quiet: bool, no_cache: bool) -> None:
     """adplan: how much to spend and what to bid per audience, and why."""
     ctx.ensure_object(dict)
     ctx.obj["quiet"] = quiet
+    ctx.obj["no_cache"] = no_cache
 
 
 @main.command()

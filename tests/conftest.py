@@ -20,6 +20,13 @@ settings.register_profile("dev", max_examples=25, deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _compilation_cache_in_tmp(tmp_path_factory):
+    """adplan commands under test keep compiled programs in a temporary folder,
+    never in the user's ~/.cache (subprocesses inherit it)."""
+    os.environ["ADPLAN_CACHE_DIR"] = str(tmp_path_factory.mktemp("jax-cache"))
+
+
 @pytest.fixture(scope="session")
 def small_market(tmp_path_factory):
     """A 6-audience, 7-day synthetic market written to disk (events, settings, truth)."""

@@ -19,6 +19,7 @@ where BIC prefers it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -98,33 +99,59 @@ def _penalty(theta: dict, hyper: dict) -> jax.Array:
     return total
 
 
-def _init(data: LandscapeData, mixture: bool) -> tuple[dict, dict]:
+def _init(data: LandscapeData, mixture: bool) -> dict:
+    """Starting parameters (host arrays, (A,) each)."""
     anchor = np.where(data.won & ~data.first_price, data.log_cost, data.log_bid)
     counts = np.bincount(data.audience, minlength=data.n_audiences)
     sums = np.bincount(data.audience, weights=anchor, minlength=data.n_audiences)
     mu0 = np.where(counts > 0, sums / np.maximum(counts, 1), anchor.mean())
     a = data.n_audiences
     theta = {
-        "mu": jnp.asarray(mu0),
-        "log_sigma": jnp.full(a, np.log(0.5)),
-        "beta": jnp.zeros(a),
+        "mu": np.asarray(mu0, np.float64),
+        "log_sigma": np.full(a, np.log(0.5)),
+        "beta": np.zeros(a),
     }
     if mixture:
         theta |= {
-            "gap": jnp.full(a, 0.5),
-            "log_sigma2": jnp.full(a, np.log(0.3)),
-            "logit_pi2": jnp.full(a, -1.5),
+            "gap": np.full(a, 0.5),
+            "log_sigma2": np.full(a, np.log(0.3)),
+            "logit_pi2": np.full(a, -1.5),
         }
+    return theta
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=(
+        "n_audiences",
+        "first_price",
+        "mixture",
+        "iterations",
+        "tolerance",
+    ),
+)
+def _solve(
+    rows: dict,
+    theta: dict,
+    *,
+    n_audiences: int,
+    first_price: bool,
+    mixture: bool,
+    iterations: int,
+    tolerance: float,
+) -> tuple[dict, jax.Array]:
+    """L-BFGS to convergence, compiled once per (row count, family, auction type).
+
+    Args:
+        rows: LandscapeData's (n,) arrays by field name.
+        theta: starting parameters, (A,) each; the priors centre on their means.
+
+    Returns:
+        Unpacked params and the (A,) log-likelihood per audience.
+    """
+    data = LandscapeData(**rows, n_audiences=n_audiences, first_price=first_price)
     hyper = {k: jnp.mean(v) for k, v in theta.items()}
-    return theta, hyper
-
-
-def _fit(
-    data: LandscapeData, mixture: bool, iterations: int, tolerance: float = 1e-9
-) -> tuple[dict, np.ndarray]:
-    """Penalized MLE; returns unpacked params and per-audience log-likelihood."""
-    theta, hyper = _init(data, mixture)
-    n = len(data.audience)
+    n = data.audience.shape[0]
 
     def objective(variables: dict) -> jax.Array:
         p = _unpack(variables["theta"], mixture)
@@ -151,10 +178,31 @@ def _fit(
         return (i < iterations) & (jnp.abs(previous - value) > tolerance)
 
     carry = (variables, state, 0, jnp.inf, -jnp.inf)
-    variables, *_ = jax.jit(lambda c: jax.lax.while_loop(keep_going, step, c))(carry)
+    variables, *_ = jax.lax.while_loop(keep_going, step, carry)
     params = _unpack(variables["theta"], mixture)
     per_audience = jax.ops.segment_sum(
-        _row_loglik(params, data), data.audience, data.n_audiences
+        _row_loglik(params, data), data.audience, n_audiences
+    )
+    return params, per_audience
+
+
+def _fit(
+    data: LandscapeData, mixture: bool, iterations: int, tolerance: float = 1e-9
+) -> tuple[dict, np.ndarray]:
+    """Penalized MLE; returns unpacked params and per-audience log-likelihood."""
+    rows = {
+        f.name: getattr(data, f.name)
+        for f in dataclasses.fields(data)
+        if f.name not in ("n_audiences", "first_price")
+    }
+    params, per_audience = _solve(
+        rows,
+        _init(data, mixture),
+        n_audiences=data.n_audiences,
+        first_price=data.first_price,
+        mixture=mixture,
+        iterations=iterations,
+        tolerance=tolerance,
     )
     return jax.tree_util.tree_map(np.asarray, params), np.asarray(per_audience)
 

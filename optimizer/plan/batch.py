@@ -10,6 +10,7 @@ audience axis of the problem (frontier); results equal the one-device run.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -38,6 +39,33 @@ def _totals(problem, bid, cap, config: SolveConfig) -> dict[str, jax.Array]:
     return expected_outcomes(
         problem.params, bid, problem.days, cap, config.first_price
     ).totals()
+
+
+# Built once: each compiles once per audience and scenario count.
+_totals_once = jax.jit(_totals, static_argnames=("config",))
+
+
+@jax.jit(static_argnames=("config",))
+def _kept_totals(batch, removed, scale, *, bid, cap, config: SolveConfig) -> dict:
+    """Totals of every scenario (S stacked) under the base plan's bids ``bid`` and
+    caps ``cap`` (A,), scaled by ``scale`` (S,), removed audiences at zero."""
+    return jax.vmap(
+        lambda p, r, c: _totals(p, bid, jnp.where(r, 0.0, c * cap), config)
+    )(batch, removed, scale)
+
+
+@jax.jit(static_argnames=("config",))
+def _reoptimized_totals(batch, allocs: Allocation, config: SolveConfig) -> dict:
+    """Totals of every scenario (S stacked) under its own plan."""
+    return jax.vmap(lambda p, a: _totals(p, a.bid, a.budget, config))(batch, allocs)
+
+
+@jax.jit(static_argnames=("config",))
+def _frontier_totals(p, budgets, allocs: Allocation, config: SolveConfig) -> dict:
+    """Totals of the plan at each of the (B,) budgets."""
+    return jax.vmap(
+        lambda b, a: _totals(dataclasses.replace(p, budget=b), a.bid, a.budget, config)
+    )(budgets, allocs)
 
 
 def _row(name: str, variant: str, budget: float, t: dict) -> dict:
@@ -93,20 +121,15 @@ def run_whatif(
     scale = jnp.asarray([s.budget_scale for s in scenarios])
     bid, cap = jnp.asarray(base_bid), jnp.asarray(base_budget)
 
-    @jax.jit
-    def keep_plan(batch, removed, scale):
-        return jax.vmap(
-            lambda p, r, c: _totals(p, bid, jnp.where(r, 0.0, c * cap), config)
-        )(batch, removed, scale)
-
+    keep_plan = functools.partial(_kept_totals, bid=bid, cap=cap, config=config)
     if mesh is None:
         kept = keep_plan(batch, removed, scale)
     else:
         kept = _solve_sharded(keep_plan, (batch, removed, scale), mesh)
     allocs = allocate_batch(batch, config, mesh)
     allocs = _apply_targets(scenarios, inputs, allocs)
-    reopt = jax.vmap(lambda p, a: _totals(p, a.bid, a.budget, config))(batch, allocs)
-    base_totals = _totals(base_inputs.problem, bid, cap, config)
+    reopt = _reoptimized_totals(batch, allocs, config)
+    base_totals = _totals_once(base_inputs.problem, bid, cap, config)
     rows = [_row("base", "base_plan", float(np.sum(base_budget)), base_totals)]
     plans = {}
     for i, s in enumerate(scenarios):
@@ -195,11 +218,7 @@ def run_frontier(
         allocs = allocate_path(p, sorted_budgets, inputs.config)
     else:
         allocs = allocate_path_sharded(p, sorted_budgets, mesh, inputs.config)
-    totals = jax.vmap(
-        lambda b, a: _totals(
-            dataclasses.replace(p, budget=b), a.bid, a.budget, inputs.config
-        )
-    )(jnp.asarray(budgets[order]), allocs)
+    totals = _frontier_totals(p, jnp.asarray(budgets[order]), allocs, inputs.config)
     undo = np.argsort(order)
     totals = {k: np.asarray(v)[undo] for k, v in totals.items()}
     price = np.asarray(allocs.dual_price)[undo]

@@ -40,13 +40,18 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
+@jax.jit(static_argnames=("config",))
+def _log_marginals(params, bid: jax.Array, config) -> jax.Array:
+    """(A,) log objective per extra currency unit at bids ``bid``."""
+    return jax.vmap(response.log_marginal, in_axes=(0, 0, None))(
+        params, jnp.log(bid), config
+    )
+
+
 def _marginal_cpa(plan: SolvedPlan) -> np.ndarray:
     """(A,) currency per extra conversion at the planned bid (NaN for removed)."""
-    p = plan.inputs.problem
     config = dataclasses.replace(plan.inputs.config, objective="conversions")
-    log_m = jax.vmap(response.log_marginal, in_axes=(0, 0, None))(
-        p.params, jnp.log(plan.allocation.bid), config
-    )
+    log_m = _log_marginals(plan.inputs.problem.params, plan.allocation.bid, config)
     return np.where(plan.inputs.removed, np.nan, np.exp(-np.asarray(log_m)))
 
 
@@ -79,26 +84,31 @@ def plan_frame(plan: SolvedPlan) -> pd.DataFrame:
     return frame[[*PLAN_COLUMNS, "bid_cpm"]]
 
 
-def _sensitivities(plan: SolvedPlan) -> dict:
-    """Envelope-theorem derivatives of the optimal objective (decisions held fixed)."""
-    inputs, alloc = plan.inputs, plan.allocation
-    p = inputs.problem
-    a = len(inputs.names)
+@jax.jit(static_argnames=("config",))
+def _envelope_gradients(p, alloc, config) -> tuple[jax.Array, jax.Array]:
+    """(A,) d Lagrangian / d price shift and d rate shift at the plan, decisions fixed."""
+    from optimizer.allocate.problem import gain_at, spend_at
+    from optimizer.market.params import shift_market
+
+    a = alloc.bid.shape[0]
     u = jnp.log(alloc.bid)
     share = jnp.where(alloc.spend > 0, 1.0, 0.0)
 
     def lagrangian(price_shift, rate_shift):
-        from optimizer.allocate.problem import gain_at, spend_at
-        from optimizer.market.params import shift_market
-
         shocked = dataclasses.replace(
             p, params=shift_market(p.params, price_shift, rate_shift)
         )
-        gains = gain_at(shocked, u, inputs.config) * share
-        spends = spend_at(shocked, u, inputs.config) * share
+        gains = gain_at(shocked, u, config) * share
+        spends = spend_at(shocked, u, config) * share
         return jnp.sum(gains) - alloc.dual_price * (jnp.sum(spends) - p.budget)
 
-    d_price, d_rate = jax.grad(lagrangian, argnums=(0, 1))(jnp.zeros(a), jnp.zeros(a))
+    return jax.grad(lagrangian, argnums=(0, 1))(jnp.zeros(a), jnp.zeros(a))
+
+
+def _sensitivities(plan: SolvedPlan) -> dict:
+    """Envelope-theorem derivatives of the optimal objective (decisions held fixed)."""
+    inputs, alloc = plan.inputs, plan.allocation
+    d_price, d_rate = _envelope_gradients(inputs.problem, alloc, inputs.config)
     return {
         "d_objective_d_budget": float(alloc.dual_price),
         "d_objective_d_price_level": float(jnp.sum(d_price)),
@@ -113,13 +123,11 @@ def _sensitivities(plan: SolvedPlan) -> dict:
     }
 
 
-def response_curves(plan: SolvedPlan, points: int = 40) -> dict:
-    """Per audience: expected spend, conversions and value over the horizon along a
-    bid grid (the spend-to-outcome curve a chart draws), uncapped."""
+@jax.jit(static_argnames=("config", "points"))
+def _curves(p, config, points: int) -> tuple[jax.Array, ...]:
+    """(A, points) log-bid grid and the spend, conversions and value along it."""
     from optimizer.allocate.problem import gain_at, log_bid_bounds, spend_at
 
-    p = plan.inputs.problem
-    config = plan.inputs.config
     by_conv = dataclasses.replace(config, objective="conversions")
     by_value = dataclasses.replace(config, objective="value")
     low, high = log_bid_bounds(p)
@@ -129,6 +137,13 @@ def response_curves(plan: SolvedPlan, points: int = 40) -> dict:
     spend = jax.vmap(lambda u: spend_at(p, u, config), in_axes=1, out_axes=1)(grid)
     conv = jax.vmap(lambda u: gain_at(p, u, by_conv), in_axes=1, out_axes=1)(grid)
     value = jax.vmap(lambda u: gain_at(p, u, by_value), in_axes=1, out_axes=1)(grid)
+    return grid, spend, conv, value
+
+
+def response_curves(plan: SolvedPlan, points: int = 40) -> dict:
+    """Per audience: expected spend, conversions and value over the horizon along a
+    bid grid (the spend-to-outcome curve a chart draws), uncapped."""
+    grid, spend, conv, value = _curves(plan.inputs.problem, plan.inputs.config, points)
     return {
         name: {
             "bid": np.round(np.exp(np.asarray(grid[i])), 6).tolist(),

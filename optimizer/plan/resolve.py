@@ -196,6 +196,10 @@ def resolve(
     return PlanInputs(names, problem, config, removed, groups, [])
 
 
+# Compiled once per audience count (not op by op, as an eager call would).
+_capacity = jax.jit(capacity, static_argnames=("config",))
+
+
 def _check_feasible(
     problem: Problem, names: list[str], config: SolveConfig, groups: list[str]
 ) -> None:
@@ -205,7 +209,7 @@ def _check_feasible(
         raise InfeasibleError(
             f"the minimum spends add up to {lower.sum():,.2f} but the budget is {budget:,.2f}. Raise the budget to at least {lower.sum():,.2f} or lower some min_spend values."
         )
-    cap = np.asarray(capacity(problem, config))
+    cap = np.asarray(_capacity(problem, config))
     short = np.flatnonzero(lower > cap * (1 + 1e-9))
     if short.size:
         i = short[0]
@@ -237,25 +241,41 @@ def _solve(
     return allocate(problem, inputs.config)
 
 
+# Expected outcomes compiled as one program (per audience count and auction type).
+_outcomes = jax.jit(expected_outcomes, static_argnames=("first_price",))
+
+
 def outcomes_of(inputs: PlanInputs, allocation: Allocation) -> Outcomes:
     """Expected outcomes over the horizon at the allocation's bids and caps."""
     p = inputs.problem
-    return expected_outcomes(
+    return _outcomes(
         p.params, allocation.bid, p.days, allocation.budget, inputs.config.first_price
     )
+
+
+@jax.jit(static_argnames=("config",))
+def _batch_totals(
+    problem: Problem, budgets: jax.Array, config: SolveConfig
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(B,) total spend, conversions and value of the optimal plan at each budget."""
+
+    def totals(b):
+        alloc = allocate(dataclasses.replace(problem, budget=b), config)
+        t = expected_outcomes(
+            problem.params, alloc.bid, problem.days, alloc.budget, config.first_price
+        ).totals()
+        return t["spend"], t["conversions"], t["value"]
+
+    return jax.vmap(totals)(budgets)
 
 
 def _batch(
     inputs: PlanInputs, budgets: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Total spend, conversions and value of optimal plans at each budget (one vmap)."""
-
-    def totals(b):
-        alloc = _solve(inputs, b)
-        t = outcomes_of(inputs, alloc).totals()
-        return t["spend"], t["conversions"], t["value"]
-
-    spend, conv, value = jax.jit(jax.vmap(totals))(jnp.asarray(budgets, jnp.float64))
+    spend, conv, value = _batch_totals(
+        inputs.problem, jnp.asarray(budgets, jnp.float64), inputs.config
+    )
     return np.asarray(spend), np.asarray(conv), np.asarray(value)
 
 
@@ -355,7 +375,7 @@ def solve_plan(
     used = target_budget(inputs, scenario, float(inputs.problem.budget))
     allocation = _solve(inputs, used, mesh)
     p = inputs.problem
-    current = expected_outcomes(
+    current = _outcomes(
         p.params,
         jnp.asarray(market.current_bid),
         p.days,
