@@ -48,11 +48,13 @@ def build_context(inputs: ReportInputs, generated: str) -> dict[str, Any]:
         "charts": sections.plan_charts(inputs),
         "curves_note": sections.curves_note(inputs),
         "frontier": sections.frontier_chart(inputs),
+        "slider": sections.budget_slider(inputs),
         "simulation": sections.simulation(inputs),
         "whatif": sections.whatif(inputs),
         "health": sections.model_health(inputs),
         "landscapes": sections.landscapes(inputs),
-        "warnings": [str(w) for w in plan.get("warnings") or []],
+        "warnings": sections.model_warnings(inputs)
+        + [str(w) for w in plan.get("warnings") or []],
         "provenance": sections.provenance(inputs, generated),
     }
 

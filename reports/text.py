@@ -85,6 +85,11 @@ COLUMNS = [
     ("marginal_cpa", "Marginal CPA", "next conv."),
 ]
 TOTAL_ROW = "Total"
+PAUSED = "paused"
+PAUSED_GROUP = (
+    "Paused: no budget in this plan ({count}). They buy nothing, so they have no "
+    "CPA or ROAS."
+)
 NOT_AVAILABLE = "–"
 NEW_AUDIENCE = "new"
 
@@ -130,6 +135,21 @@ FRONTIER_YLABEL = "Expected conversions"
 FRONTIER_MARGINAL_YLABEL = "Marginal CPA"
 LEGEND_CHOSEN = "This plan"
 LEGEND_CURRENT_SPEND = "Current spend"
+SLIDER_TITLE = "Try another budget"
+SLIDER_INTRO = (
+    "Move the slider along the frontier: each stop is a budget adplan frontier "
+    "re-optimized, with its conversions, CPA and the split per audience."
+)
+SLIDER_LABEL = "Total budget over the horizon"
+SLIDER_CARDS = {
+    "budget": "Budget",
+    "spend": "Expected spend",
+    "conversions": "Expected conversions",
+    "cpa": "CPA",
+    "marginal": "Next conversion costs",
+}
+SLIDER_SATURATED = "nothing more to buy"
+SLIDER_HEAD = ["Audience", "Budget", "Share", "Conversions"]
 FRONTIER_MISSING = (
     "No budget frontier supplied. Run adplan frontier and pass --frontier DIR "
     "to see what other budgets would deliver."
@@ -213,6 +233,21 @@ HEALTH_SPREAD_SAME = (
     "Checked on {events} conversions of the log, rates within an audience are "
     "spread between impressions as the network predicted (spread x{slope}, give "
     "or take {sd})."
+)
+VERDICT_OK = (
+    "Healthy: the {head} model ranks held-out impressions better than the simple "
+    "baselines (AUC {auc}; {baselines})."
+)
+VERDICT_WORSE = (
+    "Warning: the {head} model ranks held-out impressions worse than the "
+    "{baseline} (AUC {auc} against {baseline_auc}). Its forecasts add nothing a "
+    "simple baseline would not give: treat the plan with caution, and retrain on "
+    "a longer log or with more epochs."
+)
+VERDICT_RANDOM = (
+    "Warning: the {head} model ranks held-out impressions worse than chance (AUC "
+    "{auc}, below 0.500). Do not launch this plan: retrain on a longer log, or check "
+    "that the log's conversions are recorded correctly."
 )
 HEALTH_HEAD = ["Predictor", "AUC", "Log loss", "ECE"]
 HEADS = {"click": "Click rate", "conversion": "Conversion rate"}

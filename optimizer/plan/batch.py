@@ -188,6 +188,19 @@ def run_frontier(
     ``mesh``: a 1-D device mesh (``devices.mesh("audiences")``) to split the
     audiences over, or None for one device.
     """
+    return frontier_with_splits(inputs, budgets, mesh)[0]
+
+
+def frontier_with_splits(
+    inputs: PlanInputs, budgets: np.ndarray, mesh: Mesh | None = None
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """:func:`run_frontier` plus each budget's per-audience split.
+
+    Returns:
+        The frontier table (B rows, budgets in the given order) and a dict of
+        (B, A) float64 arrays: ``budget`` (the plan's cap per audience),
+        ``expected_spend`` (currency over the horizon) and ``expected_conversions``.
+    """
     p = inputs.problem
     order = np.argsort(budgets)
     sorted_budgets = jnp.asarray(budgets[order], jnp.float64)
@@ -195,13 +208,18 @@ def run_frontier(
         allocs = allocate_path(p, sorted_budgets, inputs.config)
     else:
         allocs = allocate_path_sharded(p, sorted_budgets, mesh, inputs.config)
-    totals = jax.vmap(
-        lambda b, a: _totals(
-            dataclasses.replace(p, budget=b), a.bid, a.budget, inputs.config
+    per_audience = jax.vmap(
+        lambda a: expected_outcomes(
+            p.params, a.bid, p.days, a.budget, inputs.config.first_price
         )
-    )(jnp.asarray(budgets[order]), allocs)
+    )(allocs)
     undo = np.argsort(order)
-    totals = {k: np.asarray(v)[undo] for k, v in totals.items()}
+    splits = {
+        "budget": np.asarray(allocs.budget, np.float64)[undo],
+        "expected_spend": np.asarray(per_audience.spend, np.float64)[undo],
+        "expected_conversions": np.asarray(per_audience.conversions, np.float64)[undo],
+    }
+    totals = {k: np.asarray(v)[undo] for k, v in per_audience.totals().items()}
     price = np.asarray(allocs.dual_price)[undo]
     spend, conv, value = (totals[k] for k in ("spend", "conversions", "value"))
     marginal = (
@@ -223,7 +241,7 @@ def run_frontier(
     )
     if inputs.config.objective == "value":
         frame["marginal_roas"] = np.round(price, 4)
-    return frame
+    return frame, splits
 
 
 def parse_budgets(text: str) -> np.ndarray:

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from reports import text
 from reports.formatting import (
     decimal,
     number,
@@ -21,11 +22,27 @@ STATS = ("mean", "p10", "p50", "p90")
 TRUTH_STATS = ("mean", "p10", "p90")
 
 
+# Budgets below half a cent over the horizon are paused audiences.
+PAUSED_BELOW = 0.005
+
+
+def is_paused(row: dict[str, Any]) -> bool:
+    """True when the plan gives the audience no budget (it buys nothing)."""
+    return (number(row["budget"]) or 0.0) < PAUSED_BELOW
+
+
 def ordered_rows(plan: dict[str, Any]) -> list[dict[str, Any]]:
-    """Plan audiences, largest budget first (name breaks ties)."""
+    """Plan audiences, largest budget first, paused ones last (name breaks ties)."""
     return sorted(
-        plan["audiences"], key=lambda r: (-(number(r["budget"]) or 0.0), r["audience"])
+        plan["audiences"],
+        key=lambda r: (is_paused(r), -(number(r["budget"]) or 0.0), r["audience"]),
     )
+
+
+def chart_name(row: dict[str, Any]) -> str:
+    """An audience's chart label; paused ones say so."""
+    name = str(row["audience"])
+    return f"{name} ({text.PAUSED})" if is_paused(row) else name
 
 
 def sim_value(

@@ -18,6 +18,7 @@ from reports.sections.common import (
     STATS,
     TOTAL,
     TRUTH_STATS,
+    chart_name,
     nan_list,
     ordered_rows,
     sim_value,
@@ -101,7 +102,7 @@ def _interval_chart(sim: Simulation, rows: list[dict]) -> Markup:
 
     return Markup(
         charts.simulation_intervals(
-            names,
+            [chart_name(r) for r in rows],
             stats(sim.summary),
             stats(sim.truth) if sim.truth is not None else None,
             nan_list([number(r["expected_conversions"]) for r in rows]),

@@ -17,6 +17,8 @@ from reports.inputs import ReportInputs, Simulation
 from reports.sections.common import (
     MAX_PANELS,
     TOTAL,
+    chart_name,
+    is_paused,
     nan_list,
     ordered_rows,
     sim_range,
@@ -173,6 +175,9 @@ def _plan_cells(row: dict[str, Any], sim: Simulation | None) -> dict[str, dict]:
         ),
         "roas": _cell(decimal(row["roas"]), row["roas"]),
     }
+    if row.get("audience") != text.TOTAL_ROW and is_paused(row):
+        for key in ("cpa", "roas", "marginal_cpa"):
+            cells[key] = _cell(text.PAUSED, None, "num paused")
     band = sim_range(sim, row["audience"], "conversions")
     if band is not None:
         p10 = sim_value(sim.summary, row["audience"], "conversions", "p10")
@@ -209,10 +214,14 @@ def plan_table(inputs: ReportInputs) -> dict[str, Any]:
     sim = inputs.simulation
     columns = [c for c in text.COLUMNS if c[0] != "sim_range" or sim is not None]
     keys = [c[0] for c in columns]
-    rows = [_plan_cells(r, sim) for r in ordered_rows(inputs.plan)]
+    ordered = ordered_rows(inputs.plan)
+    active = [_plan_cells(r, sim) for r in ordered if not is_paused(r)]
+    paused = [_plan_cells(r, sim) for r in ordered if is_paused(r)]
     return {
         "columns": [{"key": k, "label": name, "unit": u} for k, name, u in columns],
-        "rows": [[cells[k] for k in keys] for cells in rows],
+        "rows": [[cells[k] for k in keys] for cells in active],
+        "paused": [[cells[k] for k in keys] for cells in paused],
+        "paused_title": text.PAUSED_GROUP.format(count=len(paused)),
         "total": [cells[k] for cells in [_total_cells(inputs.plan, sim)] for k in keys],
     }
 
@@ -221,8 +230,12 @@ def plan_charts(inputs: ReportInputs) -> dict[str, Markup | None]:
     """Spend against current, response curves (None without any curve) and the
     marginal-CPA chart."""
     rows = ordered_rows(inputs.plan)
-    names = [r["audience"] for r in rows]
+    names = [chart_name(r) for r in rows]
     column = {k: [number(r[k]) for r in rows] for k in AUDIENCE_SERIES}
+    for key in ("cpa", "marginal_cpa"):
+        column[key] = [
+            None if is_paused(r) else v for r, v in zip(rows, column[key], strict=True)
+        ]
     certificate = inputs.plan.get("certificate") or {}
     panels = _curve_panels(rows, inputs.curves)
     return {

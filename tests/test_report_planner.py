@@ -1,0 +1,125 @@
+"""Report pieces for planners (issue #18): paused audiences, model verdicts,
+simulation charts from the table's runs, currency, row flags, what-if breaks,
+and the offline budget slider's data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from reports import sections, text, write_report
+from reports.inputs import read_inputs
+from tests.test_report import build_folders, parse
+
+NAMES = ["books", "music", "games", "films"]
+
+
+def _edit(path: Path, change) -> None:
+    doc = json.loads(path.read_text())
+    change(doc)
+    path.write_text(json.dumps(doc))
+
+
+@pytest.fixture
+def folders(tmp_path) -> dict:
+    return build_folders(tmp_path, NAMES, ["prices_up"])
+
+
+def _pause(doc: dict, name: str = "games") -> None:
+    row = next(r for r in doc["audiences"] if r["audience"] == name)
+    row.update(budget=0.0, daily_budget=0.0, expected_spend=0.0, cpa=14.91, roas=9.5)
+
+
+def test_paused_audience_has_no_cpa_and_its_own_group(folders, tmp_path):
+    _edit(folders["plan_dir"] / "plan.json", _pause)
+    html = write_report(out_file=tmp_path / "r.html", **folders).read_text()
+    cells = [c for row in parse(html).plan_rows["tbody"] for c in row]
+    assert "14.91" not in cells and "9.50" not in cells
+    start = html.index('<tbody class="paused-group">')
+    group = html[start : html.index("</tbody>", start)]
+    assert text.PAUSED_GROUP.format(count=1) in group
+    assert ">games<" in group and group.count(f">{text.PAUSED}<") == 3
+    active = html[html.index("<tbody>") : start]
+    assert ">games<" not in active
+    assert f"games ({text.PAUSED})" in html, "charts label the paused audience"
+
+
+def _metrics(folders: dict, conversion_auc: float, lr_auc: float) -> None:
+    def change(doc):
+        head = doc["rates"]["heads"]["conversion"]
+        head["model"]["auc"] = conversion_auc
+        head["baselines"]["logistic_regression"]["auc"] = lr_auc
+        head["baselines"]["audience_average"]["auc"] = 0.55
+
+    _edit(folders["model_dir"] / "metrics.json", change)
+
+
+@pytest.mark.parametrize(
+    ("auc", "lr", "phrase"),
+    [
+        (
+            0.6757,
+            0.6788,
+            "worse than the logistic regression (AUC 0.676 against 0.679)",
+        ),
+        (0.389, 0.6, "worse than chance (AUC 0.389"),
+    ],
+)
+def test_weak_conversion_model_is_a_warning(folders, tmp_path, auc, lr, phrase):
+    _metrics(folders, auc, lr)
+    html = write_report(out_file=tmp_path / "r.html", **folders).read_text()
+    warnings = html[html.index('id="warnings"') :]
+    assert phrase in warnings, "listed with the plan's warnings"
+    assert phrase in html[html.index('id="health"') : html.index('id="warnings"')]
+    assert "0.6757" not in html and "0.6788" not in html
+
+
+def test_healthy_model_verdict(folders):
+    _metrics(folders, 0.71, 0.68)
+    inputs = read_inputs(folders["model_dir"], folders["plan_dir"])
+    assert sections.model_warnings(inputs) == []
+    (conversion,) = [
+        v
+        for v in sections.model_health(inputs)["verdicts"]
+        if "conversion" in v["text"]
+    ]
+    assert conversion["ok"] and "AUC 0.710" in conversion["text"]
+
+
+def test_frontier_splits_add_up_to_the_frontier():
+    """frontier.json's per-audience splits are the frontier's own plans."""
+    import numpy as np
+
+    from optimizer.allocate.config import SolveConfig
+    from optimizer.allocate.problem import make_problem
+    from optimizer.plan.batch import frontier_with_splits, run_frontier
+    from optimizer.plan.resolve import PlanInputs
+    from tests.markets import random_market
+
+    params = random_market(3, audiences=4)
+    problem = make_problem(params, 7.0, 1.0)
+    inputs = PlanInputs(
+        names=list("abcd"),
+        problem=problem,
+        config=SolveConfig(),
+        removed=np.zeros(4, bool),
+        groups=[],
+        notes=[],
+    )
+    budgets = np.array([40.0, 5.0, 20.0])
+    frame, splits = frontier_with_splits(inputs, budgets)
+    assert frame.equals(run_frontier(inputs, budgets))
+    assert {k: v.shape for k, v in splits.items()} == {
+        "budget": (3, 4),
+        "expected_spend": (3, 4),
+        "expected_conversions": (3, 4),
+    }
+    np.testing.assert_allclose(
+        splits["expected_conversions"].sum(1), frame["expected_conversions"], atol=1e-3
+    )
+    np.testing.assert_allclose(
+        splits["expected_spend"].sum(1), frame["expected_spend"], atol=1e-2
+    )
+    assert splits["budget"].sum(1)[0] > splits["budget"].sum(1)[1], "budget order kept"
