@@ -247,10 +247,10 @@ def frontier(
 
 @_styled
 def simulation_fan(hours: Sequence[float], bands: Sequence[dict]) -> str:
-    """Hourly cumulative spend and conversions: P10-P90 band, median, plan total.
+    """Hourly cumulative shares (pacing): P10-P90 band, median, plan line.
 
-    Each band dict holds ``p10``, ``p50``, ``p90`` (one value per hour),
-    ``planned`` (the plan's expected total, or None) and ``ylabel``.
+    Each band dict holds ``p10``, ``p50``, ``p90`` (fractions, one per hour),
+    ``planned`` (the plan's expected share, or None) and ``ylabel``.
     """
     fig = _figure(WIDTH, 3.0)
     axes = fig.subplots(1, len(bands), squeeze=False)[0]
@@ -267,12 +267,17 @@ def simulation_fan(hours: Sequence[float], bands: Sequence[dict]) -> str:
         ax.plot(hours, band["p50"], color=PLAN, lw=1.4, label=text.LEGEND_MEDIAN)
         if band["planned"] is not None:
             ax.axhline(
-                band["planned"], color=ACCENT, lw=1, ls="--", label=text.LEGEND_PLANNED
+                band["planned"],
+                color=ACCENT,
+                lw=1,
+                ls="--",
+                label=text.LEGEND_PLANNED_SPEND,
             )
         ax.set_xlabel(text.SIM_HOUR_XLABEL)
         ax.set_ylabel(band["ylabel"])
         ax.set_xlim(0, max(hours))
-        ax.set_ylim(bottom=0)
+        ax.set_ylim(0, 1.05)
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
     _top_legend(fig, axes[0])
     return to_svg(fig, "fan")
 

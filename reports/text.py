@@ -168,11 +168,18 @@ SIM_TRUTH = (
     "(model) with the truth."
 )
 SIM_HOUR_XLABEL = "Hours into the campaign"
-SIM_SPEND_YLABEL = "Cumulative spend"
-SIM_CONV_YLABEL = "Cumulative conversions"
+SIM_SPEND_YLABEL = "Spend, share of the budget"
+SIM_CONV_YLABEL = "Conversions, share of the run's total"
+SIM_FAN_NOTE = (
+    "Pacing hour by hour, from the {kept} runs that kept hourly paths: spend as "
+    "a share of the budget, conversions as a share of each run's own total. The "
+    "totals and their spread are in the table and chart below, from all {runs} runs."
+)
+SIM_ALL_RUNS = "the"
 LEGEND_BAND = "P10–P90 of runs"
 LEGEND_MEDIAN = "Median run"
 LEGEND_PLANNED = "Plan (expected)"
+LEGEND_PLANNED_SPEND = "Planned spend"
 SIM_AUDIENCE_XLABEL = "Conversions over the horizon"
 LEGEND_FORECAST = "Simulated forecast P10–P90"
 LEGEND_TRUTH = "True market P10–P90"
@@ -199,6 +206,11 @@ WHATIF_INTRO = (
 )
 WHATIF_XLABEL = "Expected conversions"
 WHATIF_VARIANTS = {"base_plan": "Keep plan", "reoptimized": "Re-optimize"}
+WHATIF_BREAKS = "Breaks its scenario: {reason}."
+WHATIF_BROKEN = (
+    "{count} row(s) break their own scenario's rules (marked below): read them as "
+    "what would go wrong, not as options."
+)
 WHATIF_HEAD = [
     "Scenario",
     "Variant",
@@ -208,7 +220,9 @@ WHATIF_HEAD = [
     "Value",
     "CPA",
     "ROAS",
+    "Keeps its scenario?",
 ]
+WHATIF_KEEPS = "yes"
 WHATIF_MISSING = (
     "No what-if comparison supplied. Run adplan whatif and pass --whatif DIR to "
     "compare scenarios such as price rises or removed audiences."

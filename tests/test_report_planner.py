@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from markupsafe import escape
 
 from reports import sections, text, write_report
 from reports.inputs import read_inputs
@@ -123,3 +124,64 @@ def test_frontier_splits_add_up_to_the_frontier():
         splits["expected_spend"].sum(1), frame["expected_spend"], atol=1e-2
     )
     assert splits["budget"].sum(1)[0] > splits["budget"].sum(1)[1], "budget order kept"
+
+
+def test_pacing_chart_shows_shares_not_totals_of_a_few_runs(folders):
+    """The sampled paths end 12% above the table's conversions (one rate draw);
+    the chart must not show their totals beside the table's."""
+    import numpy as np
+    import pandas as pd
+
+    from reports.sections.outcomes import fan_bands
+
+    paths = pd.read_csv(folders["simulation_dir"] / "paths.csv")
+    paths["cumulative_conversions"] *= 1.12
+    paths.to_csv(folders["simulation_dir"] / "paths.csv", index=False)
+    inputs = read_inputs(
+        folders["model_dir"], folders["plan_dir"], folders["simulation_dir"]
+    )
+    hours, (spend, conversions) = fan_bands(inputs.simulation, inputs.plan)
+    assert len(hours) == 24 * 14
+    np.testing.assert_allclose(conversions["p50"][-1], 1.0)
+    assert np.all(np.diff(conversions["p50"]) >= 0)
+    budget = inputs.plan["budget"]
+    assert spend["p90"][-1] == pytest.approx(
+        inputs.plan["totals"]["expected_spend"] / budget
+    )
+    note = sections.simulation(inputs)["fan_note"]
+    assert "from the 10 runs that kept hourly paths" in note and "all 200 runs" in note
+
+
+def test_whatif_rows_that_break_their_scenario_are_flagged(folders, tmp_path):
+    import types
+
+    import numpy as np
+    import pandas as pd
+
+    from optimizer.plan.batch import breaks_scenario
+    from optimizer.plan.scenario import Scenario
+
+    inputs = types.SimpleNamespace(
+        names=["books", "tech"],
+        removed=np.array([False, False]),
+        problem=types.SimpleNamespace(
+            lower=np.array([0.0, 400.0]), upper=np.array([300.0, np.inf])
+        ),
+    )
+    scenario = Scenario(name="cpa_target_5", budget=1000.0, days=14.0, max_cpa=5.0)
+    totals = {"spend": 943.0, "conversions": 100.0, "value": 2000.0}
+    reason = breaks_scenario(scenario, inputs, np.array([350.0, 120.0]), totals)
+    assert reason == (
+        "CPA 9.43 above the target 5.00; 'books' gets 350.00, above its maximum "
+        "300.00; 'tech' gets 120.00, below its minimum 400.00"
+    )
+    kept = {"spend": 400.0, "conversions": 100.0, "value": 2000.0}
+    assert breaks_scenario(scenario, inputs, np.array([300.0, 400.0]), kept) == ""
+
+    path = folders["whatif_dir"] / "comparison.csv"
+    frame = pd.read_csv(path)
+    frame["breaks_scenario"] = ["", "CPA 9.43 above the target 5.00", ""][: len(frame)]
+    frame.to_csv(path, index=False)
+    html = write_report(out_file=tmp_path / "r.html", **folders).read_text()
+    assert "Breaks its scenario: CPA 9.43 above the target 5.00." in html
+    assert str(escape(text.WHATIF_BROKEN.format(count=1))) in html

@@ -139,6 +139,11 @@ def write_whatif(
         lines.append(
             f"  {name:<24} keep plan: {kept['expected_conversions']:>9,.1f} conv   re-optimized: {re_opt['expected_conversions']:>9,.1f} conv for {re_opt['expected_spend']:,.2f}"
         )
+        for variant, row in (("keep plan", kept), ("re-optimized", re_opt)):
+            if row["breaks_scenario"]:
+                lines.append(
+                    f"  {'':<24} {variant} breaks the scenario: {row['breaks_scenario']}"
+                )
     lines.append(f"Written to {out_dir / 'comparison.csv'}")
     return lines
 

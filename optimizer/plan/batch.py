@@ -111,16 +111,15 @@ def run_whatif(
     plans = {}
     for i, s in enumerate(scenarios):
         pick = jax.tree_util.tree_map(lambda x, i=i: x[i], (kept, reopt))
+        kept_split = np.asarray(base_budget) * ~inputs[i].removed * s.budget_scale
         rows.append(
-            _row(
-                s.name,
-                "base_plan",
-                float(np.sum(base_budget * ~inputs[i].removed)) * s.budget_scale,
-                pick[0],
-            )
+            _row(s.name, "base_plan", float(np.sum(kept_split)), pick[0])
+            | {"breaks_scenario": breaks_scenario(s, inputs[i], kept_split, pick[0])}
         )
+        split = np.asarray(allocs.budget[i])
         rows.append(
-            _row(s.name, "reoptimized", float(jnp.sum(allocs.budget[i])), pick[1])
+            _row(s.name, "reoptimized", float(np.sum(split)), pick[1])
+            | {"breaks_scenario": breaks_scenario(s, inputs[i], split, pick[1])}
         )
         plans[s.name] = pd.DataFrame(
             {
@@ -129,7 +128,47 @@ def run_whatif(
                 "bid": np.round(np.asarray(allocs.bid[i]), 6),
             }
         )
-    return pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS)), plans
+    columns = [*COMPARISON_COLUMNS, "breaks_scenario"]
+    return pd.DataFrame(rows, columns=columns).fillna({"breaks_scenario": ""}), plans
+
+
+# Money slack (currency) before a bound or target counts as broken.
+_SLACK = 0.01
+
+
+def breaks_scenario(
+    scenario: Scenario, inputs: PlanInputs, split: np.ndarray, totals: dict
+) -> str:
+    """Why a what-if row breaks its own scenario's rules, or "" when it keeps them.
+
+    Args:
+        scenario: the scenario the row runs under (its CPA/ROAS targets).
+        inputs: the scenario resolved (per-audience spend bounds, (A,) currency).
+        split: (A,) budget per audience the row plans over the horizon, currency.
+        totals: the row's expected totals (``spend``, ``conversions``, ``value``).
+    """
+    spend, conv, value = (float(totals[k]) for k in ("spend", "conversions", "value"))
+    found = []
+    if scenario.max_cpa is not None and conv > 0:
+        cpa = spend / conv
+        if cpa > scenario.max_cpa * (1 + 1e-6) + _SLACK:
+            found.append(f"CPA {cpa:,.2f} above the target {scenario.max_cpa:,.2f}")
+    if scenario.min_roas is not None and spend > 0:
+        roas = value / spend
+        if roas < scenario.min_roas * (1 - 1e-6):
+            found.append(f"ROAS {roas:,.2f} below the target {scenario.min_roas:,.2f}")
+    lower = np.asarray(inputs.problem.lower)
+    upper = np.asarray(inputs.problem.upper)
+    for name, low, high, have, gone in zip(
+        inputs.names, lower, upper, split, inputs.removed, strict=True
+    ):
+        if gone:
+            continue
+        if have < low - _SLACK:
+            found.append(f"'{name}' gets {have:,.2f}, below its minimum {low:,.2f}")
+        elif have > high + _SLACK:
+            found.append(f"'{name}' gets {have:,.2f}, above its maximum {high:,.2f}")
+    return "; ".join(found)
 
 
 @jax.jit(static_argnames=("config",))
