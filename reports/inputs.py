@@ -85,6 +85,7 @@ class ReportInputs:
         curves: ``curves.json``: audience -> ``{spend, conversions, ...}`` lists.
         simulation, whatif, frontier: optional sections (None when not given).
         files: ``(path, sha256)`` of every file read, for provenance.
+        currency: the money unit every figure is shown in.
     """
 
     model: dict[str, Any]
@@ -95,6 +96,7 @@ class ReportInputs:
     whatif: pd.DataFrame | None
     frontier: Frontier | None
     files: list[tuple[str, str]]
+    currency: str = text.DEFAULT_CURRENCY
 
 
 class _Reader:
@@ -276,8 +278,11 @@ def read_inputs(
     simulation_dir: Path | str | None = None,
     whatif_dir: Path | str | None = None,
     frontier_dir: Path | str | None = None,
+    currency: str | None = None,
 ) -> ReportInputs:
     """Read and check every result file a report shows.
+
+    ``currency`` overrides plan.json's ``currency`` (default "currency units").
 
     Raises:
         InputError: a folder or required file is missing, or a file is garbled or
@@ -318,4 +323,11 @@ def read_inputs(
         whatif=whatif,
         frontier=frontier,
         files=reader.files,
+        currency=_currency(currency, plan_json.get("currency")),
     )
+
+
+def _currency(*found: Any) -> str:
+    """The first non-blank currency given, else the neutral default."""
+    names = [str(c).strip() for c in found if isinstance(c, str) and c.strip()]
+    return names[0] if names else text.DEFAULT_CURRENCY

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 TITLE = "adplan · campaign plan report"
 SUBTITLE = "Plan created {created} · model {model_id} · report generated {generated}"
+DEFAULT_CURRENCY = "currency units"
 MONEY_NOTE = (
-    "Money is in the event log's currency. Bids are shown per 1,000 impressions "
-    "(CPM). All outcomes are model forecasts over the planning horizon."
+    "Money is in {currency}. Bids are shown per 1,000 impressions (CPM) "
+    "everywhere, warnings included. All outcomes are model forecasts over the "
+    "planning horizon."
 )
+MONEY = "{amount} {currency}"
+BID_IN_WARNING = "{words} {cpm} {currency} CPM"
 
 # Navigation and section titles, in page order.
 SECTIONS = {
@@ -41,7 +45,9 @@ CARD_NO_RANGE = "range: run a simulation"
 CARD_CPA = "Cost per conversion (CPA)"
 CARD_ROAS = "ROAS {roas} (value / spend)"
 CARD_UPLIFT = "Conversions vs. current allocation"
-CARD_UPLIFT_SUB = "current: {conversions} conv. for {spend} spend (CPA {cpa})"
+CARD_UPLIFT_SUB = (
+    "current: {conversions} conv. for {spend} {currency} spend (CPA {cpa} {currency})"
+)
 CARD_UPLIFT_NONE = "no current allocation in the plan"
 
 GAP_PROVEN = (
@@ -54,8 +60,8 @@ GAP_CLOSE = (
 )
 GAP_UNKNOWN = "The plan carries no optimality certificate."
 DUAL_PRICE = (
-    "At the optimum the next conversion costs about {marginal_cpa}: one more "
-    "unit of budget buys about {dual} more {objective}."
+    "At the optimum the next conversion costs about {marginal_cpa} {currency}: one "
+    "more unit of budget (1 {currency}) buys about {dual} more {objective}."
 )
 PRICE_SENSITIVITY = (
     "If market prices rose 10% across all audiences, the optimal plan would "
@@ -83,8 +89,29 @@ COLUMNS = [
     ("cpa", "CPA", "per conv."),
     ("roas", "ROAS", "value / spend"),
     ("marginal_cpa", "Marginal CPA", "next conv."),
+    ("flags", "Check", "before launch"),
 ]
+FLAG_BID = "bid {ratio}x the highest bid in the log: forecast extrapolates"
+FLAG_MIN_SPEND = "held at its min spend"
+FLAG_MAX_SPEND = "capped at its max spend"
+FLAG_MAX_BID = "bid held at its max bid"
+FLAG_THIN = "thin data: {auctions} auctions in the log"
+FLAG_FEW_CONVERSIONS = "forecast rests on {count} conversions in the log"
 TOTAL_ROW = "Total"
+# Plan-table columns that hold money: their unit line names the currency.
+MONEY_COLUMNS = (
+    "budget",
+    "daily_budget",
+    "current_spend",
+    "change",
+    "bid_cpm",
+    "expected_value",
+    "cpa",
+    "marginal_cpa",
+)
+MONEY_UNIT = "{currency}, {unit}"
+MONEY_LABEL = "{label} ({currency})"
+SIM_MONEY = ("spend", "value", "cpa")
 PAUSED = "paused"
 PAUSED_GROUP = (
     "Paused: no budget in this plan ({count}). They buy nothing, so they have no "
@@ -211,6 +238,8 @@ WHATIF_BROKEN = (
     "{count} row(s) break their own scenario's rules (marked below): read them as "
     "what would go wrong, not as options."
 )
+# What-if columns that hold money (shown with the currency).
+WHATIF_MONEY = ("Budget", "Spend", "Value", "CPA")
 WHATIF_HEAD = [
     "Scenario",
     "Variant",
@@ -288,7 +317,7 @@ LANDSCAPE_NAIVE = (
     "logs only)"
 )
 LANDSCAPE_SUBSET = "Charts show the {shown} audiences with the largest budgets (of {total}); the table lists all."
-LANDSCAPE_XLABEL = "Bid (CPM)"
+LANDSCAPE_XLABEL = "Bid, CPM"
 LANDSCAPE_YLABEL = "Win rate"
 LEGEND_EMPIRICAL = "Observed"
 LEGEND_FITTED = "Fitted"

@@ -185,3 +185,52 @@ def test_whatif_rows_that_break_their_scenario_are_flagged(folders, tmp_path):
     html = write_report(out_file=tmp_path / "r.html", **folders).read_text()
     assert "Breaks its scenario: CPA 9.43 above the target 5.00." in html
     assert str(escape(text.WHATIF_BROKEN.format(count=1))) in html
+
+
+def test_currency_on_money_figures_and_bids_as_cpm(folders, tmp_path):
+    def change(doc):
+        doc["currency"] = "SEK"
+        doc["warnings"] = ["'books': planned bid 0.0234 is well above (up to 0.0100)."]
+
+    _edit(folders["plan_dir"] / "plan.json", change)
+    html = write_report(out_file=tmp_path / "r.html", **folders).read_text()
+    assert "Money is in SEK." in html
+    for shown in ("Budget (SEK)", "SEK, per day", "SEK, CPM", "Total budget (SEK)"):
+        assert shown in html, shown
+    assert "planned bid 23.40 SEK CPM" in html and "0.0234" not in html
+    assert "currency units" not in html
+    other = write_report(out_file=tmp_path / "o.html", currency="EUR", **folders)
+    assert "Budget (EUR)" in other.read_text() and "SEK" not in other.read_text()
+
+
+def test_currency_defaults_to_a_neutral_label(folders):
+    inputs = read_inputs(folders["model_dir"], folders["plan_dir"])
+    assert inputs.currency == text.DEFAULT_CURRENCY == "currency units"
+
+
+def test_plan_rows_carry_their_flags(folders, tmp_path):
+    def plan(doc):
+        books = next(r for r in doc["audiences"] if r["audience"] == "books")
+        books["bid"] = 0.023
+        doc["warnings"] = [
+            "'music': capped at its max_spend 300.00; it would take more budget.",
+            "'books': bid held at its max bid 0.0230 (by default 3x ...).",
+        ]
+
+    def metrics(doc):
+        for fit in doc["market"]["landscapes"]:
+            fit["auctions"] = 500 if fit["audience"] == "games" else 50_000
+            for point in fit["win_rate_by_bid"]:
+                point["bid"] = min(point["bid"], 0.01)
+        doc["market"]["rate_anchoring"] = {"films": {"conversions_observed": 3}}
+
+    _edit(folders["plan_dir"] / "plan.json", plan)
+    _edit(folders["model_dir"] / "metrics.json", metrics)
+    html = write_report(out_file=tmp_path / "r.html", **folders).read_text()
+    keys = [k for k, _, _ in text.COLUMNS]
+    rows = {r[0]: r[keys.index("flags")] for r in parse(html).plan_rows["tbody"]}
+    assert rows["books"].startswith("bid 2.3x the highest bid in the log")
+    assert text.FLAG_MAX_BID in rows["books"]
+    assert text.FLAG_MAX_SPEND in rows["music"]
+    assert "thin data: 500 auctions in the log" in rows["games"]
+    assert "forecast rests on 3 conversions in the log" in rows["films"]

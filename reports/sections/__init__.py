@@ -6,6 +6,7 @@ ordering, formatting, and aggregation of simulated paths into bands. Results
 themselves come from the files.
 """
 
+from reports.sections.common import warning_text
 from reports.sections.model import (
     landscapes,
     model_health,
@@ -34,5 +35,6 @@ __all__ = [
     "plan_table",
     "provenance",
     "simulation",
+    "warning_text",
     "whatif",
 ]

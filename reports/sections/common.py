@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,27 @@ def chart_name(row: dict[str, Any]) -> str:
     """An audience's chart label; paused ones say so."""
     name = str(row["audience"])
     return f"{name} ({text.PAUSED})" if is_paused(row) else name
+
+
+# Bids in plan.json's warnings are per impression, with 4 decimals.
+_WARNING_BID = re.compile(r"(max bid|planned bid|up to about) (\d+\.\d{4})\b")
+
+
+def warning_text(warning: Any, currency: str) -> str:
+    """A plan warning with its per-impression bids shown as CPM in ``currency``.
+
+    >>> warning_text("'a': planned bid 0.0234 is above the log (up to about 0.0100).", "EUR")
+    "'a': planned bid 23.40 EUR CPM is above the log (up to about 10.00 EUR CPM)."
+    """
+
+    def cpm(match: re.Match) -> str:
+        return text.BID_IN_WARNING.format(
+            words=match.group(1),
+            cpm=decimal(1000 * float(match.group(2))),
+            currency=currency,
+        )
+
+    return _WARNING_BID.sub(cpm, str(warning))
 
 
 def sim_value(

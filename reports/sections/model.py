@@ -174,7 +174,7 @@ def landscapes(inputs: ReportInputs) -> dict[str, Any]:
         "note": text.LANDSCAPE_SUBSET.format(shown=len(panels), total=len(order))
         if len(panels) < len(order)
         else None,
-        "chart": Markup(charts.landscapes(panels)) if panels else None,
+        "chart": Markup(charts.landscapes(panels, inputs.currency)) if panels else None,
         "rows": [_landscape_row(name, found[name]) for name in order],
     }
 

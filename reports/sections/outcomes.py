@@ -43,7 +43,7 @@ def simulation(inputs: ReportInputs) -> dict[str, Any] | None:
         "intervals": _interval_chart(sim, ordered_rows(inputs.plan)),
         "head": text.SIM_TABLE_HEAD
         + (text.SIM_TRUTH_HEAD if sim.truth is not None else []),
-        "rows": _sim_rows(sim),
+        "rows": _sim_rows(sim, inputs.currency),
     }
 
 
@@ -56,7 +56,7 @@ def _fan_note(sim: Simulation) -> str | None:
     return text.SIM_FAN_NOTE.format(kept=f"{kept:,}", runs=runs)
 
 
-def _sim_rows(sim: Simulation) -> list[list[str]]:
+def _sim_rows(sim: Simulation, currency: str) -> list[list[str]]:
     """TOTAL statistics per metric; truth columns appended when present."""
     rows = []
     for metric, name in text.SIM_METRICS.items():
@@ -66,6 +66,8 @@ def _sim_rows(sim: Simulation) -> list[list[str]]:
         stats = [sim_value(sim.summary, TOTAL, metric, s) for s in STATS]
         if sim.truth is not None:
             stats += [sim_value(sim.truth, TOTAL, metric, s) for s in TRUTH_STATS]
+        if metric in text.SIM_MONEY:
+            name = text.MONEY_LABEL.format(label=name, currency=currency)
         rows.append([name, *(decimal(v, digits) for v in stats)])
     return rows
 
@@ -180,4 +182,15 @@ def whatif(inputs: ReportInputs) -> dict[str, Any] | None:
         for r, reason in zip(frame.itertuples(index=False), breaks, strict=True)
     ]
     chart = Markup(charts.whatif(scenarios, variants, baseline)) if scenarios else None
-    return {"chart": chart, "rows": rows, "broken": sum(bool(b) for b in breaks)}
+    head = [
+        text.MONEY_LABEL.format(label=h, currency=inputs.currency)
+        if h in text.WHATIF_MONEY
+        else h
+        for h in text.WHATIF_HEAD
+    ]
+    return {
+        "chart": chart,
+        "rows": rows,
+        "head": head,
+        "broken": sum(bool(b) for b in breaks),
+    }
