@@ -42,7 +42,7 @@ CARD_CONVERSIONS = "Expected conversions"
 CARD_VALUE = "Expected value"
 CARD_RANGE = "P10–P90 {low} – {high}"
 CARD_NO_RANGE = "range: run a simulation"
-CARD_CPA = "Cost per conversion (CPA)"
+CARD_CPA = "CPA, cost per conversion"
 CARD_ROAS = "ROAS {roas} (value / spend)"
 CARD_UPLIFT = "Conversions vs. current allocation"
 CARD_UPLIFT_SUB = (
@@ -96,7 +96,7 @@ FLAG_MIN_SPEND = "held at its min spend"
 FLAG_MAX_SPEND = "capped at its max spend"
 FLAG_MAX_BID = "bid held at its max bid"
 FLAG_THIN = "thin data: {auctions} auctions in the log"
-FLAG_FEW_CONVERSIONS = "forecast rests on {count} conversions in the log"
+FLAG_FEW_CONVERSIONS = "forecast rests on {count} conversion(s) in the log"
 TOTAL_ROW = "Total"
 # Plan-table columns that hold money: their unit line names the currency.
 MONEY_COLUMNS = (

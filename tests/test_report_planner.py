@@ -233,4 +233,4 @@ def test_plan_rows_carry_their_flags(folders, tmp_path):
     assert text.FLAG_MAX_BID in rows["books"]
     assert text.FLAG_MAX_SPEND in rows["music"]
     assert "thin data: 500 auctions in the log" in rows["games"]
-    assert "forecast rests on 3 conversions in the log" in rows["films"]
+    assert "forecast rests on 3 conversion(s) in the log" in rows["films"]
