@@ -284,6 +284,7 @@ def simulate(
 @opt.whatif_option
 @opt.frontier_option
 @opt.out_file_option("HTML file to write.")
+@opt.report_currency_option
 @click.pass_context
 @friendly_errors
 def report(
@@ -294,6 +295,7 @@ def report(
     whatif_dir: Path | None,
     frontier_dir: Path | None,
     out_file: Path,
+    currency: str | None,
 ) -> None:
     """Write one self-contained HTML report (opens offline, safe to mail)."""
     from reports import write_report
@@ -305,6 +307,7 @@ def report(
         simulation_dir=simulation_dir,
         whatif_dir=whatif_dir,
         frontier_dir=frontier_dir,
+        currency=currency,
     )
     echo(ctx, f"Report written to {path}")
 

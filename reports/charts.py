@@ -79,6 +79,15 @@ def label(name: str) -> str:
     return name.replace("$", r"\$")
 
 
+def money(name: str, currency: str) -> str:
+    """An axis label with its currency, safe for matplotlib.
+
+    >>> money("Total budget", "EUR")
+    'Total budget (EUR)'
+    """
+    return f"{name} ({label(currency)})"
+
+
 def to_svg(fig: Figure, name: str) -> str:
     """Inline SVG markup for ``fig``: no XML prologue, namespaces or group ids.
 
@@ -137,7 +146,10 @@ def _bar_rows(names: Sequence[str]) -> tuple[Figure, Axes, np.ndarray]:
 
 @_styled
 def spend_vs_current(
-    names: Sequence[str], current: Sequence[float], recommended: Sequence[float]
+    names: Sequence[str],
+    current: Sequence[float],
+    recommended: Sequence[float],
+    currency: str = text.DEFAULT_CURRENCY,
 ) -> str:
     """Paired bars per audience: current spend and recommended budget (currency)."""
     fig, ax, y = _bar_rows(names)
@@ -145,14 +157,16 @@ def spend_vs_current(
     ax.barh(
         y + 0.2, recommended, height=0.38, color=PLAN, label=text.LEGEND_RECOMMENDED
     )
-    ax.set_xlabel(text.SPEND_XLABEL)
+    ax.set_xlabel(money(text.SPEND_XLABEL, currency))
     _money_axis(ax.xaxis)
     _top_legend(fig, ax)
     return to_svg(fig, "spend")
 
 
 @_styled
-def response_curves(panels: Sequence[dict]) -> str:
+def response_curves(
+    panels: Sequence[dict], currency: str = text.DEFAULT_CURRENCY
+) -> str:
     """Small multiples of spend -> conversions with current and planned points.
 
     Each panel dict holds ``name``, ``spend`` and ``conversions`` (curve lists),
@@ -166,7 +180,7 @@ def response_curves(panels: Sequence[dict]) -> str:
         ax.set_title(label(panel["name"]), loc="left")
         _money_axis(ax.xaxis)
     for ax in axes[-PANEL_COLUMNS:]:
-        ax.set_xlabel(text.CURVES_XLABEL)
+        ax.set_xlabel(money(text.CURVES_XLABEL, currency))
     for ax in axes[::PANEL_COLUMNS]:
         ax.set_ylabel(text.CURVES_YLABEL)
     handles = [
@@ -188,6 +202,7 @@ def marginal_cpa(
     average: Sequence[float],
     marginal: Sequence[float],
     optimum: float | None,
+    currency: str = text.DEFAULT_CURRENCY,
 ) -> str:
     """Dots per audience: average and marginal CPA, with the optimum's line.
 
@@ -202,7 +217,7 @@ def marginal_cpa(
     finite = values[np.isfinite(values) & (values > 0)]
     if finite.size and finite.max() / finite.min() > 20:
         ax.set_xscale("log")
-    ax.set_xlabel(text.MARGINAL_XLABEL)
+    ax.set_xlabel(money(text.MARGINAL_XLABEL, currency))
     _top_legend(fig, ax)
     return to_svg(fig, "marginal")
 
@@ -214,6 +229,7 @@ def frontier(
     marginal: Sequence[float],
     chosen: tuple[float, float],
     current_spend: float | None,
+    currency: str = text.DEFAULT_CURRENCY,
 ) -> str:
     """Conversions and marginal CPA against total budget, this plan marked.
 
@@ -228,7 +244,7 @@ def frontier(
     left.plot(*chosen, "o", color=ACCENT, ms=8, label=text.LEGEND_CHOSEN)
     left.set_ylabel(text.FRONTIER_YLABEL)
     right.plot(budget, marginal, color=PLAN, lw=1.6)
-    right.set_ylabel(text.FRONTIER_MARGINAL_YLABEL)
+    right.set_ylabel(money(text.FRONTIER_MARGINAL_YLABEL, currency))
     for ax in (left, right):
         ax.axvline(chosen[0], color=ACCENT, lw=1, ls="--")
         if current_spend is not None:
@@ -239,7 +255,7 @@ def frontier(
                 ls=":",
                 label=text.LEGEND_CURRENT_SPEND,
             )
-        ax.set_xlabel(text.FRONTIER_XLABEL)
+        ax.set_xlabel(money(text.FRONTIER_XLABEL, currency))
         _money_axis(ax.xaxis)
     _top_legend(fig, left)
     return to_svg(fig, "frontier")
@@ -247,10 +263,10 @@ def frontier(
 
 @_styled
 def simulation_fan(hours: Sequence[float], bands: Sequence[dict]) -> str:
-    """Hourly cumulative spend and conversions: P10-P90 band, median, plan total.
+    """Hourly cumulative shares (pacing): P10-P90 band, median, plan line.
 
-    Each band dict holds ``p10``, ``p50``, ``p90`` (one value per hour),
-    ``planned`` (the plan's expected total, or None) and ``ylabel``.
+    Each band dict holds ``p10``, ``p50``, ``p90`` (fractions, one per hour),
+    ``planned`` (the plan's expected share, or None) and ``ylabel``.
     """
     fig = _figure(WIDTH, 3.0)
     axes = fig.subplots(1, len(bands), squeeze=False)[0]
@@ -267,12 +283,17 @@ def simulation_fan(hours: Sequence[float], bands: Sequence[dict]) -> str:
         ax.plot(hours, band["p50"], color=PLAN, lw=1.4, label=text.LEGEND_MEDIAN)
         if band["planned"] is not None:
             ax.axhline(
-                band["planned"], color=ACCENT, lw=1, ls="--", label=text.LEGEND_PLANNED
+                band["planned"],
+                color=ACCENT,
+                lw=1,
+                ls="--",
+                label=text.LEGEND_PLANNED_SPEND,
             )
         ax.set_xlabel(text.SIM_HOUR_XLABEL)
         ax.set_ylabel(band["ylabel"])
         ax.set_xlim(0, max(hours))
-        ax.set_ylim(bottom=0)
+        ax.set_ylim(0, 1.05)
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
     _top_legend(fig, axes[0])
     return to_svg(fig, "fan")
 
@@ -365,7 +386,7 @@ def calibration(heads: Sequence[dict]) -> str:
 
 
 @_styled
-def landscapes(panels: Sequence[dict]) -> str:
+def landscapes(panels: Sequence[dict], currency: str = text.DEFAULT_CURRENCY) -> str:
     """Small multiples of win rate against bid: observed, fitted and naive.
 
     Each panel dict holds ``name``, ``bid`` (CPM), ``empirical`` and ``fitted``
@@ -381,7 +402,7 @@ def landscapes(panels: Sequence[dict]) -> str:
         ax.set_ylim(0, 1)
         ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
     for ax in axes[-PANEL_COLUMNS:]:
-        ax.set_xlabel(text.LANDSCAPE_XLABEL)
+        ax.set_xlabel(money(text.LANDSCAPE_XLABEL, currency))
     for ax in axes[::PANEL_COLUMNS]:
         ax.set_ylabel(text.LANDSCAPE_YLABEL)
     names = [text.LEGEND_EMPIRICAL, text.LEGEND_FITTED, text.LEGEND_NAIVE]

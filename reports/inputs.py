@@ -64,11 +64,16 @@ class Frontier:
             marginal_cpa`` at least; money in currency.
         chosen_budget: the budget to mark, or None when the folder gives none.
         current_spend: today's spend to mark, or None.
+        audiences: names of the per-audience splits, or None when not written.
+        splits: ``budget``, ``expected_spend``, ``expected_conversions`` -> one
+            list per table row (same order) of one value per audience, or None.
     """
 
     table: pd.DataFrame
     chosen_budget: float | None
     current_spend: float | None
+    audiences: list[str] | None = None
+    splits: dict[str, list[list[float]]] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +85,7 @@ class ReportInputs:
         curves: ``curves.json``: audience -> ``{spend, conversions, ...}`` lists.
         simulation, whatif, frontier: optional sections (None when not given).
         files: ``(path, sha256)`` of every file read, for provenance.
+        currency: the money unit every figure is shown in.
     """
 
     model: dict[str, Any]
@@ -90,6 +96,7 @@ class ReportInputs:
     whatif: pd.DataFrame | None
     frontier: Frontier | None
     files: list[tuple[str, str]]
+    currency: str = text.DEFAULT_CURRENCY
 
 
 class _Reader:
@@ -227,11 +234,37 @@ def _read_frontier(reader: _Reader, frontier_dir: Path) -> Frontier:
     if (frontier_dir / "frontier.json").is_file():
         meta = reader.json(frontier_dir / "frontier.json", text.FIX_FRONTIER)
     meta = meta if isinstance(meta, dict) else {}
+    order = table["budget"].to_numpy().argsort(kind="stable")
+    audiences, splits = _splits(meta, len(table))
     return Frontier(
-        table=table.sort_values("budget", kind="stable").reset_index(drop=True),
+        table=table.iloc[order].reset_index(drop=True),
         chosen_budget=_number(meta.get("chosen_budget")),
         current_spend=_number(meta.get("current_spend")),
+        audiences=audiences,
+        splits=None
+        if splits is None
+        else {k: [v[i] for i in order] for k, v in splits.items()},
     )
+
+
+SPLIT_KEYS = ("budget", "expected_spend", "expected_conversions")
+
+
+def _splits(meta: dict, rows: int) -> tuple[list[str] | None, dict | None]:
+    """frontier.json's per-audience splits when complete (one row per budget, one
+    number per audience), else (None, None): older folders lack them."""
+    names, splits = meta.get("audiences"), meta.get("splits")
+    if not isinstance(names, list) or not isinstance(splits, dict):
+        return None, None
+    try:
+        found = {k: [[float(x) for x in row] for row in splits[k]] for k in SPLIT_KEYS}
+    except (KeyError, TypeError, ValueError):
+        return None, None
+    if any(
+        len(v) != rows or any(len(r) != len(names) for r in v) for v in found.values()
+    ):
+        return None, None
+    return [str(n) for n in names], found
 
 
 def _number(value: Any) -> float | None:
@@ -245,8 +278,11 @@ def read_inputs(
     simulation_dir: Path | str | None = None,
     whatif_dir: Path | str | None = None,
     frontier_dir: Path | str | None = None,
+    currency: str | None = None,
 ) -> ReportInputs:
     """Read and check every result file a report shows.
+
+    ``currency`` overrides plan.json's ``currency`` (default "currency units").
 
     Raises:
         InputError: a folder or required file is missing, or a file is garbled or
@@ -287,4 +323,11 @@ def read_inputs(
         whatif=whatif,
         frontier=frontier,
         files=reader.files,
+        currency=_currency(currency, plan_json.get("currency")),
     )
+
+
+def _currency(*found: Any) -> str:
+    """The first non-blank currency given, else the neutral default."""
+    names = [str(c).strip() for c in found if isinstance(c, str) and c.strip()]
+    return names[0] if names else text.DEFAULT_CURRENCY

@@ -43,16 +43,23 @@ def build_context(inputs: ReportInputs, generated: str) -> dict[str, Any]:
             model_id=model.get("model_id"),
             generated=generated,
         ),
+        "money_note": text.MONEY_NOTE.format(currency=inputs.currency),
+        "currency": inputs.currency,
         "headline": sections.headline(inputs),
         "table": sections.plan_table(inputs),
         "charts": sections.plan_charts(inputs),
         "curves_note": sections.curves_note(inputs),
         "frontier": sections.frontier_chart(inputs),
+        "slider": sections.budget_slider(inputs),
         "simulation": sections.simulation(inputs),
         "whatif": sections.whatif(inputs),
         "health": sections.model_health(inputs),
         "landscapes": sections.landscapes(inputs),
-        "warnings": [str(w) for w in plan.get("warnings") or []],
+        "warnings": sections.model_warnings(inputs)
+        + [
+            sections.warning_text(w, inputs.currency)
+            for w in plan.get("warnings") or []
+        ],
         "provenance": sections.provenance(inputs, generated),
     }
 
@@ -69,6 +76,7 @@ def write_report(
     simulation_dir: str | os.PathLike[str] | None = None,
     whatif_dir: str | os.PathLike[str] | None = None,
     frontier_dir: str | os.PathLike[str] | None = None,
+    currency: str | None = None,
 ) -> Path:
     """Read the result folders and write the HTML report atomically.
 
@@ -79,6 +87,7 @@ def write_report(
         simulation_dir: optional ``adplan simulate`` output (summary.csv, ...).
         whatif_dir: optional ``adplan whatif`` output (comparison.csv).
         frontier_dir: optional ``adplan frontier`` output (frontier.csv).
+        currency: money unit shown; default plan.json's, else "currency units".
 
     Returns:
         The path written.
@@ -86,7 +95,9 @@ def write_report(
     Raises:
         InputError: a folder or required file is missing or garbled.
     """
-    inputs = read_inputs(model_dir, plan_dir, simulation_dir, whatif_dir, frontier_dir)
+    inputs = read_inputs(
+        model_dir, plan_dir, simulation_dir, whatif_dir, frontier_dir, currency
+    )
     generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     page = render_html(inputs, generated)
     out = Path(out_file)

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 TITLE = "adplan · campaign plan report"
 SUBTITLE = "Plan created {created} · model {model_id} · report generated {generated}"
+DEFAULT_CURRENCY = "currency units"
 MONEY_NOTE = (
-    "Money is in the event log's currency. Bids are shown per 1,000 impressions "
-    "(CPM). All outcomes are model forecasts over the planning horizon."
+    "Money is in {currency}. Bids are shown per 1,000 impressions (CPM) "
+    "everywhere, warnings included. All outcomes are model forecasts over the "
+    "planning horizon."
 )
+MONEY = "{amount} {currency}"
+BID_IN_WARNING = "{words} {cpm} {currency} CPM"
 
 # Navigation and section titles, in page order.
 SECTIONS = {
@@ -38,10 +42,12 @@ CARD_CONVERSIONS = "Expected conversions"
 CARD_VALUE = "Expected value"
 CARD_RANGE = "P10–P90 {low} – {high}"
 CARD_NO_RANGE = "range: run a simulation"
-CARD_CPA = "Cost per conversion (CPA)"
+CARD_CPA = "CPA, cost per conversion"
 CARD_ROAS = "ROAS {roas} (value / spend)"
 CARD_UPLIFT = "Conversions vs. current allocation"
-CARD_UPLIFT_SUB = "current: {conversions} conv. for {spend} spend (CPA {cpa})"
+CARD_UPLIFT_SUB = (
+    "current: {conversions} conv. for {spend} {currency} spend (CPA {cpa} {currency})"
+)
 CARD_UPLIFT_NONE = "no current allocation in the plan"
 
 GAP_PROVEN = (
@@ -54,8 +60,8 @@ GAP_CLOSE = (
 )
 GAP_UNKNOWN = "The plan carries no optimality certificate."
 DUAL_PRICE = (
-    "At the optimum the next conversion costs about {marginal_cpa}: one more "
-    "unit of budget buys about {dual} more {objective}."
+    "At the optimum the next conversion costs about {marginal_cpa} {currency}: one "
+    "more unit of budget (1 {currency}) buys about {dual} more {objective}."
 )
 PRICE_SENSITIVITY = (
     "If market prices rose 10% across all audiences, the optimal plan would "
@@ -83,8 +89,34 @@ COLUMNS = [
     ("cpa", "CPA", "per conv."),
     ("roas", "ROAS", "value / spend"),
     ("marginal_cpa", "Marginal CPA", "next conv."),
+    ("flags", "Check", "before launch"),
 ]
+FLAG_BID = "bid {ratio}x the highest bid in the log: forecast extrapolates"
+FLAG_MIN_SPEND = "held at its min spend"
+FLAG_MAX_SPEND = "capped at its max spend"
+FLAG_MAX_BID = "bid held at its max bid"
+FLAG_THIN = "thin data: {auctions} auctions in the log"
+FLAG_FEW_CONVERSIONS = "forecast rests on {count} conversion(s) in the log"
 TOTAL_ROW = "Total"
+# Plan-table columns that hold money: their unit line names the currency.
+MONEY_COLUMNS = (
+    "budget",
+    "daily_budget",
+    "current_spend",
+    "change",
+    "bid_cpm",
+    "expected_value",
+    "cpa",
+    "marginal_cpa",
+)
+MONEY_UNIT = "{currency}, {unit}"
+MONEY_LABEL = "{label} ({currency})"
+SIM_MONEY = ("spend", "value", "cpa")
+PAUSED = "paused"
+PAUSED_GROUP = (
+    "Paused: no budget in this plan ({count}). They buy nothing, so they have no "
+    "CPA or ROAS."
+)
 NOT_AVAILABLE = "–"
 NEW_AUDIENCE = "new"
 
@@ -130,6 +162,21 @@ FRONTIER_YLABEL = "Expected conversions"
 FRONTIER_MARGINAL_YLABEL = "Marginal CPA"
 LEGEND_CHOSEN = "This plan"
 LEGEND_CURRENT_SPEND = "Current spend"
+SLIDER_TITLE = "Try another budget"
+SLIDER_INTRO = (
+    "Move the slider along the frontier: each stop is a budget adplan frontier "
+    "re-optimized, with its conversions, CPA and the split per audience."
+)
+SLIDER_LABEL = "Total budget over the horizon"
+SLIDER_CARDS = {
+    "budget": "Budget",
+    "spend": "Expected spend",
+    "conversions": "Expected conversions",
+    "cpa": "CPA",
+    "marginal": "Next conversion costs",
+}
+SLIDER_SATURATED = "nothing more to buy"
+SLIDER_HEAD = ["Audience", "Budget", "Share", "Conversions"]
 FRONTIER_MISSING = (
     "No budget frontier supplied. Run adplan frontier and pass --frontier DIR "
     "to see what other budgets would deliver."
@@ -148,11 +195,18 @@ SIM_TRUTH = (
     "(model) with the truth."
 )
 SIM_HOUR_XLABEL = "Hours into the campaign"
-SIM_SPEND_YLABEL = "Cumulative spend"
-SIM_CONV_YLABEL = "Cumulative conversions"
+SIM_SPEND_YLABEL = "Spend, share of the budget"
+SIM_CONV_YLABEL = "Conversions, share of the run's total"
+SIM_FAN_NOTE = (
+    "Pacing hour by hour, from the {kept} runs that kept hourly paths: spend as "
+    "a share of the budget, conversions as a share of each run's own total. The "
+    "totals and their spread are in the table and chart below, from all {runs} runs."
+)
+SIM_ALL_RUNS = "the"
 LEGEND_BAND = "P10–P90 of runs"
 LEGEND_MEDIAN = "Median run"
 LEGEND_PLANNED = "Plan (expected)"
+LEGEND_PLANNED_SPEND = "Planned spend"
 SIM_AUDIENCE_XLABEL = "Conversions over the horizon"
 LEGEND_FORECAST = "Simulated forecast P10–P90"
 LEGEND_TRUTH = "True market P10–P90"
@@ -179,6 +233,13 @@ WHATIF_INTRO = (
 )
 WHATIF_XLABEL = "Expected conversions"
 WHATIF_VARIANTS = {"base_plan": "Keep plan", "reoptimized": "Re-optimize"}
+WHATIF_BREAKS = "Breaks its scenario: {reason}."
+WHATIF_BROKEN = (
+    "{count} row(s) break their own scenario's rules (marked below): read them as "
+    "what would go wrong, not as options."
+)
+# What-if columns that hold money (shown with the currency).
+WHATIF_MONEY = ("Budget", "Spend", "Value", "CPA")
 WHATIF_HEAD = [
     "Scenario",
     "Variant",
@@ -188,7 +249,9 @@ WHATIF_HEAD = [
     "Value",
     "CPA",
     "ROAS",
+    "Keeps its scenario?",
 ]
+WHATIF_KEEPS = "yes"
 WHATIF_MISSING = (
     "No what-if comparison supplied. Run adplan whatif and pass --whatif DIR to "
     "compare scenarios such as price rises or removed audiences."
@@ -213,6 +276,21 @@ HEALTH_SPREAD_SAME = (
     "Checked on {events} conversions of the log, rates within an audience are "
     "spread between impressions as the network predicted (spread x{slope}, give "
     "or take {sd})."
+)
+VERDICT_OK = (
+    "Healthy: the {head} model ranks held-out impressions better than the simple "
+    "baselines (AUC {auc}; {baselines})."
+)
+VERDICT_WORSE = (
+    "Warning: the {head} model ranks held-out impressions worse than the "
+    "{baseline} (AUC {auc} against {baseline_auc}). Its forecasts add nothing a "
+    "simple baseline would not give: treat the plan with caution, and retrain on "
+    "a longer log or with more epochs."
+)
+VERDICT_RANDOM = (
+    "Warning: the {head} model ranks held-out impressions worse than chance (AUC "
+    "{auc}, below 0.500). Do not launch this plan: retrain on a longer log, or check "
+    "that the log's conversions are recorded correctly."
 )
 HEALTH_HEAD = ["Predictor", "AUC", "Log loss", "ECE"]
 HEADS = {"click": "Click rate", "conversion": "Conversion rate"}
@@ -239,7 +317,7 @@ LANDSCAPE_NAIVE = (
     "logs only)"
 )
 LANDSCAPE_SUBSET = "Charts show the {shown} audiences with the largest budgets (of {total}); the table lists all."
-LANDSCAPE_XLABEL = "Bid (CPM)"
+LANDSCAPE_XLABEL = "Bid, CPM"
 LANDSCAPE_YLABEL = "Win rate"
 LEGEND_EMPIRICAL = "Observed"
 LEGEND_FITTED = "Fitted"

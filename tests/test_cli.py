@@ -256,6 +256,7 @@ def test_whatif_batch_equals_one_by_one(trained, tmp_path):
         "expected_value",
         "cpa",
         "roas",
+        "breaks_scenario",
     ]
     assert set(table["scenario"]) == {"base", "up", "inline"}
     up = table[(table["scenario"] == "up") & (table["variant"] == "reoptimized")].iloc[

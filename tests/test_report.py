@@ -12,6 +12,7 @@ import json
 import re
 import shutil
 import subprocess
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -309,7 +310,21 @@ def write_frontier(folder: Path, plan: dict) -> None:
         }
     )
     frame.to_csv(folder / "frontier.csv", index=False)
-    (folder / "frontier.json").write_text(json.dumps({"chosen_budget": plan["budget"]}))
+    # Per-audience splits: the plan's shares scaled to each budget.
+    names = [r["audience"] for r in plan["audiences"]]
+    share = np.array([r["budget"] for r in plan["audiences"]]) / plan["budget"]
+    conv = np.array([r["expected_conversions"] for r in plan["audiences"]])
+    ratio = conversions / plan["totals"]["expected_conversions"]
+    splits = {
+        "budget": np.outer(budget, share).round(3).tolist(),
+        "expected_spend": np.outer(budget, share).round(3).tolist(),
+        "expected_conversions": np.outer(ratio, conv).round(3).tolist(),
+    }
+    (folder / "frontier.json").write_text(
+        json.dumps(
+            {"chosen_budget": plan["budget"], "audiences": names, "splits": splits}
+        )
+    )
 
 
 def build_folders(root: Path, names: list[str], scenarios: list[str]) -> dict:
@@ -512,7 +527,10 @@ def test_user_text_is_escaped(hostile_report):
     page = parse(html)
     assert XSS not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-    assert sum(tag == "script" for tag, _ in page.tags) == 1, "only the table sorter"
+    scripts = [a for tag, a in page.tags if tag == "script"]
+    assert scripts == [{"type": "application/json", "id": "slider-data"}, {}], (
+        "only the slider's data and the page's own script"
+    )
     names = [r[0] for r in page.plan_rows["tbody"]]
     assert XSS in names and "$5 deals" in names and "a&b \"quoted\" 'x'" in names
     # Names that CSV readers like to coerce ("NA" -> NaN, "007" -> 7) still match.
@@ -598,7 +616,7 @@ def test_garbled_inputs_raise_input_error(tmp_path, damage, message):
 
 
 def test_doctests_of_formatters_and_charts():
-    for module in (formatting, charts):
+    for module in (formatting, charts, sections.slider):
         assert doctest.testmod(module).failed == 0
 
 
@@ -621,7 +639,7 @@ CHROMIUM_FLAGS = (
 )
 
 
-def run_chromium(page: Path, workdir: Path, *args: str) -> dict:
+def run_chromium(page: Path, workdir: Path, *args: str, hash_: str = "") -> dict:
     """Load ``page`` in a fresh profile; return its log lines and page requests.
 
     Page requests are read from Chromium's NetLog: every URL request whose
@@ -637,7 +655,7 @@ def run_chromium(page: Path, workdir: Path, *args: str) -> dict:
             f"--user-data-dir={workdir / 'profile'}",
             f"--log-net-log={netlog}",
             *args,
-            page.resolve().as_uri(),
+            page.resolve().as_uri() + hash_,
         ],
         capture_output=True,
         text=True,
@@ -695,7 +713,7 @@ def test_report_in_headless_chromium(hostile_report, tmp_path):
     assert tables and tables[0].get("data-sortable") == "ready", "sorter script ran"
     assert len(dom.plan_rows["tbody"]) == 6
     assert sum(tag == "svg" for tag, _ in dom.tags) >= 9
-    assert sum(tag == "script" for tag, _ in dom.tags) == 1, "no injected script"
+    assert sum(tag == "script" for tag, _ in dom.tags) == 2, "no injected script"
     assert external_references(loaded["stdout"], dom) == []
 
     shot = tmp_path / "report.png"
@@ -704,3 +722,156 @@ def test_report_in_headless_chromium(hostile_report, tmp_path):
     )
     assert taken["console"] == [] and taken["requests"] == []
     assert shot.stat().st_size > 10_000
+
+
+def _slider_values(dom: str) -> dict[str, str]:
+    """The slider's cards as shown, keyed by card."""
+    return dict(re.findall(r'id="slider-([a-z]+)">([^<]*)<', dom))
+
+
+def _slider_rows(dom: str) -> list[list[str]]:
+    """Cells of the slider's per-audience table, as shown."""
+    body = re.search(r'<tbody id="slider-rows">(.*?)</tbody>', dom, re.DOTALL)
+    rows = re.findall(r"<tr>(.*?)</tr>", body.group(1), re.DOTALL)
+    return [re.findall(r"<td[^>]*>(.*?)</td>", r) for r in rows]
+
+
+@pytest.mark.browser
+@browser
+def test_budget_slider_in_headless_chromium(hostile_report, tmp_path):
+    """Moving the slider (a scripted input event) shows another frontier budget."""
+    path, _ = hostile_report
+    frontier = pd.read_csv(path.parent / "frontier" / "frontier.csv")
+    loaded = run_chromium(path, tmp_path / "start", "--dump-dom")
+    start = _slider_values(loaded["stdout"])
+    assert loaded["console"] == [] and loaded["requests"] == []
+    assert 'data-ready="ready"' in loaded["stdout"]
+
+    moved_page = tmp_path / "moved.html"
+    mover = (
+        '<script>window.addEventListener("load", function () {'
+        'var s = document.getElementById("slider-input"); s.value = "0";'
+        's.dispatchEvent(new Event("input")); });</script></body>'
+    )
+    moved_page.write_text(
+        path.read_text(encoding="utf-8").replace("</body>", mover), encoding="utf-8"
+    )
+    moved = run_chromium(moved_page, tmp_path / "moved", "--dump-dom")
+    assert moved["console"] == [] and moved["requests"] == []
+    after = _slider_values(moved["stdout"])
+    first = frontier.iloc[0]
+    assert after["budget"] == formatting.decimal(first["budget"])
+    assert after["conversions"] == formatting.decimal(first["expected_conversions"], 1)
+    assert after["cpa"] == formatting.decimal(first["cpa"])
+    assert after["conversions"] != start["conversions"], "the numbers follow the slider"
+    rows = _slider_rows(moved["stdout"])
+    assert len(rows) == 6
+    shares = [float(r[2].rstrip("%")) for r in rows]
+    assert sum(shares) == pytest.approx(100, abs=0.5)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in [r[0] for r in rows]
+
+
+# Measures the rendered page into <body data-*> for --dump-dom: the page's width,
+# the plan table's width and its frame, and the smallest on-screen chart text.
+MEASURE = """<script>
+window.addEventListener("load", function () {
+  if (location.hash === "#print") {
+    var css = "";
+    Array.prototype.forEach.call(document.styleSheets, function (sheet) {
+      Array.prototype.forEach.call(sheet.cssRules, function (rule) {
+        if (rule.media && rule.media.mediaText === "print") {
+          Array.prototype.forEach.call(rule.cssRules, function (r) {
+            if (r.type === 1) { css += r.cssText + "\\n"; }
+          });
+        }
+      });
+    });
+    var style = document.createElement("style");
+    style.textContent = css + "body { width: 186mm; margin: 0; }";
+    document.head.appendChild(style);
+  }
+  var sizes = Array.prototype.map.call(
+    document.querySelectorAll("svg.chart-spend text"),
+    function (t) { return t.getBoundingClientRect().height; }
+  ).filter(function (h) { return h > 0; });
+  var table = document.getElementById("plan-table");
+  var body = document.body;
+  body.setAttribute("data-page-width", document.documentElement.scrollWidth);
+  body.setAttribute("data-view-width", document.documentElement.clientWidth);
+  body.setAttribute("data-table-width", table.scrollWidth);
+  body.setAttribute("data-frame-width", table.parentNode.clientWidth);
+  body.setAttribute("data-chart-text", Math.min.apply(null, sizes));
+  var widths = Array.prototype.map.call(document.querySelectorAll("figure svg"),
+    function (svg) { return svg.getBoundingClientRect().width; });
+  body.setAttribute("data-chart-width", Math.max.apply(null, widths));
+  body.setAttribute("data-body-width", body.clientWidth);
+  if (window.parent !== window) { window.parent.postMessage(body.outerHTML.slice(0, 400), "*"); }
+});
+</script></body>"""
+# Headless Chromium lays pages out at least 500 px wide, so the phone is a frame.
+PHONE = """<html><body style="margin:0"><iframe src="measured.html" width="{width}"
+height="3000" style="border:0"></iframe><script>
+window.addEventListener("message", function (e) {{
+  var out = document.createElement("pre"); out.id = "measured";
+  out.textContent = e.data; document.body.appendChild(out);
+}});
+</script></body></html>"""
+
+
+def _measured(page: Path, workdir: Path, width: int | None = None) -> dict[str, float]:
+    """Load ``page`` with MEASURE injected, in a frame ``width`` px wide or (None)
+    as printed on A4; the measurements, in CSS pixels."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    probe = workdir / "measured.html"
+    probe.write_text(
+        page.read_text(encoding="utf-8").replace("</body>", MEASURE), encoding="utf-8"
+    )
+    if width is None:
+        seen = run_chromium(probe, workdir, "--dump-dom", hash_="#print")
+        found = seen["stdout"]
+    else:
+        outer = workdir / "phone.html"
+        outer.write_text(PHONE.format(width=width), encoding="utf-8")
+        seen = run_chromium(outer, workdir, "--dump-dom", "--virtual-time-budget=10000")
+        found = unescape(
+            re.search(
+                r'<pre id="measured">(.*?)</pre>', seen["stdout"], re.DOTALL
+            ).group(1)
+        )
+    assert seen["console"] == [] and seen["requests"] == []
+    body = re.search(r"<body([^>]*)>", found).group(1)
+    return {k: float(v) for k, v in re.findall(r'data-([a-z-]+)="([\d.]+)"', body)}
+
+
+@pytest.mark.browser
+@browser
+def test_phone_width_and_print(hostile_report, tmp_path):
+    """At 400 px nothing but a table or chart frame scrolls sideways and chart text
+    stays readable; printed on A4 the plan table fits the page width."""
+    path, _ = hostile_report
+    phone = _measured(path, tmp_path / "phone", 400)
+    assert phone["page-width"] <= phone["view-width"] <= 400, phone
+    assert phone["chart-text"] >= 8.0, phone
+
+    paper = _measured(path, tmp_path / "paper")
+    assert paper["table-width"] <= paper["frame-width"] + 1, paper
+    assert paper["chart-width"] <= paper["body-width"] + 1, paper
+
+    pdf = tmp_path / "report.pdf"
+    printed = run_chromium(
+        path, tmp_path / "pdf", f"--print-to-pdf={pdf}", "--no-pdf-header-footer"
+    )
+    assert printed["console"] == [] and printed["requests"] == []
+    raw = pdf.read_bytes()
+    boxes = set(re.findall(rb"/MediaBox\s*\[([^\]]*)\]", raw))
+    assert len(boxes) == 1
+    width, height = (float(x) for x in boxes.pop().split()[2:])
+    assert (round(width), round(height)) == (595, 842), "A4 in points"
+    pages = len(re.findall(rb"/Type\s*/Page[^s]", raw))
+    assert 3 <= pages <= 20, pages
+
+    shot = tmp_path / "phone.png"
+    taken = run_chromium(
+        path, tmp_path / "shot", f"--screenshot={shot}", "--window-size=400,3000"
+    )
+    assert taken["console"] == [] and shot.stat().st_size > 10_000

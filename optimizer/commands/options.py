@@ -270,6 +270,11 @@ rate_uncertainty_option = click.option(
 
 # adplan report
 
+report_currency_option = click.option(
+    "--currency",
+    default=None,
+    help='Money unit shown on every figure, e.g. EUR; default the plan\'s currency, else "currency units".',
+)
 
 simulation_option = click.option(
     "--simulation",

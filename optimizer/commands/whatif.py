@@ -15,7 +15,7 @@ from optimizer.io.plan_dir import read_plan
 from optimizer.io.schema import read_settings
 from optimizer.market.params import expected_outcomes
 from optimizer.market.store import load_market
-from optimizer.plan.batch import parse_budgets, run_frontier, run_whatif
+from optimizer.plan.batch import frontier_with_splits, parse_budgets, run_whatif
 from optimizer.plan.resolve import resolve, solve_plan
 from optimizer.plan.scenario import (
     Scenario,
@@ -139,6 +139,11 @@ def write_whatif(
         lines.append(
             f"  {name:<24} keep plan: {kept['expected_conversions']:>9,.1f} conv   re-optimized: {re_opt['expected_conversions']:>9,.1f} conv for {re_opt['expected_spend']:,.2f}"
         )
+        for variant, row in (("keep plan", kept), ("re-optimized", re_opt)):
+            if row["breaks_scenario"]:
+                lines.append(
+                    f"  {'':<24} {variant} breaks the scenario: {row['breaks_scenario']}"
+                )
     lines.append(f"Written to {out_dir / 'comparison.csv'}")
     return lines
 
@@ -169,7 +174,7 @@ def write_frontier(
         raise InputError(
             f"--budgets starts at {grid[0]:,.2f}, below the minimum spends ({floor:,.2f}); start at {floor:,.2f} or more."
         )
-    frame = run_frontier(inputs, grid, mesh=mesh)
+    frame, splits = frontier_with_splits(inputs, grid, mesh=mesh)
     p = inputs.problem
     current = expected_outcomes(
         p.params,
@@ -190,7 +195,13 @@ def write_frontier(
         write_csv(tmp / "frontier.csv", frame)
         write_json(
             tmp / "frontier.json",
-            {**meta, "rows": frame.replace({np.nan: None}).to_dict(orient="records")},
+            {
+                **meta,
+                "rows": frame.replace({np.nan: None}).to_dict(orient="records"),
+                # Per-audience split at each budget (rows in frontier.csv order).
+                "audiences": list(market.names),
+                "splits": {k: np.round(v, 3).tolist() for k, v in splits.items()},
+            },
         )
     best = frame.iloc[-1]
     return [

@@ -61,11 +61,13 @@ def _reoptimized_totals(batch, allocs: Allocation, config: SolveConfig) -> dict:
 
 
 @jax.jit(static_argnames=("config",))
-def _frontier_totals(p, budgets, allocs: Allocation, config: SolveConfig) -> dict:
-    """Totals of the plan at each of the (B,) budgets."""
+def _frontier_outcomes(p, allocs: Allocation, config: SolveConfig):
+    """Per-audience outcomes (B, A) of the plan at each of the B budgets."""
     return jax.vmap(
-        lambda b, a: _totals(dataclasses.replace(p, budget=b), a.bid, a.budget, config)
-    )(budgets, allocs)
+        lambda a: expected_outcomes(
+            p.params, a.bid, p.days, a.budget, config.first_price
+        )
+    )(allocs)
 
 
 def _row(name: str, variant: str, budget: float, t: dict) -> dict:
@@ -134,16 +136,15 @@ def run_whatif(
     plans = {}
     for i, s in enumerate(scenarios):
         pick = jax.tree_util.tree_map(lambda x, i=i: x[i], (kept, reopt))
+        kept_split = np.asarray(base_budget) * ~inputs[i].removed * s.budget_scale
         rows.append(
-            _row(
-                s.name,
-                "base_plan",
-                float(np.sum(base_budget * ~inputs[i].removed)) * s.budget_scale,
-                pick[0],
-            )
+            _row(s.name, "base_plan", float(np.sum(kept_split)), pick[0])
+            | {"breaks_scenario": breaks_scenario(s, inputs[i], kept_split, pick[0])}
         )
+        split = np.asarray(allocs.budget[i])
         rows.append(
-            _row(s.name, "reoptimized", float(jnp.sum(allocs.budget[i])), pick[1])
+            _row(s.name, "reoptimized", float(np.sum(split)), pick[1])
+            | {"breaks_scenario": breaks_scenario(s, inputs[i], split, pick[1])}
         )
         plans[s.name] = pd.DataFrame(
             {
@@ -152,7 +153,47 @@ def run_whatif(
                 "bid": np.round(np.asarray(allocs.bid[i]), 6),
             }
         )
-    return pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS)), plans
+    columns = [*COMPARISON_COLUMNS, "breaks_scenario"]
+    return pd.DataFrame(rows, columns=columns).fillna({"breaks_scenario": ""}), plans
+
+
+# Money slack (currency) before a bound or target counts as broken.
+_SLACK = 0.01
+
+
+def breaks_scenario(
+    scenario: Scenario, inputs: PlanInputs, split: np.ndarray, totals: dict
+) -> str:
+    """Why a what-if row breaks its own scenario's rules, or "" when it keeps them.
+
+    Args:
+        scenario: the scenario the row runs under (its CPA/ROAS targets).
+        inputs: the scenario resolved (per-audience spend bounds, (A,) currency).
+        split: (A,) budget per audience the row plans over the horizon, currency.
+        totals: the row's expected totals (``spend``, ``conversions``, ``value``).
+    """
+    spend, conv, value = (float(totals[k]) for k in ("spend", "conversions", "value"))
+    found = []
+    if scenario.max_cpa is not None and conv > 0:
+        cpa = spend / conv
+        if cpa > scenario.max_cpa * (1 + 1e-6) + _SLACK:
+            found.append(f"CPA {cpa:,.2f} above the target {scenario.max_cpa:,.2f}")
+    if scenario.min_roas is not None and spend > 0:
+        roas = value / spend
+        if roas < scenario.min_roas * (1 - 1e-6):
+            found.append(f"ROAS {roas:,.2f} below the target {scenario.min_roas:,.2f}")
+    lower = np.asarray(inputs.problem.lower)
+    upper = np.asarray(inputs.problem.upper)
+    for name, low, high, have, gone in zip(
+        inputs.names, lower, upper, split, inputs.removed, strict=True
+    ):
+        if gone:
+            continue
+        if have < low - _SLACK:
+            found.append(f"'{name}' gets {have:,.2f}, below its minimum {low:,.2f}")
+        elif have > high + _SLACK:
+            found.append(f"'{name}' gets {have:,.2f}, above its maximum {high:,.2f}")
+    return "; ".join(found)
 
 
 @jax.jit(static_argnames=("config",))
@@ -211,6 +252,19 @@ def run_frontier(
     ``mesh``: a 1-D device mesh (``devices.mesh("audiences")``) to split the
     audiences over, or None for one device.
     """
+    return frontier_with_splits(inputs, budgets, mesh)[0]
+
+
+def frontier_with_splits(
+    inputs: PlanInputs, budgets: np.ndarray, mesh: Mesh | None = None
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """:func:`run_frontier` plus each budget's per-audience split.
+
+    Returns:
+        The frontier table (B rows, budgets in the given order) and a dict of
+        (B, A) float64 arrays: ``budget`` (the plan's cap per audience),
+        ``expected_spend`` (currency over the horizon) and ``expected_conversions``.
+    """
     p = inputs.problem
     order = np.argsort(budgets)
     sorted_budgets = jnp.asarray(budgets[order], jnp.float64)
@@ -218,9 +272,14 @@ def run_frontier(
         allocs = allocate_path(p, sorted_budgets, inputs.config)
     else:
         allocs = allocate_path_sharded(p, sorted_budgets, mesh, inputs.config)
-    totals = _frontier_totals(p, jnp.asarray(budgets[order]), allocs, inputs.config)
+    per_audience = _frontier_outcomes(p, allocs, inputs.config)
     undo = np.argsort(order)
-    totals = {k: np.asarray(v)[undo] for k, v in totals.items()}
+    splits = {
+        "budget": np.asarray(allocs.budget, np.float64)[undo],
+        "expected_spend": np.asarray(per_audience.spend, np.float64)[undo],
+        "expected_conversions": np.asarray(per_audience.conversions, np.float64)[undo],
+    }
+    totals = {k: np.asarray(v)[undo] for k, v in per_audience.totals().items()}
     price = np.asarray(allocs.dual_price)[undo]
     spend, conv, value = (totals[k] for k in ("spend", "conversions", "value"))
     marginal = (
@@ -242,7 +301,7 @@ def run_frontier(
     )
     if inputs.config.objective == "value":
         frame["marginal_roas"] = np.round(price, 4)
-    return frame
+    return frame, splits
 
 
 def parse_budgets(text: str) -> np.ndarray:

@@ -6,7 +6,13 @@ ordering, formatting, and aggregation of simulated paths into bands. Results
 themselves come from the files.
 """
 
-from reports.sections.model import landscapes, model_health, provenance
+from reports.sections.common import warning_text
+from reports.sections.model import (
+    landscapes,
+    model_health,
+    model_warnings,
+    provenance,
+)
 from reports.sections.outcomes import simulation, whatif
 from reports.sections.plan import (
     curves_note,
@@ -15,16 +21,20 @@ from reports.sections.plan import (
     plan_charts,
     plan_table,
 )
+from reports.sections.slider import budget_slider
 
 __all__ = [
+    "budget_slider",
     "curves_note",
     "frontier_chart",
     "headline",
     "landscapes",
     "model_health",
+    "model_warnings",
     "plan_charts",
     "plan_table",
     "provenance",
     "simulation",
+    "warning_text",
     "whatif",
 ]

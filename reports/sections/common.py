@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from reports import text
 from reports.formatting import (
     decimal,
     number,
@@ -21,11 +23,48 @@ STATS = ("mean", "p10", "p50", "p90")
 TRUTH_STATS = ("mean", "p10", "p90")
 
 
+# Budgets below half a cent over the horizon are paused audiences.
+PAUSED_BELOW = 0.005
+
+
+def is_paused(row: dict[str, Any]) -> bool:
+    """True when the plan gives the audience no budget (it buys nothing)."""
+    return (number(row["budget"]) or 0.0) < PAUSED_BELOW
+
+
 def ordered_rows(plan: dict[str, Any]) -> list[dict[str, Any]]:
-    """Plan audiences, largest budget first (name breaks ties)."""
+    """Plan audiences, largest budget first, paused ones last (name breaks ties)."""
     return sorted(
-        plan["audiences"], key=lambda r: (-(number(r["budget"]) or 0.0), r["audience"])
+        plan["audiences"],
+        key=lambda r: (is_paused(r), -(number(r["budget"]) or 0.0), r["audience"]),
     )
+
+
+def chart_name(row: dict[str, Any]) -> str:
+    """An audience's chart label; paused ones say so."""
+    name = str(row["audience"])
+    return f"{name} ({text.PAUSED})" if is_paused(row) else name
+
+
+# Bids in plan.json's warnings are per impression, with 4 decimals.
+_WARNING_BID = re.compile(r"(max bid|planned bid|up to about) (\d+\.\d{4})\b")
+
+
+def warning_text(warning: Any, currency: str) -> str:
+    """A plan warning with its per-impression bids shown as CPM in ``currency``.
+
+    >>> warning_text("'a': planned bid 0.0234 is above the log (up to about 0.0100).", "EUR")
+    "'a': planned bid 23.40 EUR CPM is above the log (up to about 10.00 EUR CPM)."
+    """
+
+    def cpm(match: re.Match) -> str:
+        return text.BID_IN_WARNING.format(
+            words=match.group(1),
+            cpm=decimal(1000 * float(match.group(2))),
+            currency=currency,
+        )
+
+    return _WARNING_BID.sub(cpm, str(warning))
 
 
 def sim_value(

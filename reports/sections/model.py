@@ -46,6 +46,7 @@ def model_health(inputs: ReportInputs) -> dict[str, Any]:
     series = [s for s in series if s["series"]]
     rows = rates.get("rows") or {}
     return {
+        "verdicts": [v for h, head in heads.items() if (v := verdict(h, head))],
         "tables": tables,
         "calibration": Markup(charts.calibration(series)) if series else None,
         "training": text.HEALTH_TRAINING.format(
@@ -56,6 +57,42 @@ def model_health(inputs: ReportInputs) -> dict[str, Any]:
         ),
         "spread": _spread_text(inputs.metrics.get("market", {})),
     }
+
+
+def verdict(name: str, head: dict[str, Any]) -> dict[str, Any] | None:
+    """Plain-words verdict on one head: does it rank better than its baselines?
+
+    Returns ``{"ok": bool, "text": str}``, or None without a model AUC. A model
+    below 0.5 AUC is worse than random; below logistic regression or the audience
+    average it adds nothing the simple baseline would not give.
+    """
+    model = number((head.get("model") or {}).get("auc"))
+    if model is None:
+        return None
+    title = text.HEADS.get(name, name).lower()
+    bases = {
+        text.PREDICTORS.get(k, k).lower(): number(v.get("auc"))
+        for k, v in (head.get("baselines") or {}).items()
+        if isinstance(v, dict) and number(v.get("auc")) is not None
+    }
+    words = {"head": title, "auc": decimal(model, 3)}
+    if model < 0.5:
+        return {"ok": False, "text": text.VERDICT_RANDOM.format(**words)}
+    beaten = {k: v for k, v in bases.items() if v > model}
+    if beaten:
+        base, auc = max(beaten.items(), key=lambda kv: kv[1])
+        words |= {"baseline": base, "baseline_auc": decimal(auc, 3)}
+        return {"ok": False, "text": text.VERDICT_WORSE.format(**words)}
+    shown = ", ".join(f"{k} {decimal(v, 3)}" for k, v in bases.items())
+    return {"ok": True, "text": text.VERDICT_OK.format(baselines=shown, **words)}
+
+
+def model_warnings(inputs: ReportInputs) -> list[str]:
+    """The conversion head's verdict when it should stop a planner (plans rest on
+    it), for the report's warnings list."""
+    head = inputs.metrics["rates"]["heads"].get("conversion")
+    found = verdict("conversion", head) if isinstance(head, dict) else None
+    return [found["text"]] if found and not found["ok"] else []
 
 
 def _spread_text(market: dict[str, Any]) -> str | None:
@@ -137,7 +174,7 @@ def landscapes(inputs: ReportInputs) -> dict[str, Any]:
         "note": text.LANDSCAPE_SUBSET.format(shown=len(panels), total=len(order))
         if len(panels) < len(order)
         else None,
-        "chart": Markup(charts.landscapes(panels)) if panels else None,
+        "chart": Markup(charts.landscapes(panels, inputs.currency)) if panels else None,
         "rows": [_landscape_row(name, found[name]) for name in order],
     }
 

@@ -17,11 +17,14 @@ from reports.inputs import ReportInputs, Simulation
 from reports.sections.common import (
     MAX_PANELS,
     TOTAL,
+    chart_name,
+    is_paused,
     nan_list,
     ordered_rows,
     sim_range,
     sim_value,
 )
+from reports.sections.flags import row_flags
 
 PROVEN_GAP = 1e-6
 AUDIENCE_SERIES = ("current_spend", "budget", "cpa", "marginal_cpa")
@@ -29,25 +32,28 @@ AUDIENCE_SERIES = ("current_spend", "budget", "cpa", "marginal_cpa")
 
 def headline(inputs: ReportInputs) -> dict[str, Any]:
     """Cards and plain-language assurance sentences for the summary."""
-    plan, sim = inputs.plan, inputs.simulation
+    plan, sim, currency = inputs.plan, inputs.simulation, inputs.currency
     totals, objective = plan["totals"], plan["objective"]
+    value_label = text.MONEY_LABEL.format(label=text.CARD_VALUE, currency=currency)
     return {
         "cards": [
-            _budget_card(plan),
+            _budget_card(plan, currency),
             _outcome_card(text.CARD_CONVERSIONS, totals, sim, "conversions", 1),
-            _outcome_card(text.CARD_VALUE, totals, sim, "value", 0),
+            _outcome_card(value_label, totals, sim, "value", 0),
             {
-                "label": text.CARD_CPA,
+                "label": text.MONEY_LABEL.format(
+                    label=text.CARD_CPA, currency=currency
+                ),
                 "value": decimal(totals.get("cpa")),
                 "sub": [text.CARD_ROAS.format(roas=decimal(totals.get("roas")))],
             },
-            _uplift_card(plan),
+            _uplift_card(plan, currency),
         ],
         "assurance": [
             s
             for s in (
                 _gap_sentence(plan.get("certificate") or {}, objective),
-                _dual_sentence(plan.get("certificate") or {}, objective),
+                _dual_sentence(plan.get("certificate") or {}, objective, currency),
                 _price_sentence(plan.get("sensitivities") or {}, objective),
             )
             if s
@@ -55,12 +61,12 @@ def headline(inputs: ReportInputs) -> dict[str, Any]:
     }
 
 
-def _budget_card(plan: dict[str, Any]) -> dict[str, Any]:
+def _budget_card(plan: dict[str, Any], currency: str) -> dict[str, Any]:
     days = number(plan["days"]) or 0.0
     budget = number(plan["budget"])
     daily = budget / days if budget is not None and days > 0 else None
     return {
-        "label": text.CARD_BUDGET,
+        "label": text.MONEY_LABEL.format(label=text.CARD_BUDGET, currency=currency),
         "value": decimal(budget),
         "sub": [
             text.CARD_BUDGET_SUB.format(days=decimal(days, 0), daily=decimal(daily)),
@@ -86,7 +92,7 @@ def _outcome_card(
     }
 
 
-def _uplift_card(plan: dict[str, Any]) -> dict[str, Any]:
+def _uplift_card(plan: dict[str, Any], currency: str) -> dict[str, Any]:
     totals = plan["totals"]
     if number(totals.get("current_conversions")) is None:
         return {"label": text.CARD_UPLIFT, "value": "–", "sub": [text.CARD_UPLIFT_NONE]}
@@ -94,6 +100,7 @@ def _uplift_card(plan: dict[str, Any]) -> dict[str, Any]:
         conversions=decimal(totals.get("current_conversions"), 1),
         spend=decimal(totals.get("current_spend")),
         cpa=decimal(totals.get("current_cpa")),
+        currency=currency,
     )
     return {
         "label": text.CARD_UPLIFT,
@@ -113,13 +120,18 @@ def _gap_sentence(certificate: dict[str, Any], objective: str) -> str:
     return text.GAP_CLOSE.format(gap=percent(gap, digits=4), objective=objective)
 
 
-def _dual_sentence(certificate: dict[str, Any], objective: str) -> str | None:
+def _dual_sentence(
+    certificate: dict[str, Any], objective: str, currency: str
+) -> str | None:
     dual = number(certificate.get("dual_price"))
     marginal = number(certificate.get("marginal_cpa_at_optimum"))
     if dual is None or marginal is None:
         return None
     return text.DUAL_PRICE.format(
-        marginal_cpa=decimal(marginal), dual=decimal(dual, 3), objective=objective
+        marginal_cpa=decimal(marginal),
+        dual=decimal(dual, 3),
+        objective=objective,
+        currency=currency,
     )
 
 
@@ -153,8 +165,10 @@ def _change_cell(row: dict[str, Any]) -> dict[str, Any]:
     return _cell(display, delta, "num up" if delta >= 0 else "num down")
 
 
-def _plan_cells(row: dict[str, Any], sim: Simulation | None) -> dict[str, dict]:
-    """Cells of one plan-table row keyed by column."""
+def _plan_cells(
+    row: dict[str, Any], sim: Simulation | None, flags: list[str] | None = None
+) -> dict[str, dict]:
+    """Cells of one plan-table row keyed by column (``flags``: what to check)."""
     money = ("budget", "daily_budget", "cpa", "marginal_cpa", "current_spend")
     cells = {key: _cell(decimal(row[key]), row[key]) for key in money}
     bid_cpm = row.get("bid_cpm", (number(row["bid"]) or 0.0) * 1000.0)
@@ -172,7 +186,11 @@ def _plan_cells(row: dict[str, Any], sim: Simulation | None) -> dict[str, dict]:
             decimal(row["expected_value"], 0), row["expected_value"]
         ),
         "roas": _cell(decimal(row["roas"]), row["roas"]),
+        "flags": _cell("; ".join(flags or []), len(flags or []), "flags"),
     }
+    if row.get("audience") != text.TOTAL_ROW and is_paused(row):
+        for key in ("cpa", "roas", "marginal_cpa"):
+            cells[key] = _cell(text.PAUSED, None, "num paused")
     band = sim_range(sim, row["audience"], "conversions")
     if band is not None:
         p10 = sim_value(sim.summary, row["audience"], "conversions", "p10")
@@ -209,35 +227,66 @@ def plan_table(inputs: ReportInputs) -> dict[str, Any]:
     sim = inputs.simulation
     columns = [c for c in text.COLUMNS if c[0] != "sim_range" or sim is not None]
     keys = [c[0] for c in columns]
-    rows = [_plan_cells(r, sim) for r in ordered_rows(inputs.plan)]
+    ordered = ordered_rows(inputs.plan)
+    flags = row_flags(inputs)
+    active = [
+        _plan_cells(r, sim, flags[str(r["audience"])])
+        for r in ordered
+        if not is_paused(r)
+    ]
+    paused = [
+        _plan_cells(r, sim, flags[str(r["audience"])]) for r in ordered if is_paused(r)
+    ]
     return {
-        "columns": [{"key": k, "label": name, "unit": u} for k, name, u in columns],
-        "rows": [[cells[k] for k in keys] for cells in rows],
+        "columns": [
+            {"key": k, "label": name, "unit": _unit(k, u, inputs.currency)}
+            for k, name, u in columns
+        ],
+        "rows": [[cells[k] for k in keys] for cells in active],
+        "paused": [[cells[k] for k in keys] for cells in paused],
+        "paused_title": text.PAUSED_GROUP.format(count=len(paused)),
         "total": [cells[k] for cells in [_total_cells(inputs.plan, sim)] for k in keys],
     }
+
+
+def _unit(key: str, unit: str, currency: str) -> str:
+    """A plan-table column's unit line; money columns name the currency."""
+    if key not in text.MONEY_COLUMNS:
+        return unit
+    return text.MONEY_UNIT.format(currency=currency, unit=unit)
 
 
 def plan_charts(inputs: ReportInputs) -> dict[str, Markup | None]:
     """Spend against current, response curves (None without any curve) and the
     marginal-CPA chart."""
     rows = ordered_rows(inputs.plan)
-    names = [r["audience"] for r in rows]
+    names = [chart_name(r) for r in rows]
     column = {k: [number(r[k]) for r in rows] for k in AUDIENCE_SERIES}
+    for key in ("cpa", "marginal_cpa"):
+        column[key] = [
+            None if is_paused(r) else v for r, v in zip(rows, column[key], strict=True)
+        ]
     certificate = inputs.plan.get("certificate") or {}
     panels = _curve_panels(rows, inputs.curves)
     return {
         "spend": Markup(
             charts.spend_vs_current(
-                names, nan_list(column["current_spend"]), nan_list(column["budget"])
+                names,
+                nan_list(column["current_spend"]),
+                nan_list(column["budget"]),
+                inputs.currency,
             )
         ),
-        "curves": Markup(charts.response_curves(panels)) if panels else None,
+        "curves": Markup(charts.response_curves(panels, inputs.currency))
+        if panels
+        else None,
         "marginal": Markup(
             charts.marginal_cpa(
                 names,
                 nan_list(column["cpa"]),
                 nan_list(column["marginal_cpa"]),
                 number(certificate.get("marginal_cpa_at_optimum")),
+                inputs.currency,
             )
         ),
     }
@@ -293,5 +342,6 @@ def frontier_chart(inputs: ReportInputs) -> Markup | None:
             table["marginal_cpa"].tolist(),
             (chosen, number(totals["expected_conversions"])),
             current,
+            inputs.currency,
         )
     )
