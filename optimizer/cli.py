@@ -63,6 +63,11 @@ def device_mesh(count: int, axis: str):
     return devices.mesh(axis, available[:count])
 
 
+def _example(command: str) -> str:
+    """A --help epilog showing one command line (kept unwrapped by click)."""
+    return f"\b\nExample:\n  {command}"
+
+
 def echo(ctx: click.Context, message: str) -> None:
     """Print unless --quiet was given."""
     if not ctx.obj.get("quiet"):
@@ -86,7 +91,11 @@ def main(ctx: click.Context, quiet: bool, no_cache: bool) -> None:
     ctx.obj["no_cache"] = no_cache
 
 
-@main.command()
+@main.command(
+    epilog=_example(
+        "adplan generate --out out/market --audiences 24 --days 14 --seed 0"
+    )
+)
 @opt.out_folder_option("Folder for events.csv, audiences.csv and truth.json.")
 @opt.audience_count_option
 @opt.log_days_option
@@ -113,7 +122,9 @@ def generate(
         echo(ctx, line)
 
 
-@main.command()
+@main.command(
+    epilog=_example("adplan train --events out/market/events.csv --out out/model")
+)
 @opt.events_option(
     "Event log (CSV or Parquet), one row per auction; or a folder of such files.",
     dir_okay=True,
@@ -174,7 +185,11 @@ def train(
         echo(ctx, line)
 
 
-@main.command()
+@main.command(
+    epilog=_example(
+        "adplan predict --model out/model --events out/market/events.csv --out scored.csv"
+    )
+)
 @opt.model_option
 @opt.events_option("Event log to score (CSV or Parquet).", dir_okay=False)
 @opt.out_file_option(
@@ -191,7 +206,11 @@ def predict(ctx: click.Context, model_dir: Path, events: Path, out_file: Path) -
         echo(ctx, line)
 
 
-@main.command()
+@main.command(
+    epilog=_example(
+        "adplan plan --model out/model --budget 4000 --days 14 --audiences out/market/audiences.csv --currency EUR --out out/plan"
+    )
+)
 @opt.model_option
 @opt.budget_option("Total budget over the horizon (currency).")
 @opt.horizon_option()
@@ -204,6 +223,9 @@ def predict(ctx: click.Context, model_dir: Path, events: Path, out_file: Path) -
 @opt.max_cpa_option
 @opt.min_roas_option
 @opt.max_bid_option
+@opt.max_bid_cpm_option
+@opt.min_budget_option
+@opt.currency_option
 @opt.spend_all_option
 @opt.out_folder_option("Folder for plan.csv and plan.json.")
 @opt.devices_option
@@ -224,7 +246,18 @@ def plan(
     from optimizer.commands.plan import write_plan
     from optimizer.plan.scenario import load_scenario
 
+    cpm = flags.pop("max_bid_cpm")
+    if cpm is not None:
+        if flags["max_bid"] is not None:
+            raise InputError(
+                "give --max-bid (per impression) or --max-bid-cpm (per 1,000 impressions), not both."
+            )
+        flags["max_bid"] = cpm / 1000.0
     scenario = load_scenario(scenario_file, flags)
+    echo(
+        ctx,
+        "Planning: solving budgets and bids, then pricing each binding constraint ...",
+    )
     for line in write_plan(
         model_dir,
         scenario,
@@ -237,7 +270,11 @@ def plan(
         echo(ctx, line)
 
 
-@main.command()
+@main.command(
+    epilog=_example(
+        "adplan simulate --model out/model --plan out/plan --runs 200 --out out/simulation"
+    )
+)
 @opt.model_option
 @opt.plan_option("Plan folder from adplan plan.", required=True)
 @opt.runs_option
@@ -277,7 +314,11 @@ def simulate(
         echo(ctx, line)
 
 
-@main.command()
+@main.command(
+    epilog=_example(
+        "adplan report --model out/model --plan out/plan --simulation out/simulation --out report.html"
+    )
+)
 @opt.model_option
 @opt.plan_option("Plan folder from adplan plan.", required=True)
 @opt.simulation_option
@@ -312,7 +353,11 @@ def report(
     echo(ctx, f"Report written to {path}")
 
 
-@main.command()
+@main.command(
+    epilog=_example(
+        "adplan whatif --model out/model --plan out/plan --scenario simulations/scenarios/prices_plus_15.toml --out out/whatif"
+    )
+)
 @opt.model_option
 @opt.plan_option("Base plan folder (or give --budget and --days).")
 @opt.budget_option("Base budget when no --plan is given.")
@@ -349,6 +394,7 @@ def whatif(
         "price_shift": price_shift,
         "rate_shift": rate_shift,
     }
+    echo(ctx, "What-if: solving every scenario in one batch ...")
     for line in write_whatif(
         model_dir,
         plan_dir,
@@ -363,7 +409,11 @@ def whatif(
         echo(ctx, line)
 
 
-@main.command()
+@main.command(
+    epilog=_example(
+        "adplan frontier --model out/model --budgets 1000:20000:50 --days 14 --out out/frontier"
+    )
+)
 @opt.model_option
 @opt.budgets_option
 @opt.horizon_option(required=True)
@@ -391,6 +441,7 @@ def frontier(
     _enable_x64()
     from optimizer.commands.whatif import write_frontier
 
+    echo(ctx, "Frontier: solving the best plan at each budget ...")
     for line in write_frontier(
         model_dir,
         budgets,

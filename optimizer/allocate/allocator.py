@@ -52,6 +52,7 @@ class Allocation:
         objective: () total expected objective.
         kkt_residual: () largest relative violation of the optimality conditions.
         duality_gap: () upper bound on (optimum - objective), in objective units.
+        group_price: (G,) extra objective per extra currency unit of each group cap.
     """
 
     bid: jax.Array
@@ -63,6 +64,7 @@ class Allocation:
     objective: jax.Array
     kkt_residual: jax.Array
     duality_gap: jax.Array
+    group_price: jax.Array
 
 
 def _masked(valid: jax.Array | None, x: jax.Array, fill: float) -> jax.Array:
@@ -321,6 +323,7 @@ def _certify(
         objective=total,
         kkt_residual=kkt,
         duality_gap=jnp.maximum(dual - total, 0.0),
+        group_price=group_price,
     )
 
 

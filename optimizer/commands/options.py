@@ -318,3 +318,25 @@ rate_shift_option = click.option(
 budgets_option = click.option(
     "--budgets", required=True, help="FROM:TO:STEPS, e.g. 1000:20000:50."
 )
+
+# adplan plan: money units, smallest useful budgets, bids per 1,000 impressions
+
+max_bid_cpm_option = click.option(
+    "--max-bid-cpm",
+    type=click.FloatRange(0, min_open=True),
+    help="Highest bid anywhere as a CPM (currency per 1,000 impressions); "
+    "--max-bid-cpm 20 is --max-bid 0.02.",
+)
+min_budget_option = click.option(
+    "--min-budget",
+    type=click.FloatRange(0),
+    help="Smallest useful budget per audience over the horizon (currency): an "
+    "audience the plan would give less is paused and the plan re-optimized. "
+    "Default: 1% of the budget (1% of the daily budget each day); 0 never pauses. "
+    "A 'min_budget' column in the audience settings overrides it per audience.",
+)
+currency_option = click.option(
+    "--currency",
+    help="Name of the money unit shown with every amount, e.g. EUR (default: the "
+    "audience settings' 'currency' column, else 'currency units').",
+)

@@ -17,6 +17,8 @@ from optimizer.io.files import (
 )
 from optimizer.io.schema import read_settings
 from optimizer.market.store import load_market
+from optimizer.plan.costs import constraint_costs
+from optimizer.plan.health import model_health
 from optimizer.plan.output import (
     plan_document,
     plan_frame,
@@ -36,6 +38,15 @@ def read_model_info(model_dir: Path) -> dict:
         raise InputError(
             f"model {model_dir}: model.json is missing or unreadable ({exc}). Train a model first with adplan train."
         ) from exc
+
+
+def read_rates_metrics(model_dir: Path) -> dict:
+    """The "rates" part of a model's metrics.json ({} when there is none)."""
+    try:
+        data = json.loads((Path(model_dir) / "metrics.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data.get("rates", {})
 
 
 def write_plan(
@@ -61,7 +72,7 @@ def write_plan(
         "model_id": info.get("model_id"),
         "model_dir": str(model_dir),
         "events_sha256": info.get("events_sha256"),
-        "settings_file": str(settings_file) if settings_file else None,
+        "settings_file": str(Path(settings_file).resolve()) if settings_file else None,
         "settings_sha256": file_sha256(settings_file) if settings_file else None,
         "scenario_file": str(scenario_file) if scenario_file else None,
         "scenario_sha256": file_sha256(scenario_file) if scenario_file else None,
@@ -69,7 +80,15 @@ def write_plan(
         "target_conversions": target_conversions,
         "versions": library_versions(),
     }
-    doc = plan_document(solved, frame, scenario.to_dict(), provenance, market.metrics)
+    doc = plan_document(
+        solved,
+        frame,
+        scenario.to_dict(),
+        provenance,
+        market.metrics,
+        constraint_costs(solved, scenario),
+        model_health(read_rates_metrics(model_dir)),
+    )
     with atomic_dir(out_dir) as tmp:
         write_csv(tmp / "plan.csv", frame)
         write_json(tmp / "plan.json", doc)

@@ -31,6 +31,7 @@ from optimizer.log.stream import (
 from optimizer.log.totals import LogTotals, merge_totals
 from optimizer.market.fit import fit_market
 from optimizer.market.store import save_market
+from optimizer.plan.health import model_health
 from optimizer.rates import data_parallel
 from optimizer.rates import rows as train_rows
 from optimizer.rates.train import fit_rate_model_chunks
@@ -177,4 +178,5 @@ def train_model(
         lines.append(
             f"  conversion model: validation AUC {conv['auc']:.3f}, log-loss {conv['log_loss']:.4f}"
         )
+    lines += [f"  warning: {w}" for w in model_health(rates.metrics)]
     return lines

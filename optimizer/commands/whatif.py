@@ -25,12 +25,26 @@ from optimizer.plan.scenario import (
 )
 
 
-def _settings(market, settings_file: Path | None, plan_doc: dict | None):
+def _settings(
+    market, settings_file: Path | None, plan_doc: dict | None, plan_dir: Path | None
+):
+    """The audience settings: --audiences, else the file the plan was made with.
+
+    A recorded path is tried as written (plans store it absolute), then relative
+    to the plan folder; a recorded file that is gone is an error, never dropped.
+    """
     if settings_file is None and plan_doc:
         recorded = plan_doc.get("provenance", {}).get("settings_file")
-        settings_file = (
-            Path(recorded) if recorded and Path(recorded).is_file() else None
-        )
+        if recorded:
+            tries = [Path(recorded)]
+            if plan_dir is not None and not Path(recorded).is_absolute():
+                tries.append(Path(plan_dir) / recorded)
+            found = [p for p in tries if p.is_file()]
+            if not found:
+                raise InputError(
+                    f"plan {plan_dir}: it was made with the audience settings {recorded}, which is not there from this folder. Pass --audiences FILE (the same settings) so the what-if plans under the same bounds and values."
+                )
+            settings_file = found[0]
     return read_settings(settings_file, market.names) if settings_file else None
 
 
@@ -96,7 +110,7 @@ def write_whatif(
                 "what-if needs a base plan: pass --plan PLAN_DIR, or --budget and --days."
             )
         base = load_scenario(None, {"budget": budget, "days": days})
-    settings = _settings(market, settings_file, doc)
+    settings = _settings(market, settings_file, doc, plan_dir)
     if plan_dir is None:
         solved = solve_plan(market, base, settings)
         bid, cap = (
@@ -146,6 +160,18 @@ def write_whatif(
                 )
     lines.append(f"Written to {out_dir / 'comparison.csv'}")
     return lines
+
+
+def _next_conversion(frame) -> str:
+    """What one more conversion costs at the top budget, or that spend saturates."""
+    best = frame.iloc[-1]
+    if "marginal_roas" in frame and best["marginal_roas"] > 0:
+        return f"the next currency unit returns {best['marginal_roas']:,.2f} in value"
+    if np.isfinite(best["marginal_cpa"]):
+        return f"next conversion costs {best['marginal_cpa']:,.2f}"
+    if best["expected_spend"] < best["budget"] * (1 - 1e-3):
+        return f"spend saturates at {best['expected_spend']:,.2f}: the audiences cannot absorb more, so a larger budget buys nothing"
+    return "more budget buys no more conversions here"
 
 
 def write_frontier(
@@ -206,7 +232,7 @@ def write_frontier(
     best = frame.iloc[-1]
     return [
         f"Budget frontier: {len(grid)} budgets from {grid[0]:,.2f} to {grid[-1]:,.2f} over {days:g} days.",
-        f"  at {best['budget']:,.2f}: {best['expected_conversions']:,.1f} conversions, CPA {best['cpa']:,.2f}, next conversion costs {best['marginal_cpa']:,.2f}",
+        f"  at {best['budget']:,.2f}: {best['expected_conversions']:,.1f} conversions, CPA {best['cpa']:,.2f}, {_next_conversion(frame)}",
         f"  current spend over the horizon: {meta['current_spend']:,.2f}",
         f"Written to {out_dir / 'frontier.csv'}",
     ]

@@ -34,6 +34,8 @@ SETTINGS_COLUMNS = (
     "volume_per_day",
     "group",
     "max_bid",
+    "min_budget",
+    "currency",
 )
 _BINARY = ("won", "click", "conversion")
 _MONEY_SETTINGS = (
@@ -42,6 +44,7 @@ _MONEY_SETTINGS = (
     "value_per_conversion",
     "volume_per_day",
     "max_bid",
+    "min_budget",
 )
 
 

@@ -27,6 +27,7 @@ from optimizer.errors import InputError
 from optimizer.io.columns import COMPARISON_COLUMNS
 from optimizer.market.fit import FittedMarket
 from optimizer.market.params import expected_outcomes
+from optimizer.plan.min_budget import enforce_min_budget
 from optimizer.plan.resolve import PlanInputs, resolve, target_budget
 from optimizer.plan.scenario import Scenario
 
@@ -106,7 +107,8 @@ def run_whatif(
     "Keeping the plan" keeps its bids and its split of the budget (caps scaled by
     the scenario's budget_scale). Re-optimized plans are one vmapped solve; a
     scenario with a CPA/ROAS target that the full budget would miss is then
-    re-solved at the largest budget meeting it.
+    re-solved at the largest budget meeting it, and audiences below their
+    min_budget are paused or raised (as in ``adplan plan``).
 
     Args:
         mesh: a 1-D device mesh (``devices.mesh("scenarios")``) to split the
@@ -227,16 +229,25 @@ def _solve_sharded(solve, batch: tuple, mesh: Mesh):
 
 
 def _apply_targets(scenarios: list[Scenario], inputs: list[PlanInputs], allocs):
-    """Re-solve the scenarios whose CPA/ROAS target limits their budget."""
+    """Re-solve the scenarios whose CPA/ROAS target limits their budget, then
+    pause or raise their audiences below min_budget (as ``adplan plan`` does)."""
     for i, (s, inp) in enumerate(zip(scenarios, inputs, strict=True)):
-        if s.max_cpa is None and s.min_roas is None:
-            continue
-        budget = target_budget(inp, s, float(inp.problem.budget))
-        if budget < float(inp.problem.budget):
-            one = allocate(
-                dataclasses.replace(inp.problem, budget=jnp.asarray(budget)),
-                inp.config,
-            )
+        one = jax.tree_util.tree_map(lambda x, i=i: x[i], allocs)
+        budget = float(inp.problem.budget)
+        if s.max_cpa is not None or s.min_roas is not None:
+            budget = target_budget(inp, s, budget)
+        problem = dataclasses.replace(inp.problem, budget=jnp.asarray(budget))
+        changed = budget < float(inp.problem.budget)
+        if changed:
+            one = allocate(problem, inp.config)
+        _, one, paused, raised = enforce_min_budget(
+            problem,
+            inp.config,
+            inp.min_budget,
+            one,
+            lambda p, c=inp.config: allocate(p, c),
+        )
+        if changed or paused.any() or raised.any():
             allocs = jax.tree_util.tree_map(
                 lambda batch, x, i=i: batch.at[i].set(x), allocs, one
             )

@@ -180,27 +180,61 @@ def totals(frame: pd.DataFrame) -> dict:
     }
 
 
-def _warnings(plan: SolvedPlan, frame: pd.DataFrame, market_metrics: dict) -> list[str]:
+def _bound_notes(plan: SolvedPlan, frame: pd.DataFrame) -> list[str]:
+    """One note per audience held by a bound, min_budget or max bid."""
     notes = []
     inputs = plan.inputs
     lower, upper = np.asarray(inputs.problem.lower), np.asarray(inputs.problem.upper)
     max_bid = np.exp(np.asarray(inputs.problem.max_log_bid))
     budget = frame["budget"].to_numpy()
+    cur = inputs.currency
+    a = len(inputs.names)
+    paused = np.zeros(a, bool) if plan.paused is None else plan.paused
+    raised = np.zeros(a, bool) if plan.raised is None else plan.raised
+    mins = np.zeros(a) if inputs.min_budget is None else inputs.min_budget
     for i, name in enumerate(inputs.names):
         if inputs.removed[i]:
             continue
-        if lower[i] > 0 and budget[i] <= lower[i] + 0.01:
+        if paused[i]:
             notes.append(
-                f"'{name}': held at its min_spend {lower[i]:,.2f}; the optimizer would spend less here."
+                f"'{name}': paused: the best plan left it less than its min_budget {mins[i]:,.2f} {cur}, too little to run; that money went to other audiences."
             )
-        if np.isfinite(upper[i]) and budget[i] >= upper[i] - 0.01:
+        elif raised[i]:
             notes.append(
-                f"'{name}': capped at its max_spend {upper[i]:,.2f}; it would take more budget."
+                f"'{name}': raised to its min_budget {budget[i]:,.2f} {cur} (pausing it instead would buy less)."
+            )
+        elif lower[i] > 0 and lower[i] >= upper[i] - 0.01:
+            notes.append(
+                f"'{name}': frozen at {lower[i]:,.2f} {cur} (min_spend = max_spend); the optimizer does not move it."
+            )
+        elif lower[i] > 0 and budget[i] <= lower[i] + 0.01:
+            notes.append(
+                f"'{name}': held at its min_spend {lower[i]:,.2f} {cur}; the optimizer would spend less here."
+            )
+        elif np.isfinite(upper[i]) and budget[i] >= upper[i] - 0.01:
+            notes.append(
+                f"'{name}': capped at its max_spend {upper[i]:,.2f} {cur}; it would take more budget."
             )
         if budget[i] > 0 and frame["bid"].iloc[i] >= max_bid[i] * (1 - 1e-4):
             notes.append(
-                f"'{name}': bid held at its max bid {max_bid[i]:.4f} (by default 3x the highest bids in the log); set max_bid in the audience settings to allow more."
+                f"'{name}': bid held at its max bid, CPM {1000 * max_bid[i]:,.2f} {cur} (by default 3x the highest bids in the log); set max_bid in the audience settings to allow more."
             )
+    caps = np.asarray(inputs.problem.group_cap)
+    if caps.shape[0]:
+        spent = np.bincount(
+            np.asarray(inputs.problem.group), weights=budget, minlength=len(caps)
+        )
+        for g in np.flatnonzero(np.isfinite(caps) & (spent >= caps - 0.01)):
+            notes.append(
+                f"group '{inputs.groups[g]}': at its cap of {caps[g]:,.2f} {cur}; its audiences would take more budget."
+            )
+    return notes
+
+
+def _warnings(plan: SolvedPlan, frame: pd.DataFrame, market_metrics: dict) -> list[str]:
+    inputs = plan.inputs
+    budget = frame["budget"].to_numpy()
+    notes = [*plan.notes, *_bound_notes(plan, frame)]
     for entry in market_metrics.get("landscapes", []):
         if entry["auctions"] < 1000:
             notes.append(
@@ -223,11 +257,15 @@ def _warnings(plan: SolvedPlan, frame: pd.DataFrame, market_metrics: dict) -> li
             and frame["bid"].iloc[i] > 1.5 * table[-1]["bid"]
         ):
             notes.append(
-                f"'{entry['audience']}': planned bid {frame['bid'].iloc[i]:.4f} is well above the bids in the log (up to about {table[-1]['bid']:.4f}); the forecast extrapolates."
+                f"'{entry['audience']}': planned bid CPM {1000 * frame['bid'].iloc[i]:,.2f} is well above the bids in the log (up to about CPM {1000 * table[-1]['bid']:,.2f}); the forecast extrapolates."
             )
     if plan.budget_used < float(inputs.problem.budget) * (1 - 1e-6):
         notes.append(
             f"Targets limit spend to {plan.budget_used:,.2f} of the {float(inputs.problem.budget):,.2f} budget."
+        )
+    if plan.paused is not None and (plan.paused.any() or plan.raised.any()):
+        notes.append(
+            "The optimality certificate is for the plan with the paused audiences kept at 0 and the raised ones at their min_budget (each choice was compared by re-solving)."
         )
     if float(plan.allocation.duality_gap) > 1e-3 * max(
         float(plan.allocation.objective), 1e-9
@@ -244,8 +282,14 @@ def plan_document(
     scenario: dict,
     provenance: dict,
     market_metrics: dict,
+    constraint_costs: list[dict] | None = None,
+    model_notes: list[str] | None = None,
 ) -> dict:
-    """Everything plan.json holds."""
+    """Everything plan.json holds.
+
+    ``constraint_costs``: from :func:`optimizer.plan.costs.constraint_costs`;
+    ``model_notes``: model-health warnings put first among the notes.
+    """
     alloc = plan.allocation
     config = plan.inputs.config
     objective = float(alloc.objective)
@@ -284,7 +328,15 @@ def plan_document(
             else 0.0,
         },
         "sensitivities": _sensitivities(plan),
-        "warnings": _warnings(plan, frame, market_metrics),
+        "currency": plan.inputs.currency,
+        "min_budget": None
+        if plan.inputs.min_budget is None
+        else dict(zip(plan.inputs.names, plan.inputs.min_budget.tolist(), strict=True)),
+        "paused": []
+        if plan.paused is None
+        else [n for n, p in zip(plan.inputs.names, plan.paused, strict=True) if p],
+        "constraint_costs": constraint_costs or [],
+        "warnings": [*(model_notes or []), *_warnings(plan, frame, market_metrics)],
         "scenario": scenario,
         "provenance": provenance,
     }
@@ -295,7 +347,7 @@ def summary_lines(doc: dict) -> list[str]:
     t = doc["totals"]
     gap = doc["certificate"]["relative_gap"]
     lines = [
-        f"Plan for {doc['days']:g} days, budget {doc['budget']:,.2f} (objective: {doc['objective']}).",
+        f"Plan for {doc['days']:g} days, budget {doc['budget']:,.2f} {doc.get('currency', '')} (objective: {doc['objective']}).",
         f"  planned spend        {t['budget']:,.2f}",
         f"  expected conversions {t['expected_conversions']:,.1f}"
         + (f"  (CPA {t['cpa']:,.2f})" if t["cpa"] else ""),
@@ -308,6 +360,10 @@ def summary_lines(doc: dict) -> list[str]:
             f"  uplift vs current    {doc['uplift_vs_current']:+.1%} {doc['objective']}"
         )
     lines.append(f"  optimality gap       at most {gap:.4%} of the optimum (certified)")
+    costs = doc.get("constraint_costs") or []
+    if costs:
+        lines.append("  what the constraints cost:")
+        lines += [f"    {c['sentence']}" for c in costs[:3]]
     lines += [f"  note: {w}" for w in doc["warnings"][:8]]
     if len(doc["warnings"]) > 8:
         lines.append(f"  ... and {len(doc['warnings']) - 8} more notes in plan.json")

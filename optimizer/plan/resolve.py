@@ -30,9 +30,13 @@ from optimizer.market.params import (
     expected_outcomes,
     shift_market,
 )
+from optimizer.plan.min_budget import enforce_min_budget
 from optimizer.plan.scenario import Scenario
 
 _SEARCH_POINTS = 33  # budgets per batched solve when searching for targets
+# Default min_budget: this share of the total budget over the horizon (the same
+# share of the daily budget each day).
+DEFAULT_MIN_SHARE = 0.01
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +49,10 @@ class PlanInputs:
     removed: np.ndarray  # (A,) bool
     groups: list[str]
     notes: list[str]
+    # (A,) smallest useful budget per audience over the horizon (currency); below
+    # it the audience is paused (None: never pause).
+    min_budget: np.ndarray | None = None
+    currency: str = "currency units"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +64,12 @@ class SolvedPlan:
     outcomes: Outcomes  # expected outcomes at the plan's bids and caps
     current: Outcomes  # expected outcomes of the log's recent bids, same horizon
     budget_used: float  # the budget the plan was solved for (targets may lower it)
+    # The problem the allocation solves: inputs.problem with the min_budget
+    # choices fixed (paused audiences capped at 0, raised ones floored at it).
+    solved_problem: Problem | None = None
+    paused: np.ndarray | None = None  # (A,) bool, paused for being below min_budget
+    raised: np.ndarray | None = None  # (A,) bool, raised to min_budget
+    notes: tuple[str, ...] = ()  # how the budget was chosen (targets, goal seeking)
 
 
 def _index(names: list[str], audiences, where: str) -> np.ndarray:
@@ -172,6 +186,7 @@ def resolve(
         )
     # The planner's max bids win; otherwise bids stay near what the log has seen.
     max_bid = _setting(settings, names, "max_bid", np.nan)
+    _check_bid_unit(max_bid, scenario.max_bid, market.bid_ceiling)
     if scenario.max_bid is not None:
         max_bid = np.fmin(max_bid, scenario.max_bid)
     max_bid = np.where(np.isnan(max_bid), market.bid_ceiling, max_bid)
@@ -193,7 +208,50 @@ def resolve(
     )
     config = SolveConfig(scenario.objective, first_price, scenario.spend_all)
     _check_feasible(problem, names, config, groups)
-    return PlanInputs(names, problem, config, removed, groups, [])
+    default_min = 0.0 if not math.isfinite(budget) else DEFAULT_MIN_SHARE * budget
+    if scenario.min_budget is not None:
+        default_min = scenario.min_budget
+    min_budget = _setting(settings, names, "min_budget", default_min)
+    return PlanInputs(
+        names,
+        problem,
+        config,
+        removed,
+        groups,
+        [],
+        min_budget,
+        _currency(settings, scenario),
+    )
+
+
+def _currency(settings: pd.DataFrame | None, scenario: Scenario) -> str:
+    """The money unit: the scenario's, else the settings' 'currency' column."""
+    if scenario.currency:
+        return scenario.currency
+    if settings is not None and "currency" in settings.columns:
+        given = sorted({str(c).strip() for c in settings["currency"].dropna()} - {""})
+        if len(given) > 1:
+            raise InputError(
+                f"audience settings: column 'currency' names {len(given)} currencies ({', '.join(given)}); one plan uses one currency."
+            )
+        if given:
+            return given[0]
+    return "currency units"
+
+
+def _check_bid_unit(
+    settings_bid: np.ndarray, scenario_bid: float | None, ceiling: np.ndarray
+) -> None:
+    """Refuse max bids 100x or more above the log's bids: a CPM taken per impression."""
+    highest = float(np.max(ceiling)) / 3.0  # the ceiling is 3x the logged bids
+    for where, bid in (
+        ("max_bid (--max-bid or scenario)", scenario_bid),
+        ("audience settings column 'max_bid'", np.nanmax(settings_bid, initial=0.0)),
+    ):
+        if bid is not None and bid >= 100 * highest:
+            raise InputError(
+                f"{where} = {bid:g} is a bid per impression, {bid / highest:,.0f}x the highest bids in the log (about {highest:.4g} per impression, CPM {1000 * highest:.4g}). If you meant CPM {bid:g}, use --max-bid-cpm {bid:g} (= --max-bid {bid / 1000:g}) or max_bid {bid / 1000:g}."
+            )
 
 
 # Compiled once per audience count (not op by op, as an eager call would).
@@ -236,9 +294,15 @@ def _solve(
     problem = dataclasses.replace(
         inputs.problem, budget=jnp.asarray(budget, jnp.float64)
     )
+    return _solve_problem(problem, inputs.config, mesh)
+
+
+def _solve_problem(
+    problem: Problem, config: SolveConfig, mesh: Mesh | None = None
+) -> Allocation:
     if mesh is not None:
-        return allocate_sharded(problem, mesh, inputs.config)
-    return allocate(problem, inputs.config)
+        return allocate_sharded(problem, mesh, config)
+    return allocate(problem, config)
 
 
 # Expected outcomes compiled as one program (per audience count and auction type).
@@ -359,21 +423,31 @@ def solve_plan(
 
     ``mesh``: shard the final solve's audiences over these devices (same plan).
     """
+    notes: list[str] = []
+    given = scenario.effective_budget if budget is None else budget
     if target_conversions is not None:
-        probe = resolve(
-            market,
-            scenario,
-            settings,
-            math.inf if budget is None and scenario.budget is None else budget,
-        )
-        budget = goal_seek(
-            probe,
-            target_conversions,
-            "conversions" if scenario.objective == "conversions" else "value",
+        metric = "conversions" if scenario.objective == "conversions" else "value"
+        probe = resolve(market, scenario, settings, math.inf)
+        budget = goal_seek(probe, target_conversions, metric)
+        if given is not None and budget > given * (1 + 1e-9):
+            raise InfeasibleError(
+                f"reaching {target_conversions:,.0f} {metric} needs a budget of about {budget:,.2f}, above the budget given ({given:,.2f}). Raise the budget to {budget:,.2f}, or leave it out so the target sets it."
+            )
+        notes.append(
+            f"Budget {budget:,.2f} is the smallest that reaches the target of {target_conversions:,.0f} {metric}"
+            + (f" (the budget given, {given:,.2f}, is a ceiling)." if given else ".")
         )
     inputs = resolve(market, scenario, settings, budget)
     used = target_budget(inputs, scenario, float(inputs.problem.budget))
     allocation = _solve(inputs, used, mesh)
+    at_used = dataclasses.replace(inputs.problem, budget=jnp.asarray(used, jnp.float64))
+    solved_problem, allocation, paused, raised = enforce_min_budget(
+        at_used,
+        inputs.config,
+        inputs.min_budget,
+        allocation,
+        lambda problem: _solve_problem(problem, inputs.config, mesh),
+    )
     p = inputs.problem
     current = _outcomes(
         p.params,
@@ -383,5 +457,13 @@ def solve_plan(
         inputs.config.first_price,
     )
     return SolvedPlan(
-        inputs, allocation, outcomes_of(inputs, allocation), current, used
+        inputs,
+        allocation,
+        outcomes_of(inputs, allocation),
+        current,
+        used,
+        solved_problem,
+        paused,
+        raised,
+        tuple(notes),
     )

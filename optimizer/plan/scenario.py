@@ -38,6 +38,12 @@ class Scenario:
     spend_all: bool = False
     # Highest bid per impression allowed anywhere (currency); None = no limit.
     max_bid: float | None = None
+    # Smallest useful budget per audience over the horizon (currency): below it an
+    # audience is paused. None = 1% of the budget (1% of the daily budget a day).
+    min_budget: float | None = None
+    # Name of the money unit shown next to every amount (e.g. "EUR"); None = from
+    # the audience settings' 'currency' column, else "currency units".
+    currency: str | None = None
     # Aggregate targets: the plan may spend less than the budget to meet them.
     max_cpa: float | None = None
     min_roas: float | None = None
@@ -60,6 +66,12 @@ class Scenario:
             value = getattr(self, key)
             if value is not None:
                 _check_positive(key, value)
+        if self.min_budget is not None and (
+            not _is_number(self.min_budget) or self.min_budget < 0
+        ):
+            raise InputError(
+                f"scenario key 'min_budget' = {self.min_budget!r} must be a number >= 0 (0 = never pause)."
+            )
         if not (-0.95 < self.price_shift < 10):
             raise InputError(
                 f"scenario key 'price_shift' = {self.price_shift} is out of range: it is a "
@@ -148,7 +160,7 @@ def _coerce(key: str, value: Any) -> Any:
                 "scenario key 'remove_audiences' must be a list of audience names."
             )
         return tuple(value)
-    if key in ("name", "objective", "auction_type"):
+    if key in ("name", "objective", "auction_type", "currency"):
         if not isinstance(value, str):
             raise InputError(f"scenario key '{key}' must be text, got {value!r}.")
         return value

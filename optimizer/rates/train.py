@@ -28,6 +28,7 @@ import numpy as np
 import optax
 import pandas as pd
 from flax import nnx
+from tqdm.auto import tqdm
 
 from optimizer import distributed
 from optimizer.features import FeatureBatch, encode
@@ -105,8 +106,11 @@ def _train(
     cfg: TrainConfig,
     key: jax.Array,
     report: Callable[[str], None],
+    bar: bool = False,
 ) -> tuple[nnx.State, dict[str, Any]]:
     """Epochs of AdamW with early stopping; returns the best state and a history.
+
+    ``bar``: show a progress bar with ETA (epoch lines go to its postfix instead).
 
     ``valid`` holds this process's validation rows; every process scores the
     union of them, so all take the same early-stopping decisions.
@@ -127,6 +131,9 @@ def _train(
     vbatch, vlabels = valid[0], np.concatenate(distributed.allgather_array(valid[1]))
     best = (np.inf, 0, state)
     history = []
+    epochs = tqdm(
+        total=cfg.epochs, desc="training", unit="epoch", disable=not bar, leave=False
+    )
     for epoch in range(1, cfg.epochs + 1):
         tick = time.perf_counter()
         params, ema, opt_state, train_loss = epoch_fn(
@@ -146,11 +153,17 @@ def _train(
                 "seconds": seconds,
             }
         )
-        report(_epoch_line(epoch, train_loss, vlogits, vlabels))
+        line = _epoch_line(epoch, train_loss, vlogits, vlabels)
+        epochs.update(1)
+        if bar:
+            epochs.set_postfix_str(line, refresh=True)
+        else:
+            report(line)
         if vloss < best[0] - cfg.min_improvement:
             best = (vloss, epoch, host_ema)
         elif epoch - best[1] >= cfg.patience:
             break
+    epochs.close()
     return best[2], {
         "epochs_run": len(history),
         "best_epoch": best[1],
@@ -276,7 +289,15 @@ def fit_rate_model_chunks(
             data_parallel.make_mesh(),
         )
         state, history = _train(
-            graphdef, state, train, (vbatch, vlabels), cfg, key_train, report
+            graphdef,
+            state,
+            train,
+            (vbatch, vlabels),
+            cfg,
+            key_train,
+            report,
+            # A bar only on a terminal: logs (CI, files) keep one line per epoch.
+            bar=progress and distributed.process_index() == 0 and sys.stderr.isatty(),
         )
     z = head_log_odds(
         np.concatenate(

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec
+from tqdm.auto import tqdm
 
 from optimizer.devices import mesh as device_mesh
 from optimizer.errors import InputError
@@ -212,6 +213,15 @@ def simulate(
         )
         parts.append((outcomes[:n_paths], out_hour[:n_paths], path[:n_paths]))
     size = min(batch, runs - n_paths)
+    # A bar with ETA on a terminal; logs (CI, files) get one line per batch.
+    bar = tqdm(
+        total=runs,
+        initial=n_paths,
+        desc="simulating",
+        unit="run",
+        disable=not (progress and sys.stderr.isatty()),
+        leave=False,
+    )
     for lo in range(n_paths, runs, max(size, 1)):
         # The last batch is padded to the same size so it reuses the compiled call.
         idx = jnp.arange(lo, lo + _whole(size, mesh.size)) % runs
@@ -223,9 +233,10 @@ def simulate(
         if progress:
             # Wait for the previous batch only: two batches stay in flight, so
             # both run concurrently on a multi-core CPU.
-            _report(parts[:-1], lo, runs)
+            _report(parts[:-1], lo, runs, bar)
     if progress:
-        _report(parts, runs, runs)
+        _report(parts, runs, runs, bar)
+    bar.close()
     return _assemble(parts, n_paths, bid.shape[0], 24 * days)
 
 
@@ -234,10 +245,13 @@ def _whole(n: int, devices: int) -> int:
     return -(-n // devices) * devices
 
 
-def _report(parts: list, done: int, runs: int) -> None:
-    """Block until ``parts`` are computed, then print progress to stderr."""
+def _report(parts: list, done: int, runs: int, bar: tqdm) -> None:
+    """Block until ``parts`` are computed, then move ``bar`` (or print a line)."""
     jax.block_until_ready(parts)
-    print(f"simulated {done}/{runs} runs", file=sys.stderr, flush=True)
+    if bar.disable:
+        print(f"simulated {done}/{runs} runs", file=sys.stderr, flush=True)
+    else:
+        bar.update(done - bar.n)
 
 
 def _assemble(
