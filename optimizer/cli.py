@@ -117,6 +117,8 @@ def generate(
 @opt.coordinator_option
 @opt.num_processes_option
 @opt.process_id_option
+@opt.bad_rows_option
+@opt.csv_format_options
 @click.pass_context
 @friendly_errors
 def train(
@@ -132,6 +134,7 @@ def train(
     coordinator: str | None,
     num_processes: int | None,
     process_id: int | None,
+    bad_rows: str,
 ) -> None:
     """Learn conversion rates and the market (volumes, bid landscapes) from a log.
 
@@ -156,6 +159,7 @@ def train(
         quiet=ctx.obj["quiet"],
         chunk_rows=chunk_rows,
         shard_data=shard_data,
+        bad_rows=bad_rows,
     )
     for line in summary:
         echo(ctx, line)
@@ -167,6 +171,7 @@ def train(
 @opt.out_file_option(
     "CSV to write: the input rows plus p_click, p_conversion, p_conversion_given_click."
 )
+@opt.csv_format_options
 @click.pass_context
 @friendly_errors
 def predict(ctx: click.Context, model_dir: Path, events: Path, out_file: Path) -> None:
@@ -193,6 +198,7 @@ def predict(ctx: click.Context, model_dir: Path, events: Path, out_file: Path) -
 @opt.max_bid_option
 @opt.spend_all_option
 @opt.out_folder_option("Folder for plan.csv and plan.json.")
+@opt.csv_format_options
 @opt.devices_option
 @click.pass_context
 @friendly_errors
@@ -307,6 +313,7 @@ def report(
 @opt.price_shift_option
 @opt.rate_shift_option
 @opt.out_folder_option("Folder for comparison.csv and plans/.")
+@opt.csv_format_options
 @opt.devices_option
 @click.pass_context
 @friendly_errors
@@ -356,6 +363,7 @@ def whatif(
 @opt.objective_option("Maximize conversions or value.")
 @opt.plan_option("Mark this plan's budget on the frontier.")
 @opt.out_folder_option("Folder for frontier.csv.")
+@opt.csv_format_options
 @opt.devices_option
 @click.pass_context
 @friendly_errors

@@ -313,3 +313,46 @@ rate_shift_option = click.option(
 budgets_option = click.option(
     "--budgets", required=True, help="FROM:TO:STEPS, e.g. 1000:20000:50."
 )
+
+
+# Reading CSVs (#18) and bad rows of the event log (#20).
+
+
+def _set_csv(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    from optimizer.io.csv_format import use_csv_format
+
+    use_csv_format(**{param.name: value})
+
+
+def csv_format_options(command):
+    """``--csv-sep`` and ``--decimal``: how the command's CSV inputs are written."""
+    command = click.option(
+        "--decimal",
+        type=click.Choice([".", ","]),
+        expose_value=False,
+        is_eager=True,
+        callback=_set_csv,
+        help="Decimal mark of numbers in the CSV inputs (default: detected; "
+        "Excel in many locales writes 0,35).",
+    )(command)
+    return click.option(
+        "--csv-sep",
+        "sep",
+        type=click.Choice([",", ";", "tab", "pipe"]),
+        expose_value=False,
+        is_eager=True,
+        callback=_set_csv,
+        help="Column separator of the CSV inputs (default: detected from the header).",
+    )(command)
+
+
+bad_rows_option = click.option(
+    "--bad-rows",
+    type=click.Choice(["drop", "report", "fail"]),
+    default="drop",
+    show_default=True,
+    help="Rows of the log that break a rule (e.g. a won auction with cost 0): "
+    "drop: leave them out when they are at most 0.1% of the log, listed in the "
+    "model folder's bad_rows.csv, and refuse the log above that; report: list "
+    "every problem and stop without training; fail: stop at the first one.",
+)
