@@ -56,6 +56,9 @@ class SolvedPlan:
     outcomes: Outcomes  # expected outcomes at the plan's bids and caps
     current: Outcomes  # expected outcomes of the log's recent bids, same horizon
     budget_used: float  # the budget the plan was solved for (targets may lower it)
+    # With spend_all, the most the audiences can absorb when that is below the
+    # budget (the plan is then solved for it); None otherwise.
+    spendable: float | None = None
 
 
 def _index(names: list[str], audiences, where: str) -> np.ndarray:
@@ -273,6 +276,18 @@ def _largest_ok(inputs: PlanInputs, low: float, high: float, ok) -> float | None
     return float(low)
 
 
+def spendable(inputs: PlanInputs) -> float:
+    """The most the audiences can spend over the horizon (currency): each at its
+    highest allowed bid, within its max_spend and its group's cap."""
+    p = inputs.problem
+    each = np.minimum(np.asarray(p.upper), np.asarray(capacity(p, inputs.config)))
+    caps = np.asarray(p.group_cap)
+    if caps.size == 0:
+        return float(np.sum(each, dtype=np.float64))
+    by_group = np.bincount(np.asarray(p.group), weights=each, minlength=len(caps))
+    return float(np.sum(np.minimum(by_group, caps), dtype=np.float64))
+
+
 def target_budget(inputs: PlanInputs, scenario: Scenario, budget: float) -> float:
     """Budget after CPA/ROAS targets: the largest that meets them (<= budget)."""
     if scenario.max_cpa is None and scenario.min_roas is None:
@@ -353,6 +368,9 @@ def solve_plan(
         )
     inputs = resolve(market, scenario, settings, budget)
     used = target_budget(inputs, scenario, float(inputs.problem.budget))
+    most = spendable(inputs) if inputs.config.spend_all else math.inf
+    if used > most * (1 + 1e-9):
+        used = most  # spend_all cannot be met: solve for what can be spent
     allocation = _solve(inputs, used, mesh)
     p = inputs.problem
     current = expected_outcomes(
@@ -363,5 +381,10 @@ def solve_plan(
         inputs.config.first_price,
     )
     return SolvedPlan(
-        inputs, allocation, outcomes_of(inputs, allocation), current, used
+        inputs,
+        allocation,
+        outcomes_of(inputs, allocation),
+        current,
+        used,
+        most if math.isfinite(most) and used == most else None,
     )
