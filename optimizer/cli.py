@@ -191,7 +191,10 @@ def predict(ctx: click.Context, model_dir: Path, events: Path, out_file: Path) -
     "Audience settings CSV (min/max spend, values, volumes, max bids, groups)."
 )
 @opt.scenario_option("Scenario TOML (targets, bounds, what-ifs).")
-@opt.objective_option("Maximize conversions or conversion value.")
+@opt.objective_option(
+    "Maximize conversions, conversion value, or clicks (a proxy for a new campaign "
+    "with few conversions)."
+)
 @opt.target_conversions_option
 @opt.max_cpa_option
 @opt.min_roas_option
@@ -360,7 +363,7 @@ def whatif(
 @opt.horizon_option(required=True)
 @opt.settings_option()
 @opt.scenario_option("Scenario TOML (bounds, what-ifs).")
-@opt.objective_option("Maximize conversions or value.")
+@opt.objective_option("Maximize conversions, value or clicks.")
 @opt.plan_option("Mark this plan's budget on the frontier.")
 @opt.out_folder_option("Folder for frontier.csv.")
 @opt.csv_format_options

@@ -88,6 +88,8 @@ def test_pause_note_names_audiences_under_a_cent():
     frame, doc = _doc(plan)
     paused = (np.asarray(plan.allocation.budget) > 0) & (frame["budget"] == 0)
     assert paused.any()
+    assert frame.loc[paused, "cpa"].isna().all()
+    assert frame.loc[paused, "roas"].isna().all()
     note = next(w for w in doc["warnings"] if "paused" in w)
     assert all(f"'a{i}'" in note for i in np.flatnonzero(paused))
 

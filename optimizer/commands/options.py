@@ -122,9 +122,9 @@ def scenario_option(help: str, *, multiple: bool = False):
 
 
 def objective_option(help: str):
-    """``--objective``: maximize conversions or conversion value."""
+    """``--objective``: maximize conversions, conversion value or clicks."""
     return click.option(
-        "--objective", type=click.Choice(["conversions", "value"]), help=help
+        "--objective", type=click.Choice(["conversions", "value", "clicks"]), help=help
     )
 
 

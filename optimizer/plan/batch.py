@@ -35,9 +35,8 @@ def _stack(problems: list) -> object:
 
 
 def _totals(problem, bid, cap, config: SolveConfig) -> dict[str, jax.Array]:
-    return expected_outcomes(
-        problem.params, bid, problem.days, cap, config.first_price
-    ).totals()
+    out = expected_outcomes(problem.params, bid, problem.days, cap, config.first_price)
+    return {**out.totals(), "clicks": jnp.sum(out.clicks, axis=-1)}
 
 
 def _row(name: str, variant: str, budget: float, t: dict) -> dict:
@@ -223,6 +222,12 @@ def run_frontier(
     )
     if inputs.config.objective == "value":
         frame["marginal_roas"] = np.round(price, 4)
+    if inputs.config.objective == "clicks":
+        clicks = totals["clicks"]
+        frame["expected_clicks"] = np.round(clicks, 2)
+        frame["marginal_cpc"] = np.round(
+            np.where(price > 0, 1 / np.where(price > 0, price, 1), np.nan), 4
+        )
     return frame
 
 

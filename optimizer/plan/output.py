@@ -74,6 +74,8 @@ def plan_frame(plan: SolvedPlan) -> pd.DataFrame:
     days = float(plan.inputs.problem.days)
     budget = round_cents(np.asarray(plan.allocation.budget))
     live = budget > 0
+    # Paused by rounding: the optimizer gave money that rounds to 0 cents.
+    rounded_away = ~live & (np.asarray(plan.allocation.budget) > 0)
 
     def kept(values, decimals):
         return np.where(live, np.round(np.asarray(values), decimals), 0.0)
@@ -94,9 +96,11 @@ def plan_frame(plan: SolvedPlan) -> pd.DataFrame:
             "expected_conversions": kept(out.conversions, 3),
             "expected_value": kept(out.value, 2),
             "cpa": np.where(
-                live, np.round(_ratio(out.spend, out.conversions), 2), np.nan
+                rounded_away, np.nan, np.round(_ratio(out.spend, out.conversions), 2)
             ),
-            "roas": np.where(live, np.round(_ratio(out.value, out.spend), 3), np.nan),
+            "roas": np.where(
+                rounded_away, np.nan, np.round(_ratio(out.value, out.spend), 3)
+            ),
             "marginal_cpa": np.round(_marginal_cpa(plan), 2),
             "current_spend": np.round(np.asarray(cur.spend), 2),
             "current_conversions": np.round(np.asarray(cur.conversions), 3),
@@ -282,15 +286,11 @@ def plan_document(
     config = plan.inputs.config
     objective = float(alloc.objective)
     tot = totals(frame)
-    key = (
-        "expected_conversions"
-        if config.objective == "conversions"
-        else "expected_value"
-    )
+    key = f"expected_{config.objective}"
     current_obj = (
         float(frame["current_conversions"].sum())
-        if key == "expected_conversions"
-        else float(np.sum(np.asarray(plan.current.value)))
+        if config.objective == "conversions"
+        else float(np.sum(np.asarray(getattr(plan.current, config.objective))))
     )
     return {
         "format": "adplan-plan/1",
@@ -300,7 +300,7 @@ def plan_document(
         "days": float(plan.inputs.problem.days),
         "budget": float(plan.inputs.problem.budget),
         "budget_used": plan.budget_used,
-        "spendable_budget": plan.spendable,
+        **({"spendable_budget": plan.spendable} if plan.spendable is not None else {}),
         "totals": tot,
         "uplift_vs_current": (tot[key] / current_obj - 1) if current_obj > 0 else None,
         "audiences": frame.replace({np.nan: None}).to_dict(orient="records"),
@@ -336,6 +336,8 @@ def summary_lines(doc: dict) -> list[str]:
         + (f"  (ROAS {t['roas']:.2f})" if t["roas"] else ""),
         f"  current plan         {t['current_spend']:,.2f} spend, {t['current_conversions']:,.1f} conversions",
     ]
+    if doc["objective"] == "clicks":
+        lines.insert(2, f"  expected clicks      {t['expected_clicks']:,.1f}")
     if doc["uplift_vs_current"] is not None:
         lines.append(
             f"  uplift vs current    {doc['uplift_vs_current']:+.1%} {doc['objective']}"

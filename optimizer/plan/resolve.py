@@ -364,7 +364,7 @@ def solve_plan(
         budget = goal_seek(
             probe,
             target_conversions,
-            "conversions" if scenario.objective == "conversions" else "value",
+            "value" if scenario.objective == "value" else "conversions",
         )
     inputs = resolve(market, scenario, settings, budget)
     used = target_budget(inputs, scenario, float(inputs.problem.budget))
