@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from optimizer.market.fit import FittedMarket
-from optimizer.plan.output import plan_document, plan_frame, round_bids
+from optimizer.plan.output import paused, plan_document, plan_frame, round_bids
 from optimizer.plan.resolve import solve_plan, spendable
 from optimizer.plan.scenario import Scenario
 from tests.markets import random_market
@@ -77,8 +77,7 @@ def test_tiny_money_never_contradicts_the_plan():
     for col in ("expected_spend", "expected_conversions", "expected_impressions"):
         assert (frame.loc[~live, col] == 0).all()
     assert (frame.loc[live, "daily_budget"] > 0).all()
-    tiny = np.asarray(plan.allocation.budget) > 0
-    if (tiny & ~live).any():
+    if paused(plan, frame):
         assert any("less than one cent are paused" in w for w in doc["warnings"])
 
 
@@ -86,12 +85,13 @@ def test_pause_note_names_audiences_under_a_cent():
     market = _market(price_scale=1e-4)
     plan = solve_plan(market, Scenario(budget=0.02, days=7.0))
     frame, doc = _doc(plan)
-    paused = (np.asarray(plan.allocation.budget) > 0) & (frame["budget"] == 0)
-    assert paused.any()
-    assert frame.loc[paused, "cpa"].isna().all()
-    assert frame.loc[paused, "roas"].isna().all()
+    rounded = (np.asarray(plan.allocation.budget) > 0) & (frame["budget"] == 0)
+    names = paused(plan, frame)
+    assert names and set(names) <= {f"a{i}" for i in np.flatnonzero(rounded)}
+    assert frame.loc[rounded, "cpa"].isna().all()
+    assert frame.loc[rounded, "roas"].isna().all()
     note = next(w for w in doc["warnings"] if "paused" in w)
-    assert all(f"'a{i}'" in note for i in np.flatnonzero(paused))
+    assert all(f"'{n}'" in note for n in names)
 
 
 def test_round_bids_keeps_significant_figures():

@@ -111,13 +111,14 @@ def plan_frame(plan: SolvedPlan) -> pd.DataFrame:
 
 
 def paused(plan: SolvedPlan, frame: pd.DataFrame) -> list[str]:
-    """Audiences the optimizer gave money that rounds to 0 cents (paused in the plan)."""
-    planned = np.asarray(plan.allocation.budget) > 0
-    return [
-        n
-        for n, p, b in zip(plan.inputs.names, planned, frame["budget"], strict=True)
-        if p and b == 0
-    ]
+    """Audiences paused by rounding whose expected outcomes would have shown: the
+    optimizer gave them money that rounds to 0 cents but visible clicks or conversions."""
+    out = plan.outcomes
+    visible = (np.round(np.asarray(out.conversions), 3) > 0) | (
+        np.round(np.asarray(out.clicks), 2) > 0
+    )
+    gone = visible & (frame["budget"].to_numpy() == 0)
+    return [n for n, g in zip(plan.inputs.names, gone, strict=True) if g]
 
 
 def _sensitivities(plan: SolvedPlan) -> dict:
@@ -263,7 +264,7 @@ def _warnings(plan: SolvedPlan, frame: pd.DataFrame, market_metrics: dict) -> li
     tiny = paused(plan, frame)
     if tiny:
         notes.append(
-            f"{len(tiny)} audience(s) given less than one cent are paused (bid 0, no expected outcomes): {', '.join(repr(n) for n in tiny[:5])}{', ...' if len(tiny) > 5 else ''}."
+            f"{len(tiny)} audience(s) given less than one cent are paused (bid 0, no expected outcomes; their clicks and conversions are left out of the totals): {', '.join(repr(n) for n in tiny[:5])}{', ...' if len(tiny) > 5 else ''}."
         )
     if float(plan.allocation.duality_gap) > 1e-3 * max(
         float(plan.allocation.objective), 1e-9
