@@ -141,6 +141,8 @@ def generate(
 @opt.coordinator_option
 @opt.num_processes_option
 @opt.process_id_option
+@opt.bad_rows_option
+@opt.csv_format_options
 @click.pass_context
 @friendly_errors
 def train(
@@ -156,6 +158,7 @@ def train(
     coordinator: str | None,
     num_processes: int | None,
     process_id: int | None,
+    bad_rows: str,
 ) -> None:
     """Learn conversion rates and the market (volumes, bid landscapes) from a log.
 
@@ -180,6 +183,7 @@ def train(
         quiet=ctx.obj["quiet"],
         chunk_rows=chunk_rows,
         shard_data=shard_data,
+        bad_rows=bad_rows,
     )
     for line in summary:
         echo(ctx, line)
@@ -195,6 +199,7 @@ def train(
 @opt.out_file_option(
     "CSV to write: the input rows plus p_click, p_conversion, p_conversion_given_click."
 )
+@opt.csv_format_options
 @click.pass_context
 @friendly_errors
 def predict(ctx: click.Context, model_dir: Path, events: Path, out_file: Path) -> None:
@@ -218,7 +223,10 @@ def predict(ctx: click.Context, model_dir: Path, events: Path, out_file: Path) -
     "Audience settings CSV (min/max spend, values, volumes, max bids, groups)."
 )
 @opt.scenario_option("Scenario TOML (targets, bounds, what-ifs).")
-@opt.objective_option("Maximize conversions or conversion value.")
+@opt.objective_option(
+    "Maximize conversions, conversion value, or clicks (a proxy for a new campaign "
+    "with few conversions)."
+)
 @opt.target_conversions_option
 @opt.max_cpa_option
 @opt.min_roas_option
@@ -228,6 +236,7 @@ def predict(ctx: click.Context, model_dir: Path, events: Path, out_file: Path) -
 @opt.currency_option
 @opt.spend_all_option
 @opt.out_folder_option("Folder for plan.csv and plan.json.")
+@opt.csv_format_options
 @opt.devices_option
 @click.pass_context
 @friendly_errors
@@ -368,6 +377,7 @@ def report(
 @opt.price_shift_option
 @opt.rate_shift_option
 @opt.out_folder_option("Folder for comparison.csv and plans/.")
+@opt.csv_format_options
 @opt.devices_option
 @click.pass_context
 @friendly_errors
@@ -419,9 +429,10 @@ def whatif(
 @opt.horizon_option(required=True)
 @opt.settings_option()
 @opt.scenario_option("Scenario TOML (bounds, what-ifs).")
-@opt.objective_option("Maximize conversions or value.")
+@opt.objective_option("Maximize conversions, value or clicks.")
 @opt.plan_option("Mark this plan's budget on the frontier.")
 @opt.out_folder_option("Folder for frontier.csv.")
+@opt.csv_format_options
 @opt.devices_option
 @click.pass_context
 @friendly_errors

@@ -4,7 +4,7 @@ These are the pieces the allocator and the exact solver share. For one audience
 (MarketParams without the A axis), u = log(bid) and a SolveConfig (objective
 and auction type):
   spend(u)     expected spend per auction (currency),
-  gain(u)      expected objective per auction (conversions or value),
+  gain(u)      expected objective per auction (conversions, value or clicks),
   log_marginal log of d gain / d spend along the bid: the extra conversions (or
                value) per extra currency unit when this audience's budget grows.
 Marginals are computed in log space (log-sum-exp over strata) so they stay finite
@@ -28,7 +28,9 @@ def _log_w(w: jax.Array) -> jax.Array:
 
 
 def per_unit_gain(p: MarketParams, config: SolveConfig) -> jax.Array:
-    """(K,) objective per won impression: conversions, or conversions x value."""
+    """(K,) objective per won impression: conversions, conversions x value, or clicks."""
+    if config.objective == "clicks":
+        return p.p_click
     return p.p_conv if config.objective == "conversions" else p.p_conv * p.value
 
 

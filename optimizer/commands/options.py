@@ -122,9 +122,9 @@ def scenario_option(help: str, *, multiple: bool = False):
 
 
 def objective_option(help: str):
-    """``--objective``: maximize conversions or conversion value."""
+    """``--objective``: maximize conversions, conversion value or clicks."""
     return click.option(
-        "--objective", type=click.Choice(["conversions", "value"]), help=help
+        "--objective", type=click.Choice(["conversions", "value", "clicks"]), help=help
     )
 
 
@@ -339,4 +339,46 @@ currency_option = click.option(
     "--currency",
     help="Name of the money unit shown with every amount, e.g. EUR (default: the "
     "audience settings' 'currency' column, else 'currency units').",
+)
+
+# Reading CSVs (#18) and bad rows of the event log (#20).
+
+
+def _set_csv(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    from optimizer.io.csv_format import use_csv_format
+
+    use_csv_format(**{param.name: value})
+
+
+def csv_format_options(command):
+    """``--csv-sep`` and ``--decimal``: how the command's CSV inputs are written."""
+    command = click.option(
+        "--decimal",
+        type=click.Choice([".", ","]),
+        expose_value=False,
+        is_eager=True,
+        callback=_set_csv,
+        help="Decimal mark of numbers in the CSV inputs (default: detected; "
+        "Excel in many locales writes 0,35).",
+    )(command)
+    return click.option(
+        "--csv-sep",
+        "sep",
+        type=click.Choice([",", ";", "tab", "pipe"]),
+        expose_value=False,
+        is_eager=True,
+        callback=_set_csv,
+        help="Column separator of the CSV inputs (default: detected from the header).",
+    )(command)
+
+
+bad_rows_option = click.option(
+    "--bad-rows",
+    type=click.Choice(["drop", "report", "fail"]),
+    default="drop",
+    show_default=True,
+    help="Rows of the log that break a rule (e.g. a won auction with cost 0): "
+    "drop: leave them out when they are at most 0.1% of the log, listed in the "
+    "model folder's bad_rows.csv, and refuse the log above that; report: list "
+    "every problem and stop without training; fail: stop at the first one.",
 )

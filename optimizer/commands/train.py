@@ -16,11 +16,19 @@ import io
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from optimizer import distributed
 from optimizer.errors import InputError
-from optimizer.io.files import atomic_dir, file_sha256, library_versions, write_json
+from optimizer.io.bad_rows import BadRows, enforce
+from optimizer.io.files import (
+    atomic_dir,
+    file_sha256,
+    library_versions,
+    write_csv,
+    write_json,
+)
 from optimizer.log.stream import (
     DEFAULT_CHUNK_ROWS,
     DEFAULT_SAMPLE_PER_AUDIENCE,
@@ -85,6 +93,31 @@ def _gather_market_inputs(
     return sample.reset_index(drop=True), merge_totals(totals)
 
 
+def _gather_bad_rows(bad: BadRows) -> BadRows:
+    """Every process's bad rows, combined (a no-op in one process)."""
+    if distributed.process_count() == 1:
+        return bad
+    blob = {"counts": bad.counts, "first": bad.first, "fixes": bad.fixes}
+    kept = bad.frame().to_csv(index=False)
+    out = BadRows()
+    for meta, rows in zip(
+        distributed.allgather_bytes(json.dumps(blob).encode()),
+        distributed.allgather_bytes(kept.encode()),
+        strict=True,
+    ):
+        part = json.loads(meta)
+        frame = pd.read_csv(io.StringIO(rows), dtype=str, keep_default_na=False)
+        out.merge(
+            BadRows(
+                counts=part["counts"],
+                first={k: tuple(v) for k, v in part["first"].items()},
+                fixes=part["fixes"],
+                kept=[frame] if len(frame) else [],
+            )
+        )
+    return out
+
+
 def train_model(
     events_path: Path,
     model_dir: Path,
@@ -96,6 +129,7 @@ def train_model(
     quiet: bool,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     shard_data: bool = False,
+    bad_rows: str = "drop",
 ) -> list[str]:
     """Train both models on the log at ``events_path`` (a file or a folder of files)
     and write ``model_dir``; return summary lines (empty on processes other than 0).
@@ -103,12 +137,17 @@ def train_model(
     ``shard_data`` gives each device its own chunks of the log (chunk i to device
     i mod devices) instead of a copy of every row; it is implied by several
     processes, and one process with it reproduces a multi-process run.
+
+    ``bad_rows`` is the policy for rows that break a rule
+    (:mod:`optimizer.io.bad_rows`); it is applied after the whole log is read
+    and before the first training epoch.
     """
     files = event_files(events_path)
     mesh = data_parallel.make_mesh()
     shard_data = shard_data or distributed.process_count() > 1
     n_shards = mesh.size if shard_data else 1
     owned = data_parallel.local_shards(mesh) if shard_data else [0]
+    bad = None if bad_rows == "fail" else BadRows()
     with train_rows.workdir() as spill:
         log = stream_log(
             files,
@@ -118,7 +157,17 @@ def train_model(
             n_shards=n_shards,
             owned=owned,
             progress=not quiet,
+            bad=bad,
         )
+        if bad is not None:
+            bad = _gather_bad_rows(bad)
+            n_read = int(distributed.combine(np.array(log.n_events), sum)) + bad.total
+            dropped = enforce(bad, n_read, bad_rows, f"event log {events_path}")
+            if bad_rows == "report":
+                return [
+                    f"event log {events_path}: {n_read:,} rows, no bad rows; nothing "
+                    "was trained (--bad-rows report)."
+                ]
         rates = fit_rate_model_chunks(
             log.won,
             seed=seed,
@@ -139,6 +188,8 @@ def train_model(
     )
     n_events = sum(totals.auctions.values())
     with atomic_dir(model_dir) as tmp:
+        if bad is not None and bad.total:
+            write_csv(tmp / "bad_rows.csv", bad.frame())
         rates.save(tmp)
         save_market(tmp, market)
         model_id = hashlib.sha256((tmp / "market.json").read_bytes()).hexdigest()[:12]
@@ -163,6 +214,7 @@ def train_model(
                 "devices": rates.metrics.get("devices", 1),
                 "processes": distributed.process_count(),
                 "data_shards": n_shards,
+                "bad_rows": {"policy": bad_rows, "dropped": bad.counts if bad else {}},
                 "versions": library_versions(),
             },
         )
@@ -172,6 +224,7 @@ def train_model(
     lines = [
         f"Trained on {n_events:,} auctions, {len(market.names)} audiences ({market.auction_type}).",
         f"  model folder: {model_dir} (model id {model_id})",
+        *(dropped if bad is not None else []),
         f"  bid landscapes: {sum(f['family'] == 'mixture' for f in fits)} two-mode, worst win-rate fit off by {worst['max_abs_win_rate_error']:.1%} ('{worst['audience']}')",
     ]
     if conv.get("auc") is not None:

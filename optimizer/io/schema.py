@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 
 from optimizer.errors import InputError
+from optimizer.io.bad_rows import BadRows
+from optimizer.io.csv_format import read_csv_kwargs
 
 REQUIRED_EVENT_COLUMNS = (
     "timestamp",
@@ -62,7 +64,7 @@ def read_table(path: str | Path, what: str) -> pd.DataFrame:
         if path.suffix.lower() in (".parquet", ".pq"):
             frame = pd.read_parquet(path)
         else:
-            frame = pd.read_csv(path, low_memory=False)
+            frame = pd.read_csv(path, **read_csv_kwargs(path))
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         raise InputError(
             f"{what} {path}: could not be read as "
@@ -97,53 +99,95 @@ def _suggest(missing: str, present: list[str]) -> str:
     return f" (found '{close[0]}': rename it to '{missing}')" if close else ""
 
 
-def _numeric(
-    frame: pd.DataFrame, path: Path, column: str, offset: int = 0
-) -> np.ndarray:
-    """Column as float64; non-numbers and blanks are reported, not coerced silently."""
-    raw = frame[column]
-    values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
-    bad = np.isnan(values) & raw.notna().to_numpy()
-    _fail(
-        path,
-        column,
-        bad,
-        "is not a number",
-        "Use plain numbers such as 0.35 (no currency signs).",
-        offset,
-    )
-    _fail(
-        path,
-        column,
-        np.isnan(values),
-        "is empty (NaN)",
-        "Fill in every value or drop those rows.",
-        offset,
-    )
-    _fail(
-        path, column, ~np.isfinite(values), "is infinite", "Use finite numbers.", offset
-    )
-    return values
+class _Rules:
+    """Row rules of one frame: each either raises (no ``bad``) or records its rows.
+
+    A row is recorded under the first rule it breaks; ``flagged`` marks them.
+    """
+
+    def __init__(
+        self, frame: pd.DataFrame, path: Path, offset: int, bad: BadRows | None
+    ):
+        self.frame, self.path, self.offset, self.bad = frame, path, offset, bad
+        self.flagged = np.zeros(len(frame), dtype=bool)
+
+    def check(self, column: str, mask: np.ndarray, rule: str, fix: str) -> None:
+        mask = np.asarray(mask, dtype=bool) & ~self.flagged
+        if self.bad is None:
+            _fail(self.path, column, mask, rule, fix, self.offset)
+            return
+        rows = np.flatnonzero(mask)
+        self.bad.add(
+            self.path,
+            f"column '{column}' {rule}",
+            fix,
+            rows + 1 + self.offset,
+            self.frame.iloc[rows],
+        )
+        self.flagged |= mask
+
+    def numeric(self, column: str) -> np.ndarray:
+        """Column as float64; non-numbers, blanks and infinities break a rule."""
+        raw = self.frame[column]
+        values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
+        self.check(
+            column,
+            np.isnan(values) & raw.notna().to_numpy(),
+            "is not a number",
+            "Use plain numbers such as 0.35 (no currency signs).",
+        )
+        self.check(
+            column,
+            np.isnan(values),
+            "is empty (NaN)",
+            "Fill in every value or drop those rows.",
+        )
+        self.check(column, np.isinf(values), "is infinite", "Use finite numbers.")
+        return values
+
+
+def _describe(present: list[str], missing: list[str]) -> str:
+    """Why the required columns are missing, in the planner's terms."""
+    lower = {c.lower() for c in present}
+    daily = {"date", "day", "spend", "impressions", "clicks", "conversions", "ctr"}
+    if len(present) == 1 and any(s in present[0] for s in ";\t|"):
+        return (
+            f". The header reads as one column ('{present[0][:60]}'): pass the file's "
+            "separator, e.g. --csv-sep ';'."
+        )
+    if len(lower & daily) >= 3 and "bid" not in lower:
+        return (
+            ". This looks like a daily platform report (date, spend, impressions, ...): "
+            "adplan needs one row per auction (timestamp, audience, bid, won, cost, "
+            "click, conversion); see README 'Input formats'."
+        )
+    return "".join(_suggest(c, present) for c in missing) + "."
 
 
 def validate_event_log(
-    frame: pd.DataFrame, path: str | Path = "event log", row_offset: int = 0
+    frame: pd.DataFrame,
+    path: str | Path = "event log",
+    row_offset: int = 0,
+    bad: BadRows | None = None,
 ) -> pd.DataFrame:
     """Check an event log against the contract and return a clean, typed copy.
 
     Required columns: timestamp (ISO 8601), audience (string), bid (> 0, currency
-    per impression), won/click/conversion (0/1), cost (>= 0, 0 when not won).
+    per impression), won/click/conversion (0/1), cost (> 0 when won, 0 when not).
     Optional: revenue (>= 0). Other columns are impression features: strings are
     categorical, numbers numeric.
 
     Returns:
         The frame with timestamp as UTC datetime64, money as float64, flags as int8,
-        audience and string features as str; row order is kept.
+        audience and string features as str; row order and ``frame``'s index
+        are kept. With ``bad``, rows breaking a row rule are recorded there and
+        left out.
 
     ``row_offset`` is added to the row numbers in messages (for chunks of a file).
 
     Raises:
-        InputError: naming the file, column, rows and fix.
+        InputError: naming the file, column, rows and fix (without ``bad``, at
+        the first broken rule; with it, only for missing or repeated columns).
     """
     path = Path(path)
     if len(frame) == 0:
@@ -153,9 +197,9 @@ def validate_event_log(
     present = list(frame.columns)
     missing = [c for c in REQUIRED_EVENT_COLUMNS if c not in present]
     if missing:
-        hints = "".join(_suggest(c, present) for c in missing)
         raise InputError(
-            f"{path}: missing required column(s) {', '.join(repr(c) for c in missing)}{hints}. "
+            f"{path}: missing required column(s) {', '.join(repr(c) for c in missing)}"
+            f"{_describe(present, missing)} "
             f"An event log needs: {', '.join(REQUIRED_EVENT_COLUMNS)}."
         )
     dupes = [c for c in set(present) if present.count(c) > 1]
@@ -164,98 +208,96 @@ def validate_event_log(
             f"{path}: column(s) {dupes} appear more than once. Keep one of each."
         )
     out = frame.copy()
+    rules = _Rules(frame, path, row_offset, bad)
 
     ts = pd.to_datetime(out["timestamp"], errors="coerce", utc=True, format="ISO8601")
-    _fail(
-        path,
+    rules.check(
         "timestamp",
         ts.isna().to_numpy(),
         "is not an ISO 8601 date-time",
         "Write timestamps like 2026-03-01T14:05:00 (or with a Z / +01:00 offset).",
-        row_offset,
     )
     out["timestamp"] = ts
 
     aud = out["audience"]
     blank = aud.isna().to_numpy() | (aud.astype(str).str.strip() == "").to_numpy()
-    _fail(
-        path,
+    rules.check(
         "audience",
         blank,
         "is empty",
         "Give every auction the audience it was bought for.",
-        row_offset,
     )
     out["audience"] = aud.astype(str).str.strip()
 
     for col in ("bid", "cost"):
-        out[col] = _numeric(out, path, col, row_offset)
-    _fail(
-        path,
+        out[col] = rules.numeric(col)
+    rules.check(
         "bid",
         out["bid"].to_numpy() <= 0,
         "is not positive",
         "Bids are currency per impression and must be > 0.",
-        row_offset,
     )
-    _fail(
-        path,
+    rules.check(
         "cost",
         out["cost"].to_numpy() < 0,
         "is negative",
         "Cost is the price paid and must be >= 0.",
-        row_offset,
     )
 
+    flags = {}
     for col in _BINARY:
-        values = _numeric(out, path, col, row_offset)
-        _fail(
-            path,
+        flags[col] = rules.numeric(col)
+        rules.check(
             col,
-            ~np.isin(values, (0.0, 1.0)),
+            ~np.isin(flags[col], (0.0, 1.0)),
             "is not 0 or 1",
             f"'{col}' is a flag: write 1 for yes and 0 for no.",
-            row_offset,
         )
-        out[col] = values.astype(np.int8)
-
-    won, click, conv = (out[c].to_numpy() for c in _BINARY)
-    _fail(
-        path,
+    won, click, conv = (flags[c] for c in _BINARY)
+    rules.check(
         "click",
         click > won,
         "is 1 on an auction that was not won",
         "A click needs a won impression (click <= won).",
-        row_offset,
     )
-    _fail(
-        path,
+    rules.check(
         "conversion",
         conv > click,
         "is 1 without a click",
         "A conversion needs a click (conversion <= click).",
-        row_offset,
     )
-    _fail(
-        path,
+    cost = out["cost"].to_numpy()
+    rules.check(
         "cost",
-        (won == 0) & (out["cost"].to_numpy() != 0),
+        (won == 0) & (cost != 0),
         "is not 0 on a lost auction",
         "Set cost to 0 where won is 0.",
-        row_offset,
+    )
+    rules.check(
+        "cost",
+        (won == 1) & (cost == 0),
+        "is 0 on a won auction",
+        "A won impression has a price: fill in what was paid, or drop the row.",
     )
 
     if "revenue" in out.columns:
-        out["revenue"] = _numeric(out, path, "revenue", row_offset)
-        _fail(
-            path,
+        out["revenue"] = rules.numeric("revenue")
+        rules.check(
             "revenue",
             out["revenue"].to_numpy() < 0,
             "is negative",
             "Revenue is the value of a conversion and must be >= 0.",
-            row_offset,
         )
 
+    keep = ~rules.flagged
+    out = out.loc[keep]
+    for col in _BINARY:
+        out[col] = flags[col][keep].astype(np.int8)
+    if len(out) == 0:
+        raise InputError(
+            f"{path}: every row of the event log breaks a rule:\n"
+            + "\n".join(bad.lines() if bad is not None else [])
+        )
     for col in out.columns:
         if col in REQUIRED_EVENT_COLUMNS or col in OPTIONAL_EVENT_COLUMNS:
             continue
@@ -265,7 +307,7 @@ def validate_event_log(
             out[col] = out[col].astype(np.float64)
         else:
             out[col] = out[col].astype(str).where(out[col].notna(), "")
-    return out.reset_index(drop=True)
+    return out
 
 
 def read_event_log(path: str | Path) -> pd.DataFrame:

@@ -30,6 +30,8 @@ import numpy as np
 import pandas as pd
 
 from optimizer.errors import InputError
+from optimizer.io.bad_rows import BadRows
+from optimizer.io.csv_format import read_csv_kwargs
 from optimizer.io.schema import feature_columns, validate_event_log
 from optimizer.log.chunks import WonChunks
 from optimizer.log.totals import LogTotals, log_totals, merge_totals
@@ -86,7 +88,7 @@ def _raw_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
             for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
                 yield batch.to_pandas()
         else:
-            yield from pd.read_csv(path, chunksize=chunk_rows, low_memory=False)
+            yield from pd.read_csv(path, chunksize=chunk_rows, **read_csv_kwargs(path))
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         raise InputError(
             f"event log {path}: could not be read as {'Parquet' if parquet else 'CSV'} "
@@ -127,9 +129,13 @@ def stream_log(
     n_shards: int = 1,
     owned: Sequence[int] = (0,),
     progress: bool = True,
+    bad: BadRows | None = None,
 ) -> StreamedLog:
     """Read the log files in order, keeping the chunks of the ``owned`` shards;
     won auctions are spilled to Parquet files in ``spill_dir``.
+
+    With ``bad``, rows breaking a row rule are recorded there (with their data
+    row in the file) and left out; without it the first one raises.
 
     Raises:
         InputError: unreadable file, invalid rows (file, column, row and fix
@@ -151,7 +157,8 @@ def stream_log(
             if shard not in owned:
                 continue
             raw.columns = [str(c).strip() for c in raw.columns]
-            chunk = validate_event_log(raw, path, row_offset=start)
+            raw.index = pd.RangeIndex(start, offset)
+            chunk = validate_event_log(raw, path, row_offset=start, bad=bad)
             if kinds is None:
                 categorical, numeric = feature_columns(chunk)
                 kinds = {c: "text" for c in categorical if c != "audience"}
@@ -159,7 +166,7 @@ def stream_log(
             chunk = _conform(chunk, kinds, path)
             n_events += len(chunk)
             totals.append(log_totals(chunk))
-            chunk[PRIORITY] = _priority(seed, file_index, np.arange(start, offset))
+            chunk[PRIORITY] = _priority(seed, file_index, chunk.index.to_numpy())
             candidates = chunk if sample is None else pd.concat([sample, chunk])
             sample = keep_sample(candidates, sample_per_audience)
             won = chunk.loc[

@@ -259,7 +259,7 @@ def fit_market(
     cost = events["cost"].to_numpy()
     if not first_price and (won & (cost <= 0)).any():
         raise InputError(
-            "event log: some won auctions have cost 0 under second-price; a second-price win reveals a positive price. Check 'cost', or train with --auction-type first_price."
+            "event log: some won auctions have cost 0 under second-price; a second-price win reveals a positive price. Validate the log first (optimizer.io.schema.validate_event_log with bad rows drops them)."
         )
     data = LandscapeData(
         audience=codes,

@@ -37,9 +37,8 @@ def _stack(problems: list) -> object:
 
 
 def _totals(problem, bid, cap, config: SolveConfig) -> dict[str, jax.Array]:
-    return expected_outcomes(
-        problem.params, bid, problem.days, cap, config.first_price
-    ).totals()
+    out = expected_outcomes(problem.params, bid, problem.days, cap, config.first_price)
+    return {**out.totals(), "clicks": jnp.sum(out.clicks, axis=-1)}
 
 
 # Built once: each compiles once per audience and scenario count.
@@ -312,6 +311,12 @@ def frontier_with_splits(
     )
     if inputs.config.objective == "value":
         frame["marginal_roas"] = np.round(price, 4)
+    if inputs.config.objective == "clicks":
+        clicks = np.asarray(per_audience.clicks, np.float64).sum(axis=-1)[undo]
+        frame["expected_clicks"] = np.round(clicks, 2)
+        frame["marginal_cpc"] = np.round(
+            np.where(price > 0, 1 / np.where(price > 0, price, 1), np.nan), 4
+        )
     return frame, splits
 
 

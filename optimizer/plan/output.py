@@ -55,33 +55,75 @@ def _marginal_cpa(plan: SolvedPlan) -> np.ndarray:
     return np.where(plan.inputs.removed, np.nan, np.exp(-np.asarray(log_m)))
 
 
+def round_bids(bids: np.ndarray, digits: int = 4) -> np.ndarray:
+    """Round bids (currency per impression) to ``digits`` significant figures,
+    never to fewer than 6 decimals, so a bid of 4.2e-7 stays 4.2e-7, not 0.
+
+    >>> round_bids(np.array([0.0123456, 4.23456e-7, 0.0])).tolist()
+    [0.012346, 4.235e-07, 0.0]
+    """
+    bids = np.asarray(bids, float)
+    scale = np.floor(np.log10(np.where(bids > 0, bids, 1.0)))
+    decimals = np.maximum(6, digits - 1 - scale)
+    factor = 10.0**decimals
+    return np.round(bids * factor) / factor
+
+
 def plan_frame(plan: SolvedPlan) -> pd.DataFrame:
-    """One row per audience with the plan.csv columns (money rounded to cents)."""
+    """One row per audience with the plan.csv columns (money rounded to cents).
+
+    An audience whose budget rounds to 0 cents is paused: bid 0 and no expected
+    outcomes, so no row promises results without money (see :func:`paused`).
+    """
     out, cur = plan.outcomes, plan.current
     days = float(plan.inputs.problem.days)
     budget = round_cents(np.asarray(plan.allocation.budget))
+    live = budget > 0
+    # Paused by rounding: the optimizer gave money that rounds to 0 cents.
+    rounded_away = ~live & (np.asarray(plan.allocation.budget) > 0)
+
+    def kept(values, decimals):
+        return np.where(live, np.round(np.asarray(values), decimals), 0.0)
+
+    daily = budget / days
+    bid = np.where(live, round_bids(np.asarray(plan.allocation.bid)), 0.0)
     frame = pd.DataFrame(
         {
             "audience": plan.inputs.names,
             "budget": budget,
-            "daily_budget": np.round(budget / days, 2),
-            "bid": np.where(
-                budget > 0, np.round(np.asarray(plan.allocation.bid), 6), 0.0
+            "daily_budget": np.where(
+                daily >= 0.01, np.round(daily, 2), round_bids(daily)
             ),
-            "expected_spend": np.minimum(np.round(np.asarray(out.spend), 2), budget),
-            "expected_impressions": np.round(np.asarray(out.impressions), 1),
-            "expected_clicks": np.round(np.asarray(out.clicks), 2),
-            "expected_conversions": np.round(np.asarray(out.conversions), 3),
-            "expected_value": np.round(np.asarray(out.value), 2),
-            "cpa": np.round(_ratio(out.spend, out.conversions), 2),
-            "roas": np.round(_ratio(out.value, out.spend), 3),
+            "bid": bid,
+            "expected_spend": np.minimum(kept(out.spend, 2), budget),
+            "expected_impressions": kept(out.impressions, 1),
+            "expected_clicks": kept(out.clicks, 2),
+            "expected_conversions": kept(out.conversions, 3),
+            "expected_value": kept(out.value, 2),
+            "cpa": np.where(
+                rounded_away, np.nan, np.round(_ratio(out.spend, out.conversions), 2)
+            ),
+            "roas": np.where(
+                rounded_away, np.nan, np.round(_ratio(out.value, out.spend), 3)
+            ),
             "marginal_cpa": np.round(_marginal_cpa(plan), 2),
             "current_spend": np.round(np.asarray(cur.spend), 2),
             "current_conversions": np.round(np.asarray(cur.conversions), 3),
         }
     )
-    frame["bid_cpm"] = np.round(frame["bid"] * 1000, 4)
+    frame["bid_cpm"] = round_bids(bid * 1000)
     return frame[[*PLAN_COLUMNS, "bid_cpm"]]
+
+
+def paused(plan: SolvedPlan, frame: pd.DataFrame) -> list[str]:
+    """Audiences paused by rounding whose expected outcomes would have shown: the
+    optimizer gave them money that rounds to 0 cents but visible clicks or conversions."""
+    out = plan.outcomes
+    visible = (np.round(np.asarray(out.conversions), 3) > 0) | (
+        np.round(np.asarray(out.clicks), 2) > 0
+    )
+    gone = visible & (frame["budget"].to_numpy() == 0)
+    return [n for n, g in zip(plan.inputs.names, gone, strict=True) if g]
 
 
 @jax.jit(static_argnames=("config",))
@@ -259,13 +301,23 @@ def _warnings(plan: SolvedPlan, frame: pd.DataFrame, market_metrics: dict) -> li
             notes.append(
                 f"'{entry['audience']}': planned bid CPM {1000 * frame['bid'].iloc[i]:,.2f} is well above the bids in the log (up to about CPM {1000 * table[-1]['bid']:,.2f}); the forecast extrapolates."
             )
-    if plan.budget_used < float(inputs.problem.budget) * (1 - 1e-6):
+    if plan.spendable is not None:
+        notes.insert(
+            0,
+            f"The budget {float(inputs.problem.budget):,.2f} cannot be spent (spend_all): at their highest allowed bids, within max_spend and group caps, the audiences absorb at most {plan.spendable:,.2f} in {float(inputs.problem.days):g} days, so the plan spends that. Raise max bids or max_spend, add audiences or plan a longer horizon to spend more.",
+        )
+    elif plan.budget_used < float(inputs.problem.budget) * (1 - 1e-6):
         notes.append(
             f"Targets limit spend to {plan.budget_used:,.2f} of the {float(inputs.problem.budget):,.2f} budget."
         )
     if plan.paused is not None and (plan.paused.any() or plan.raised.any()):
         notes.append(
             "The optimality certificate is for the plan with the paused audiences kept at 0 and the raised ones at their min_budget (each choice was compared by re-solving)."
+        )
+    tiny = paused(plan, frame)
+    if tiny:
+        notes.append(
+            f"{len(tiny)} audience(s) given less than one cent are paused (bid 0, no expected outcomes; their clicks and conversions are left out of the totals): {', '.join(repr(n) for n in tiny[:5])}{', ...' if len(tiny) > 5 else ''}."
         )
     if float(plan.allocation.duality_gap) > 1e-3 * max(
         float(plan.allocation.objective), 1e-9
@@ -294,15 +346,11 @@ def plan_document(
     config = plan.inputs.config
     objective = float(alloc.objective)
     tot = totals(frame)
-    key = (
-        "expected_conversions"
-        if config.objective == "conversions"
-        else "expected_value"
-    )
+    key = f"expected_{config.objective}"
     current_obj = (
         float(frame["current_conversions"].sum())
-        if key == "expected_conversions"
-        else float(np.sum(np.asarray(plan.current.value)))
+        if config.objective == "conversions"
+        else float(np.sum(np.asarray(getattr(plan.current, config.objective))))
     )
     return {
         "format": "adplan-plan/1",
@@ -312,6 +360,7 @@ def plan_document(
         "days": float(plan.inputs.problem.days),
         "budget": float(plan.inputs.problem.budget),
         "budget_used": plan.budget_used,
+        **({"spendable_budget": plan.spendable} if plan.spendable is not None else {}),
         "totals": tot,
         "uplift_vs_current": (tot[key] / current_obj - 1) if current_obj > 0 else None,
         "audiences": frame.replace({np.nan: None}).to_dict(orient="records"),
@@ -355,6 +404,8 @@ def summary_lines(doc: dict) -> list[str]:
         + (f"  (ROAS {t['roas']:.2f})" if t["roas"] else ""),
         f"  current plan         {t['current_spend']:,.2f} spend, {t['current_conversions']:,.1f} conversions",
     ]
+    if doc["objective"] == "clicks":
+        lines.insert(2, f"  expected clicks      {t['expected_clicks']:,.1f}")
     if doc["uplift_vs_current"] is not None:
         lines.append(
             f"  uplift vs current    {doc['uplift_vs_current']:+.1%} {doc['objective']}"

@@ -70,6 +70,9 @@ class SolvedPlan:
     paused: np.ndarray | None = None  # (A,) bool, paused for being below min_budget
     raised: np.ndarray | None = None  # (A,) bool, raised to min_budget
     notes: tuple[str, ...] = ()  # how the budget was chosen (targets, goal seeking)
+    # With spend_all, the most the audiences can absorb when that is below the
+    # budget (the plan is then solved for it); None otherwise.
+    spendable: float | None = None
 
 
 def _index(names: list[str], audiences, where: str) -> np.ndarray:
@@ -357,6 +360,18 @@ def _largest_ok(inputs: PlanInputs, low: float, high: float, ok) -> float | None
     return float(low)
 
 
+def spendable(inputs: PlanInputs) -> float:
+    """The most the audiences can spend over the horizon (currency): each at its
+    highest allowed bid, within its max_spend and its group's cap."""
+    p = inputs.problem
+    each = np.minimum(np.asarray(p.upper), np.asarray(capacity(p, inputs.config)))
+    caps = np.asarray(p.group_cap)
+    if caps.size == 0:
+        return float(np.sum(each, dtype=np.float64))
+    by_group = np.bincount(np.asarray(p.group), weights=each, minlength=len(caps))
+    return float(np.sum(np.minimum(by_group, caps), dtype=np.float64))
+
+
 def target_budget(inputs: PlanInputs, scenario: Scenario, budget: float) -> float:
     """Budget after CPA/ROAS targets: the largest that meets them (<= budget)."""
     if scenario.max_cpa is None and scenario.min_roas is None:
@@ -426,7 +441,7 @@ def solve_plan(
     notes: list[str] = []
     given = scenario.effective_budget if budget is None else budget
     if target_conversions is not None:
-        metric = "conversions" if scenario.objective == "conversions" else "value"
+        metric = "value" if scenario.objective == "value" else "conversions"
         probe = resolve(market, scenario, settings, math.inf)
         budget = goal_seek(probe, target_conversions, metric)
         if given is not None and budget > given * (1 + 1e-9):
@@ -439,6 +454,9 @@ def solve_plan(
         )
     inputs = resolve(market, scenario, settings, budget)
     used = target_budget(inputs, scenario, float(inputs.problem.budget))
+    most = spendable(inputs) if inputs.config.spend_all else math.inf
+    if used > most * (1 + 1e-9):
+        used = most  # spend_all cannot be met: solve for what can be spent
     allocation = _solve(inputs, used, mesh)
     at_used = dataclasses.replace(inputs.problem, budget=jnp.asarray(used, jnp.float64))
     solved_problem, allocation, paused, raised = enforce_min_budget(
@@ -466,4 +484,5 @@ def solve_plan(
         paused,
         raised,
         tuple(notes),
+        most if math.isfinite(most) and used == most else None,
     )

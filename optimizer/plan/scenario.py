@@ -16,7 +16,7 @@ from typing import Any
 
 from optimizer.errors import InputError
 
-OBJECTIVES = ("conversions", "value")
+OBJECTIVES = ("conversions", "value", "clicks")
 AUCTION_TYPES = ("second_price", "first_price")
 
 
@@ -30,7 +30,8 @@ class Scenario:
     budget: float | None = None
     # Horizon of the plan in days; None means "give it on the command line".
     days: float | None = None
-    # What to maximize: expected conversions or expected conversion value.
+    # What to maximize: expected conversions, conversion value, or clicks (a proxy
+    # when conversions are too few to trust).
     objective: str = "conversions"
     # How the exchange charges a won impression; None = as detected from the log.
     auction_type: str | None = None
