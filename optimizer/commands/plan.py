@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from jax.sharding import Mesh
 
-from optimizer.errors import InputError
+from optimizer.io.atomic import check_writable
 from optimizer.io.files import (
     atomic_dir,
+    check_model_folder,
     file_sha256,
     library_versions,
     write_csv,
@@ -27,17 +27,6 @@ from optimizer.plan.resolve import solve_plan
 from optimizer.plan.scenario import Scenario
 
 
-def read_model_info(model_dir: Path) -> dict:
-    """model.json of a trained model folder."""
-    path = Path(model_dir) / "model.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(
-            f"model {model_dir}: model.json is missing or unreadable ({exc}). Train a model first with adplan train."
-        ) from exc
-
-
 def write_plan(
     model_dir: Path,
     scenario: Scenario,
@@ -50,7 +39,8 @@ def write_plan(
     """Solve and write plan.csv and plan.json into ``out_dir``; return summary lines.
 
     ``mesh``: shard the audiences over these devices (same plan)."""
-    info = read_model_info(model_dir)
+    check_writable(out_dir, folder=True)
+    info = check_model_folder(model_dir)
     market = load_market(model_dir)
     settings = read_settings(settings_file, market.names) if settings_file else None
     solved = solve_plan(
@@ -70,11 +60,12 @@ def write_plan(
         "versions": library_versions(),
     }
     doc = plan_document(solved, frame, scenario.to_dict(), provenance, market.metrics)
+    lines = summary_lines(doc)  # before writing: nothing can fail after
     with atomic_dir(out_dir) as tmp:
         write_csv(tmp / "plan.csv", frame)
         write_json(tmp / "plan.json", doc)
         write_json(tmp / "curves.json", response_curves(solved))
     return [
-        *summary_lines(doc),
+        *lines,
         f"Plan written to {out_dir / 'plan.csv'} and {out_dir / 'plan.json'}",
     ]
