@@ -279,8 +279,8 @@ def read_inputs(
     for folder in (plan, simulation_dir, whatif_dir, frontier_dir):
         if folder is not None:
             settle(folder)
-    check_model_folder(model)
     model_json = reader.json(model / "model.json", text.FIX_MODEL, ("model_id",))
+    check_model_folder(model)
     metrics = _read_metrics(reader, model)
     plan_json = _read_plan(reader, plan)
     names = model_json.get("audiences")
