@@ -6,7 +6,9 @@ every contract error becomes one clear message and exit code 1, never a tracebac
 from __future__ import annotations
 
 import functools
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -42,8 +44,18 @@ def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             raise click.ClickException(f"infeasible: {exc}") from None
         except InputError as exc:
             raise click.ClickException(str(exc)) from None
+        except OSError as exc:
+            from optimizer.io.files import os_error_message
+
+            raise click.ClickException(os_error_message(exc)) from None
 
     return wrapper
+
+
+def _stop_on_signal(signum: int, frame: Any) -> None:
+    """SIGTERM: unwind like Ctrl-C so temporary outputs are removed (exit 143)."""
+    click.echo("adplan: stopped (SIGTERM); nothing half-written was left.", err=True)
+    raise SystemExit(128 + signum)
 
 
 def device_mesh(count: int, axis: str):
@@ -89,6 +101,8 @@ def main(ctx: click.Context, quiet: bool, no_cache: bool) -> None:
     ctx.ensure_object(dict)
     ctx.obj["quiet"] = quiet
     ctx.obj["no_cache"] = no_cache
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _stop_on_signal)
 
 
 @main.command(
@@ -348,7 +362,10 @@ def report(
     currency: str | None,
 ) -> None:
     """Write one self-contained HTML report (opens offline, safe to mail)."""
+    from optimizer.io.atomic import check_writable
     from reports import write_report
+
+    check_writable(out_file, folder=False)
 
     path = write_report(
         model_dir,

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from optimizer.errors import InputError
+from optimizer.io.atomic import settle
 from optimizer.io.columns import (
     COMPARISON_COLUMNS as WHATIF_COLUMNS,
 )
@@ -25,7 +26,8 @@ from optimizer.io.columns import (
     PLAN_COLUMNS,
     SUMMARY_COLUMNS,
 )
-from optimizer.io.files import file_sha256
+from optimizer.io.files import check_model_folder, file_sha256
+from optimizer.io.plan_dir import check_plan_model
 from reports import text
 
 PLAN_KEYS = ("objective", "days", "budget", "totals", "audiences")
@@ -33,7 +35,12 @@ AUDIENCE_KEYS = PLAN_COLUMNS
 TOTAL_KEYS = ("budget", "expected_spend", "expected_conversions", "expected_value")
 PATH_COLUMNS = ("run", "hour", "audience", "cumulative_spend", "cumulative_conversions")
 # Name columns stay text: an audience called "NA" or "007" must not become NaN or 7.
-TEXT_COLUMNS = {name: str for name in ("audience", "metric", "scenario", "variant")}
+TEXT_COLUMNS = {
+    name: str for name in ("audience", "metric", "scenario", "variant", "row")
+}
+# The audience key of total rows once read: no audience name can equal it, so an
+# audience called "TOTAL" keeps its own rows (files mark totals with row=total).
+TOTAL_KEY = "\x00total"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,8 +48,8 @@ class Simulation:
     """Monte-Carlo outcome summaries (``adplan simulate``).
 
     Attributes:
-        summary: columns ``audience, metric, mean, p10, p50, p90`` (``TOTAL`` row
-            for totals); money in currency over the horizon.
+        summary: columns ``audience, metric, mean, p10, p50, p90``; totals have
+            audience :data:`TOTAL_KEY`; money in currency over the horizon.
         paths: hourly cumulative paths ``run, hour, audience, cumulative_spend,
             cumulative_conversions``, or None when not written.
         truth: same shape as ``summary`` for a run on the true market, or None.
@@ -185,17 +192,29 @@ def _read_metrics(reader: _Reader, model_dir: Path) -> dict[str, Any]:
     return metrics
 
 
+def _mark_totals(frame: pd.DataFrame) -> pd.DataFrame:
+    """Total rows keyed by :data:`TOTAL_KEY`: those with ``row == "total"``, or in
+    files from before the ``row`` column, those whose audience is ``TOTAL``."""
+    if "row" in frame.columns:
+        total = frame["row"] == "total"
+    else:
+        total = frame["audience"] == "TOTAL"
+    frame = frame.copy()
+    frame.loc[total, "audience"] = TOTAL_KEY
+    return frame
+
+
 def _summary_rows(
     reader: _Reader, folder: Path, stem: str, fallback: Any
 ) -> pd.DataFrame | None:
     """``stem.csv`` if present, else rows found in ``fallback`` (from JSON)."""
     path = folder / f"{stem}.csv"
     if path.is_file():
-        return reader.csv(path, text.FIX_SIMULATION, SUMMARY_COLUMNS)
+        return _mark_totals(reader.csv(path, text.FIX_SIMULATION, SUMMARY_COLUMNS))
     if isinstance(fallback, list) and fallback:
         frame = pd.DataFrame(fallback)
         if all(c in frame.columns for c in SUMMARY_COLUMNS):
-            return frame
+            return _mark_totals(frame)
     return None
 
 
@@ -215,7 +234,9 @@ def _read_simulation(reader: _Reader, sim_dir: Path) -> Simulation:
     truth_rows = meta.get("truth") if isinstance(meta, dict) else None
     paths = None
     if (sim_dir / "paths.csv").is_file():
-        paths = reader.csv(sim_dir / "paths.csv", text.FIX_SIMULATION, PATH_COLUMNS)
+        paths = _mark_totals(
+            reader.csv(sim_dir / "paths.csv", text.FIX_SIMULATION, PATH_COLUMNS)
+        )
     runs = meta.get("runs") if isinstance(meta, dict) else None
     return Simulation(
         summary=summary,
@@ -291,9 +312,17 @@ def read_inputs(
     reader = _Reader()
     model = _folder(model_dir, text.FIX_MODEL)
     plan = _folder(plan_dir, text.FIX_PLAN)
+    for folder in (plan, simulation_dir, whatif_dir, frontier_dir):
+        if folder is not None:
+            settle(folder)
     model_json = reader.json(model / "model.json", text.FIX_MODEL, ("model_id",))
+    check_model_folder(model)
     metrics = _read_metrics(reader, model)
     plan_json = _read_plan(reader, plan)
+    names = model_json.get("audiences")
+    if not isinstance(names, list):
+        names = [r["audience"] for r in plan_json["audiences"]]
+    check_plan_model(plan_json, plan, names, model_json.get("model_id"))
     curves = reader.json(plan / "curves.json", text.FIX_PLAN)
     if not isinstance(curves, dict):
         raise InputError(

@@ -211,7 +211,7 @@ def test_simulate_is_reproducible_and_matches_contract(trained, tmp_path):
         pd.read_csv(tmp_path / "a" / "summary.csv"),
         pd.read_csv(tmp_path / "b" / "summary.csv"),
     )
-    assert list(a.columns) == ["audience", "metric", "mean", "p10", "p50", "p90"]
+    assert list(a.columns) == ["audience", "metric", "mean", "p10", "p50", "p90", "row"]
     pd.testing.assert_frame_equal(a, b)
     assert set(a["metric"]) == {
         "spend",
@@ -258,6 +258,7 @@ def test_whatif_batch_equals_one_by_one(trained, tmp_path):
         "cpa",
         "roas",
         "breaks_scenario",
+        "plan_file",
     ]
     assert set(table["scenario"]) == {"base", "up", "inline"}
     up = table[(table["scenario"] == "up") & (table["variant"] == "reoptimized")].iloc[

@@ -200,8 +200,11 @@ def test_summary_layout(truth_market):
     names = [f"aud{i}" for i in range(6)]
     result = _run(jax.random.key(1), params, bid, runs=64)
     table = summarize(result, names)
-    assert list(table.columns) == ["audience", "metric", "mean", "p10", "p50", "p90"]
+    assert list(table.columns) == [
+        *("audience", "metric", "mean", "p10", "p50", "p90", "row")
+    ]
     assert list(table["audience"]) == [n for n in [*names, TOTAL] for _ in METRICS]
+    assert list(table["row"]) == ["audience"] * len(names) * 7 + ["total"] * 7
     assert list(table["metric"]) == list(METRICS) * 7
     assert table[["mean", "p10", "p50", "p90"]].dtypes.eq(np.float64).all()
     spend = table.query("metric == 'spend'").set_index("audience")["mean"]
@@ -260,8 +263,10 @@ def test_hourly_paths_tidy(truth_market):
         "audience",
         "cumulative_spend",
         "cumulative_conversions",
+        "row",
     ]
     assert len(paths) == 8 * 24 * 7
+    assert set(paths.loc[paths["audience"] == TOTAL, "row"]) == {"total"}
     last = paths.query("hour == 24 and audience == @TOTAL")["cumulative_spend"]
     np.testing.assert_allclose(last, np.asarray(result.spend).sum(1), rtol=1e-12)
     assert np.all(np.diff(np.asarray(result.path_spend), axis=1) >= 0)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from optimizer.io.files import atomic_dir, dumps_json
+from optimizer.io.atomic import check_writable
+from optimizer.io.files import atomic_dir, dumps_json, write_csv
 from simulations.synthetic.generate import (
     audience_settings,
     generate_events,
@@ -21,11 +22,12 @@ def write_synthetic_market(
     competition_slope: float,
 ) -> list[str]:
     """Write events.csv, audiences.csv and truth.json into ``out_dir``; return summary lines."""
+    check_writable(out_dir, folder=True)
     truth = make_truth(n_audiences, days, seed, auction_type, competition_slope)
     events = generate_events(truth, seed)
     with atomic_dir(out_dir) as tmp:
-        events.to_csv(tmp / "events.csv", index=False)
-        audience_settings(truth).to_csv(tmp / "audiences.csv", index=False)
+        write_csv(tmp / "events.csv", events)
+        write_csv(tmp / "audiences.csv", audience_settings(truth))
         (tmp / "truth.json").write_text(dumps_json(truth) + "\n", encoding="utf-8")
     return [
         f"Synthetic market: {n_audiences} audiences, {days} days, {len(events):,} auctions ({auction_type}).",

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from jax.sharding import Mesh
 
-from optimizer.errors import InputError
+from optimizer.io.atomic import check_writable
 from optimizer.io.files import (
     atomic_dir,
+    check_model_folder,
     file_sha256,
     library_versions,
     write_csv,
@@ -61,7 +61,8 @@ def write_plan(
     """Solve and write plan.csv and plan.json into ``out_dir``; return summary lines.
 
     ``mesh``: shard the audiences over these devices (same plan)."""
-    info = read_model_info(model_dir)
+    check_writable(out_dir, folder=True)
+    info = check_model_folder(model_dir)
     market = load_market(model_dir)
     settings = read_settings(settings_file, market.names) if settings_file else None
     solved = solve_plan(
@@ -89,11 +90,12 @@ def write_plan(
         constraint_costs(solved, scenario),
         model_health(read_rates_metrics(model_dir)),
     )
+    lines = summary_lines(doc)  # before writing: nothing can fail after
     with atomic_dir(out_dir) as tmp:
         write_csv(tmp / "plan.csv", frame)
         write_json(tmp / "plan.json", doc)
         write_json(tmp / "curves.json", response_curves(solved))
     return [
-        *summary_lines(doc),
+        *lines,
         f"Plan written to {out_dir / 'plan.csv'} and {out_dir / 'plan.json'}",
     ]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from optimizer.io.files import write_csv
+from optimizer.io.atomic import MIN_FREE_BYTES, check_writable
+from optimizer.io.files import check_model_folder, write_csv
 from optimizer.io.schema import read_event_log, read_table
 from optimizer.rates.store import load_rate_model
 
@@ -12,6 +13,13 @@ from optimizer.rates.store import load_rate_model
 def write_predictions(model_dir: Path, events: Path, out_file: Path) -> list[str]:
     """Write the log's rows plus p_click, p_conversion, p_conversion_given_click
     to ``out_file``; return summary lines."""
+    need = (
+        MIN_FREE_BYTES + 2 * Path(events).stat().st_size
+        if Path(events).is_file()
+        else MIN_FREE_BYTES
+    )
+    check_writable(out_file, folder=False, need_bytes=need)
+    check_model_folder(model_dir)
     model = load_rate_model(model_dir)
     frame = read_event_log(events)
     preds = model.predict(frame)

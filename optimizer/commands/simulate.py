@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 
 from optimizer.errors import InputError
-from optimizer.io.files import atomic_dir, write_csv, write_json
+from optimizer.io.atomic import check_writable
+from optimizer.io.files import atomic_dir, check_model_folder, write_csv, write_json
 from optimizer.io.plan_dir import read_plan
 from optimizer.market.store import load_market
 
@@ -53,8 +54,10 @@ def write_simulation(
     )
     from simulations.synthetic.truth import Truth
 
+    check_writable(out_dir, folder=True)
+    info = check_model_folder(model_dir)
     market = load_market(model_dir)
-    doc, bid, budget = read_plan(plan_dir, market.names)
+    doc, bid, budget = read_plan(plan_dir, market.names, info.get("model_id"))
     days = doc["days"]
     if abs(days - round(days)) > 1e-9:
         raise InputError(
@@ -101,24 +104,25 @@ def write_simulation(
         )
         truth_summary = summarize(truth_result, market.names)
         out["truth"] = truth_summary.to_dict(orient="records")
-    with atomic_dir(out_dir) as tmp:
-        write_csv(tmp / "summary.csv", summary)
-        write_json(tmp / "summary.json", out)
-        write_csv(tmp / "paths.csv", hourly_paths(result, market.names))
-        if truth_summary is not None:
-            write_csv(tmp / "truth_summary.csv", truth_summary)
-    total = summary[summary["audience"] == "TOTAL"].set_index("metric")
+    # The lines are built before anything is written: nothing can fail after.
+    total = summary[summary["row"] == "total"].set_index("metric")
     lines = [
         f"Simulated the plan {runs} times over {days} days ({pacing} pacing, seed {seed}{', conversion-rate uncertainty included' if rate_uncertainty else ''}).",
         f"  spend        mean {total.loc['spend', 'mean']:,.2f}  (P10 {total.loc['spend', 'p10']:,.2f} - P90 {total.loc['spend', 'p90']:,.2f})",
         f"  conversions  mean {total.loc['conversions', 'mean']:,.1f}  (P10 {total.loc['conversions', 'p10']:,.1f} - P90 {total.loc['conversions', 'p90']:,.1f})",
     ]
     if truth_summary is not None:
-        t = truth_summary[truth_summary["audience"] == "TOTAL"].set_index("metric")
+        t = truth_summary[truth_summary["row"] == "total"].set_index("metric")
         lines.append(
             f"  on the true market: conversions mean {t.loc['conversions', 'mean']:,.1f} (P10 {t.loc['conversions', 'p10']:,.1f} - P90 {t.loc['conversions', 'p90']:,.1f}), spend {t.loc['spend', 'mean']:,.2f}"
         )
     if uncertainty is not None:
         lines.append(uncertainty_text(uncertainty))
+    with atomic_dir(out_dir) as tmp:
+        write_csv(tmp / "summary.csv", summary)
+        write_json(tmp / "summary.json", out)
+        write_csv(tmp / "paths.csv", hourly_paths(result, market.names))
+        if truth_summary is not None:
+            write_csv(tmp / "truth_summary.csv", truth_summary)
     lines.append(f"Written to {out_dir / 'summary.csv'}")
     return lines

@@ -14,6 +14,7 @@ import datetime as dt
 import hashlib
 import io
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +22,12 @@ import pandas as pd
 
 from optimizer import distributed
 from optimizer.errors import InputError
+from optimizer.io.atomic import MIN_FREE_BYTES, check_writable
 from optimizer.io.bad_rows import BadRows, enforce
 from optimizer.io.files import (
     atomic_dir,
     file_sha256,
+    folder_checksums,
     library_versions,
     write_csv,
     write_json,
@@ -143,6 +146,13 @@ def train_model(
     and before the first training epoch.
     """
     files = event_files(events_path)
+    if distributed.process_index() == 0:
+        check_writable(model_dir, folder=True)
+    # The encoded rows spill to $TMPDIR: about the log's size, checked before work.
+    log_bytes = sum(p.stat().st_size for p in files)
+    check_writable(
+        Path(tempfile.gettempdir()), folder=True, need_bytes=MIN_FREE_BYTES + log_bytes
+    )
     mesh = data_parallel.make_mesh()
     shard_data = shard_data or distributed.process_count() > 1
     n_shards = mesh.size if shard_data else 1
@@ -196,6 +206,7 @@ def train_model(
         write_json(
             tmp / "metrics.json", {"rates": rates.metrics, "market": market.metrics}
         )
+        checksums = folder_checksums(tmp)  # every file but model.json itself
         write_json(
             tmp / "model.json",
             {
@@ -216,6 +227,7 @@ def train_model(
                 "data_shards": n_shards,
                 "bad_rows": {"policy": bad_rows, "dropped": bad.counts if bad else {}},
                 "versions": library_versions(),
+                "sha256": checksums,
             },
         )
     fits = market.metrics["landscapes"]

@@ -10,7 +10,8 @@ import numpy as np
 from jax.sharding import Mesh
 
 from optimizer.errors import InputError
-from optimizer.io.files import atomic_dir, write_csv, write_json
+from optimizer.io.atomic import check_writable
+from optimizer.io.files import atomic_dir, check_model_folder, write_csv, write_json
 from optimizer.io.plan_dir import read_plan
 from optimizer.io.schema import read_settings
 from optimizer.market.params import expected_outcomes
@@ -77,8 +78,19 @@ def _inline(
     return scenario_from_mapping(data, "command-line what-if")
 
 
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "scenario"
+def plan_files(names: list[str]) -> dict[str, str]:
+    """A distinct ``plans/`` file per scenario name: unsafe characters become
+    ``_``, and a name that would clash (also by case: "a/b", "a_b", "A_B") gets
+    ``-2``, ``-3``, ... in the order given."""
+    out, used = {}, set()
+    for name in names:
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "scenario"
+        candidate, k = stem, 2
+        while candidate.lower() in used:
+            candidate, k = f"{stem}-{k}", k + 1
+        used.add(candidate.lower())
+        out[name] = f"plans/{candidate}.csv"
+    return out
 
 
 def write_whatif(
@@ -95,10 +107,12 @@ def write_whatif(
     """Run every scenario against the base plan; write comparison.csv and plans/.
 
     ``mesh``: shard the scenarios over these devices (same results)."""
+    check_writable(out_dir, folder=True)
+    model_id = check_model_folder(model_dir).get("model_id")
     market = load_market(model_dir)
     doc = None
     if plan_dir is not None:
-        doc, bid, cap = read_plan(plan_dir, market.names)
+        doc, bid, cap = read_plan(plan_dir, market.names, model_id)
         base_data = {
             k: v for k, v in doc.get("scenario", {}).items() if v not in (None, {}, [])
         }
@@ -132,18 +146,24 @@ def write_whatif(
     comparison, plans = run_whatif(
         market, base, scenarios, settings, bid, cap, mesh=mesh
     )
+    files = plan_files(names)
+    comparison["plan_file"] = [
+        files[s] if v == "reoptimized" else ""
+        for s, v in zip(comparison["scenario"], comparison["variant"], strict=True)
+    ]
     with atomic_dir(out_dir) as tmp:
         write_csv(tmp / "comparison.csv", comparison)
         write_json(
             tmp / "comparison.json",
             {
                 "scenarios": [s.to_dict() for s in scenarios],
+                "plan_files": files,
                 "rows": comparison.replace({np.nan: None}).to_dict(orient="records"),
             },
         )
         (tmp / "plans").mkdir()
         for name, frame in plans.items():
-            write_csv(tmp / "plans" / f"{_safe(name)}.csv", frame)
+            write_csv(tmp / files[name], frame)
     lines = [
         f"What-if: {len(scenarios)} scenario(s) against the base plan (budget {float(np.sum(cap)):,.2f}):"
     ]
@@ -158,7 +178,9 @@ def write_whatif(
                 lines.append(
                     f"  {'':<24} {variant} breaks the scenario: {row['breaks_scenario']}"
                 )
-    lines.append(f"Written to {out_dir / 'comparison.csv'}")
+    lines.append(
+        f"Written to {out_dir / 'comparison.csv'}; each re-optimized plan is in the file its plan_file column names (under {out_dir})."
+    )
     return lines
 
 
@@ -188,6 +210,8 @@ def write_frontier(
     """Optimal outcomes across budgets; write frontier.csv and frontier.json.
 
     ``mesh``: shard the audiences over these devices (same frontier)."""
+    check_writable(out_dir, folder=True)
+    model_id = check_model_folder(model_dir).get("model_id")
     market = load_market(model_dir)
     grid = parse_budgets(budgets)
     scenario = load_scenario(
@@ -216,7 +240,9 @@ def write_frontier(
         "current_conversions": float(jnp.sum(current.conversions)),
     }
     if plan_dir is not None:
-        meta["chosen_budget"] = float(read_plan(plan_dir, market.names)[0]["budget"])
+        meta["chosen_budget"] = float(
+            read_plan(plan_dir, market.names, model_id)[0]["budget"]
+        )
     with atomic_dir(out_dir) as tmp:
         write_csv(tmp / "frontier.csv", frame)
         write_json(

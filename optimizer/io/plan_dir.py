@@ -9,16 +9,45 @@ import numpy as np
 import pandas as pd
 
 from optimizer.errors import InputError
+from optimizer.io.atomic import settle
+
+
+def check_plan_model(
+    doc: dict, plan_dir: str | Path, names: list[str], model_id: str | None
+) -> None:
+    """Raise unless the plan in ``doc`` was made with this model (id ``model_id``,
+    audiences ``names``); ``simulate``, ``whatif``, ``frontier`` and ``report``
+    all say it the same way."""
+    rows = doc.get("audiences")
+    listed = (
+        [r.get("audience") for r in rows if isinstance(r, dict)]
+        if isinstance(rows, list)
+        else []
+    )
+    unknown = sorted(set(listed) - set(names), key=str)
+    made_with = (doc.get("provenance") or {}).get("model_id")
+    if unknown:
+        detail = f"audience(s) {unknown[:5]} are not in the model"
+    elif model_id and made_with and made_with != model_id:
+        detail = f"it was made with model {made_with}, this model is {model_id}"
+    else:
+        return
+    raise InputError(
+        f"plan {plan_dir}: made with another model ({detail}). Use a plan made "
+        "with this model (adplan plan --model MODEL), or pass the plan's own model."
+    )
 
 
 def read_plan(
-    plan_dir: str | Path, names: list[str]
+    plan_dir: str | Path, names: list[str], model_id: str | None = None
 ) -> tuple[dict, np.ndarray, np.ndarray]:
     """plan.json, and (A,) bids and budgets in the model's audience order.
 
     Audiences the plan does not list get budget 0 (they are not bought).
+    ``model_id``: the model's id; a plan made with another model is refused.
     """
     plan_dir = Path(plan_dir)
+    settle(plan_dir)
     try:
         doc = json.loads((plan_dir / "plan.json").read_text(encoding="utf-8"))
         frame = pd.DataFrame(doc["audiences"])
@@ -32,11 +61,7 @@ def read_plan(
         raise InputError(
             f"plan {plan_dir}: plan.json lacks {sorted(missing) or 'a positive horizon'}; write it again with adplan plan."
         )
-    unknown = sorted(set(frame["audience"]) - set(names))
-    if unknown:
-        raise InputError(
-            f"plan {plan_dir}: audience(s) {unknown[:5]} are not in the model. Use a plan made with this model."
-        )
+    check_plan_model(doc, plan_dir, names, model_id)
     index = pd.Index(names).get_indexer(frame["audience"])
     bid = np.full(len(names), 1e-6)
     budget = np.zeros(len(names))

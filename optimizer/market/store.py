@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from optimizer.errors import InputError
+from optimizer.io.files import check_model_folder
 from optimizer.market.fit import FittedMarket, RateEvidence
 from optimizer.market.params import MONEY, MarketParams
 from optimizer.market.spread import Spread
@@ -73,12 +74,15 @@ def save_market(model_dir: Path, market: FittedMarket) -> None:
 
 
 def load_market(model_dir: str | Path) -> FittedMarket:
-    """Read market.json from a model folder written by ``adplan train``."""
+    """Read market.json from a model folder written by ``adplan train``; its
+    SHA-256 must match the one model.json records (as the rate-model files must)."""
     path = Path(model_dir) / "market.json"
     if not path.is_file():
         raise InputError(
             f"model {model_dir}: no market.json. Train a model first: adplan train --events FILE --out {model_dir}"
         )
+    if (Path(model_dir) / "model.json").is_file():
+        check_model_folder(model_dir, only=("market.json",))
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         if data.get("format") != "adplan-market/1":

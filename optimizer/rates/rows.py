@@ -16,9 +16,9 @@ on the split, the vocabulary and the label totals.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -35,6 +35,7 @@ from optimizer.features import (
     merge_counts,
     spec_from_counts,
 )
+from optimizer.io.atomic import scratch_dir
 from optimizer.log.chunks import WonChunks, utc_ns
 from optimizer.rates.data_parallel import Rows, release
 
@@ -214,6 +215,7 @@ def prepare(
     )
 
 
-def workdir() -> tempfile.TemporaryDirectory:
-    """Scratch folder for memory-mapped rows (under $TMPDIR), removed on exit."""
-    return tempfile.TemporaryDirectory(prefix="adplan-train-")
+def workdir() -> contextlib.AbstractContextManager[Path]:
+    """Scratch folder for memory-mapped rows (under $TMPDIR), removed on exit;
+    those of dead runs are removed at the next start."""
+    return scratch_dir("adplan-train")

@@ -13,9 +13,10 @@ from reports.formatting import (
     decimal,
     number,
 )
-from reports.inputs import Simulation
+from reports.inputs import TOTAL_KEY, Simulation
 
-TOTAL = "TOTAL"
+TOTAL = TOTAL_KEY  # total rows' key in a read summary (never an audience name)
+
 # Small multiples beyond a dozen panels get unreadable and heavy at 50 audiences.
 MAX_PANELS = 12
 # Relative duality gap under which the plan is called proven optimal (1e-4 %).

@@ -3,6 +3,10 @@
 Mean and P10/P50/P90 over replications per audience and ``TOTAL``
 (:func:`summarize`), when budgets ran out (:func:`budget_out_summary`) and the
 sampled replications' hourly cumulative paths (:func:`hourly_paths`).
+
+Totals do not share the namespace of audience names (an audience may be called
+``TOTAL``): the ``row`` column says ``audience`` or ``total``; the ``audience``
+column of a total row reads ``TOTAL`` for people and older scripts.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from simulations.simulator.run import SimulationResult
 
 METRICS = ("spend", "impressions", "clicks", "conversions", "value", "cpa", "roas")
 TOTAL = "TOTAL"
+AUDIENCE_ROW, TOTAL_ROW = "audience", "total"
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -45,7 +50,7 @@ def _metrics(r: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def summarize(result: SimulationResult, audience_names: list[str]) -> pd.DataFrame:
-    """Mean and P10/P50/P90 over replications, per audience and ``TOTAL``.
+    """Mean and P10/P50/P90 over replications, per audience and in total.
 
     CPA (spend / conversions) and ROAS (value / spend) are computed per
     replication, then summarized over the replications where they are defined
@@ -53,8 +58,9 @@ def summarize(result: SimulationResult, audience_names: list[str]) -> pd.DataFra
     first.
 
     Returns:
-        DataFrame with columns ``audience, metric, mean, p10, p50, p90``; one row
-        per audience and metric (in :data:`METRICS` order), then ``TOTAL``.
+        DataFrame with columns ``audience, metric, mean, p10, p50, p90, row``;
+        one row per audience and metric (in :data:`METRICS` order, ``row`` =
+        ``audience``), then the totals (``row`` = ``total``).
     """
     fields = ("spend", "impressions", "clicks", "conversions", "value")
     arrays = {f: np.asarray(getattr(result, f), np.float64) for f in fields}
@@ -62,13 +68,16 @@ def summarize(result: SimulationResult, audience_names: list[str]) -> pd.DataFra
         {f: a[:, i] for f, a in arrays.items()} for i in range(len(audience_names))
     ]
     columns.append({f: a.sum(axis=1) for f, a in arrays.items()})
+    kinds = [AUDIENCE_ROW] * len(audience_names) + [TOTAL_ROW]
     rows = [
-        (name, metric, *_stats(x))
-        for name, outcome in zip([*audience_names, TOTAL], columns, strict=True)
+        (name, metric, *_stats(x), kind)
+        for name, outcome, kind in zip(
+            [*audience_names, TOTAL], columns, kinds, strict=True
+        )
         for metric, x in _metrics(outcome).items()
     ]
     return pd.DataFrame(
-        rows, columns=["audience", "metric", "mean", "p10", "p50", "p90"]
+        rows, columns=["audience", "metric", "mean", "p10", "p50", "p90", "row"]
     )
 
 
@@ -97,13 +106,16 @@ def hourly_paths(result: SimulationResult, audience_names: list[str]) -> pd.Data
 
     Returns:
         DataFrame with columns ``run, hour, audience, cumulative_spend,
-        cumulative_conversions``; ``hour`` counts elapsed hours (1 = end of the
-        first hour); one row per run, hour and audience, plus ``TOTAL``.
+        cumulative_conversions, row``; ``hour`` counts elapsed hours (1 = end of
+        the first hour); one row per run, hour and audience (``row`` =
+        ``audience``), plus the total (``row`` = ``total``).
     """
     spend = np.asarray(result.path_spend, np.float64)  # (P, H, A)
     conversions = np.asarray(result.path_conversions, np.float64)
     spend = np.concatenate([spend, spend.sum(2, keepdims=True)], axis=2)
     conversions = np.concatenate([conversions, conversions.sum(2, keepdims=True)], 2)
+    kinds = np.asarray([AUDIENCE_ROW] * len(audience_names) + [TOTAL_ROW], object)
+    kinds = np.broadcast_to(kinds, spend.shape)
     runs, hours, names = np.meshgrid(
         np.arange(spend.shape[0]),
         np.arange(1, spend.shape[1] + 1),
@@ -117,5 +129,6 @@ def hourly_paths(result: SimulationResult, audience_names: list[str]) -> pd.Data
             "audience": names.ravel(),
             "cumulative_spend": spend.ravel(),
             "cumulative_conversions": conversions.ravel(),
+            "row": kinds.ravel(),
         }
     )
