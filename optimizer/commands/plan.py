@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from jax.sharding import Mesh
 
+from optimizer.errors import InputError
 from optimizer.io.atomic import check_writable
 from optimizer.io.files import (
     atomic_dir,
