@@ -80,6 +80,7 @@ def main(ctx: click.Context, quiet: bool) -> None:
 @opt.seed_option("Random seed (same seed, same market).")
 @opt.auction_type_option("How the synthetic exchange charges.", detect=False)
 @opt.competition_slope_option
+@opt.realism_option
 @click.pass_context
 @friendly_errors
 def generate(
@@ -90,12 +91,13 @@ def generate(
     seed: int,
     auction_type: str,
     competition_slope: float,
+    realism: str,
 ) -> None:
     """Write a synthetic market with known truth (events, audience settings, truth)."""
     from optimizer.commands.generate import write_synthetic_market
 
     for line in write_synthetic_market(
-        out_dir, n_audiences, days, seed, auction_type, competition_slope
+        out_dir, n_audiences, days, seed, auction_type, competition_slope, realism
     ):
         echo(ctx, line)
 

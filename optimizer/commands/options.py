@@ -165,6 +165,17 @@ competition_slope_option = click.option(
     help="How much more better impressions cost (0 = no link).",
 )
 
+realism_option = click.option(
+    "--realism",
+    type=click.Choice(["demo", "real"]),
+    default="demo",
+    show_default=True,
+    help="'real': prices like a real exchange's (a few floor and round prices hold"
+    " much of the auctions, no price above a cap), a hidden impression quality that"
+    " raises both clicks and prices, and volumes and prices that drift towards the"
+    " planned days (--competition-slope is then not used).",
+)
+
 # adplan train
 
 epochs_option = click.option(
