@@ -119,6 +119,7 @@ def generate(
 @opt.coordinator_option
 @opt.num_processes_option
 @opt.process_id_option
+@opt.no_backtest_option
 @click.pass_context
 @friendly_errors
 def train(
@@ -134,6 +135,7 @@ def train(
     coordinator: str | None,
     num_processes: int | None,
     process_id: int | None,
+    no_backtest: bool,
 ) -> None:
     """Learn conversion rates and the market (volumes, bid landscapes) from a log.
 
@@ -159,6 +161,10 @@ def train(
         chunk_rows=chunk_rows,
         shard_data=shard_data,
     )
+    if not no_backtest and summary:
+        from optimizer.commands.train import calibrate_band
+
+        summary += calibrate_band(events, model_dir, epochs, seed, ctx.obj["quiet"])
     for line in summary:
         echo(ctx, line)
 
@@ -273,6 +279,7 @@ def simulate(
 @opt.whatif_option
 @opt.frontier_option
 @opt.out_file_option("HTML file to write.")
+@opt.backtest_dir_option
 @click.pass_context
 @friendly_errors
 def report(
@@ -283,6 +290,7 @@ def report(
     whatif_dir: Path | None,
     frontier_dir: Path | None,
     out_file: Path,
+    backtest_dir: Path | None,
 ) -> None:
     """Write one self-contained HTML report (opens offline, safe to mail)."""
     from reports import write_report
@@ -294,6 +302,7 @@ def report(
         simulation_dir=simulation_dir,
         whatif_dir=whatif_dir,
         frontier_dir=frontier_dir,
+        backtest_dir=backtest_dir,
     )
     echo(ctx, f"Report written to {path}")
 
@@ -393,3 +402,34 @@ def frontier(
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+@main.command()
+@opt.events_option(
+    "Event log (CSV or Parquet); or a folder of such files.", dir_okay=True
+)
+@opt.holdout_days_option
+@opt.settings_option("Audience settings CSV (value_per_conversion is used).")
+@opt.epochs_option
+@opt.seed_option("Random seed (same seed and data, same backtest).")
+@opt.runs_option
+@opt.out_folder_option("Folder for backtest.csv, backtest.json and the model trained.")
+@click.pass_context
+@friendly_errors
+def backtest(
+    ctx: click.Context,
+    events: Path,
+    holdout_days: int | None,
+    settings_file: Path | None,
+    epochs: int,
+    seed: int,
+    runs: int,
+    out_dir: Path,
+) -> None:
+    """Check the forecast on your log: train without its last days, forecast them."""
+    _enable_x64()
+    from optimizer.commands.backtest import run_backtest
+
+    args = (events, out_dir, holdout_days, settings_file, epochs, seed, runs)
+    for line in run_backtest(*args, quiet=ctx.obj["quiet"]):
+        echo(ctx, line)

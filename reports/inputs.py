@@ -90,6 +90,7 @@ class ReportInputs:
     whatif: pd.DataFrame | None
     frontier: Frontier | None
     files: list[tuple[str, str]]
+    backtest: dict[str, Any] | None = None  # backtest.json of ``adplan backtest``
 
 
 class _Reader:
@@ -245,6 +246,7 @@ def read_inputs(
     simulation_dir: Path | str | None = None,
     whatif_dir: Path | str | None = None,
     frontier_dir: Path | str | None = None,
+    backtest_dir: Path | str | None = None,
 ) -> ReportInputs:
     """Read and check every result file a report shows.
 
@@ -278,6 +280,14 @@ def read_inputs(
         whatif = reader.csv(path, text.FIX_WHATIF, WHATIF_COLUMNS)
     if frontier_dir is not None:
         frontier = _read_frontier(reader, _folder(frontier_dir, text.FIX_FRONTIER))
+    backtest = None
+    if backtest_dir is not None:
+        fix = "Run: adplan backtest --events LOG --out DIR, then pass --backtest DIR."
+        backtest = reader.json(
+            _folder(backtest_dir, fix) / "backtest.json",
+            fix,
+            ("outcomes", "rows"),
+        )
     return ReportInputs(
         model=model_json,
         metrics=metrics,
@@ -287,4 +297,5 @@ def read_inputs(
         whatif=whatif,
         frontier=frontier,
         files=reader.files,
+        backtest=backtest,
     )

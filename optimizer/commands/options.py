@@ -324,3 +324,26 @@ rate_shift_option = click.option(
 budgets_option = click.option(
     "--budgets", required=True, help="FROM:TO:STEPS, e.g. 1000:20000:50."
 )
+
+# adplan backtest / adplan train --no-backtest
+holdout_days_option = click.option(
+    "--holdout-days",
+    type=click.IntRange(1, 365),
+    default=None,
+    help="Last days of the log to forecast without having seen them"
+    " [default: the last quarter of the log's days, at least 1].",
+)
+no_backtest_option = click.option(
+    "--no-backtest",
+    is_flag=True,
+    help="Skip the backtest (train without the last quarter of the log's days,"
+    " forecast them) that calibrates the P10-P90 band; the band is then"
+    " the model's own, unchecked.",
+)
+backtest_dir_option = click.option(
+    "--backtest",
+    "backtest_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Folder written by 'adplan backtest': adds how accurate the forecasts were.",
+)

@@ -18,6 +18,7 @@ from optimizer.io.files import (
 from optimizer.io.schema import read_settings
 from optimizer.market.store import load_market
 from optimizer.plan.output import (
+    band_note,
     plan_document,
     plan_frame,
     response_curves,
@@ -70,6 +71,9 @@ def write_plan(
         "versions": library_versions(),
     }
     doc = plan_document(solved, frame, scenario.to_dict(), provenance, market.metrics)
+    from simulations.simulator.uncertainty import band_widening
+
+    doc["warnings"] += band_note(band_widening(model_dir))
     with atomic_dir(out_dir) as tmp:
         write_csv(tmp / "plan.csv", frame)
         write_json(tmp / "plan.json", doc)

@@ -48,8 +48,11 @@ def write_simulation(
         summarize,
     )
     from simulations.simulator.uncertainty import (
+        band_factors,
+        band_widening,
         simulate_with_rate_uncertainty,
         uncertainty_text,
+        widen_summary,
     )
     from simulations.synthetic.truth import Truth
 
@@ -72,6 +75,10 @@ def write_simulation(
             market.params, bid, budget, days, first_price, pacing, runs, seed, quiet
         )
     summary = summarize(result, market.names)
+    band = band_widening(model_dir)
+    widening = band_factors(band)
+    if any(f > 1.0 for f in widening.values()):
+        summary = widen_summary(summary, widening)
     out = {
         "runs": runs,
         "seed": seed,
@@ -79,6 +86,8 @@ def write_simulation(
         "days": days,
         "rate_uncertainty": rate_uncertainty,
         "uncertainty": uncertainty,
+        "band_widening": widening,
+        "band_check": band,
         "model_id": doc.get("provenance", {}).get("model_id"),
         "rows": summary.to_dict(orient="records"),
         "budget_out": budget_out_summary(result, market.names).to_dict(
@@ -120,5 +129,24 @@ def write_simulation(
         )
     if uncertainty is not None:
         lines.append(uncertainty_text(uncertainty))
+    lines.append(_band_text(band, widening))
     lines.append(f"Written to {out_dir / 'summary.csv'}")
     return lines
+
+
+def _band_text(band: dict | None, widening: dict[str, float]) -> str:
+    """How the P10-P90 band was checked against the log (band.json)."""
+    if not band or not band.get("outcomes"):
+        return (
+            "  band not checked against the log (model trained with --no-backtest or "
+            "too short a log): it may be too narrow."
+        )
+    seen = (
+        f"  band checked on the log's last {band['holdout_days']} day(s): it held "
+        f"{band['coverage']:.0%} of {band['outcomes']} outcomes"
+    )
+    if widening > 1.0:
+        return (
+            seen + f", so P10-P90 here are widened {widening:.2f}x to hold about 80%."
+        )
+    return seen + " (about 80% expected), so it is shown as simulated."

@@ -99,7 +99,7 @@ class RateNet(nnx.Module):
         """(n, 2) float32 logits: column 0 click, column 1 conversion given click."""
         x = batch.numeric.astype(jnp.float32)  # the network computes in float32
         fields = jnp.concatenate(
-            [self.embed(batch.codes), x[:, :, None] * self.numeric_vectors[...]],
+            [self.embed(batch.codes), x[:, :, None] * self.numeric_vectors[...][None]],
             axis=1,
         )
         gram = jnp.einsum("nfd,ngd->nfg", fields, fields)

@@ -65,7 +65,7 @@ def _segment(ends: jax.Array, x: jax.Array) -> jax.Array:
     (non-decreasing, (G,) int) that are <= x. A comparison table for few
     segments (cheapest), a binary search for many."""
     if ends.shape[0] <= _FEW_SEGMENTS:
-        return jnp.sum(ends <= x[..., None], axis=-1)
+        return jnp.sum(ends[(None,) * x.ndim] <= x[..., None], axis=-1)
     return jnp.searchsorted(ends, x, side="right")
 
 
