@@ -10,8 +10,10 @@ middle, highest third of its bids).
 
 The band is calibrated from it: ``widening_by_metric`` is, per metric, how many
 times wider the band, around its mean, would have to be to hold 80% of the
-audiences' held-out outcomes (never below 1; ``widening`` is the largest). ``adplan train`` stores it in the model folder (``band.json``) and
-simulate and plan state their bands widened by it.
+audiences' held-out outcomes (never below 1, at most 10; ``widening`` is the
+largest). ``adplan train`` stores them in the model folder (``band.json``);
+simulate widens its bands by them and says so, plan warns when the band was
+too narrow.
 """
 
 from __future__ import annotations
@@ -210,11 +212,11 @@ def calibration(table: pd.DataFrame) -> dict:
 
     Judged on the per-audience rows (bid band 'all', not TOTAL), one factor per
     metric (volume drift moves spend and impressions, a wrong rate clicks and
-    conversions); the relative
-    errors only where the outcome rests on at least ``MIN_EVENTS`` impressions,
-    clicks or conversions (a forecast of 2 clicks against 1 is luck, not error). ``widening``
-    makes 80% of them fall inside; ``coverage_widened_crossfit`` checks it out of
-    sample: each half of the audiences widened by the factor of the other half.
+    conversions); the relative errors only where the outcome rests on at least
+    ``MIN_EVENTS`` impressions, clicks or conversions (a forecast of 2 clicks
+    against 1 is luck, not error). The factors make 80% of each metric's outcomes
+    fall inside; ``coverage_widened_crossfit`` checks that out of sample: each
+    half of the audiences widened by the factors of the other half.
     """
     rows = table[(table["bid_band"] == "all") & (table["audience"] != "TOTAL")]
     rows = rows[~np.isnan(rows["band_ratio"].to_numpy(float))]

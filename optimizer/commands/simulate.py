@@ -145,8 +145,8 @@ def _band_text(band: dict | None, widening: dict[str, float]) -> str:
         f"  band checked on the log's last {band['holdout_days']} day(s): it held "
         f"{band['coverage']:.0%} of {band['outcomes']} outcomes"
     )
-    if widening > 1.0:
-        return (
-            seen + f", so P10-P90 here are widened {widening:.2f}x to hold about 80%."
-        )
+    wider = {m: f for m, f in widening.items() if f > 1.0 and m not in ("cpa", "roas")}
+    if wider:
+        parts = ", ".join(f"{m} {f:.2f}x" for m, f in wider.items())
+        return seen + f", so P10-P90 here are widened to hold about 80% ({parts})."
     return seen + " (about 80% expected), so it is shown as simulated."
