@@ -116,6 +116,7 @@ def main(ctx: click.Context, quiet: bool, no_cache: bool) -> None:
 @opt.seed_option("Random seed (same seed, same market).")
 @opt.auction_type_option("How the synthetic exchange charges.", detect=False)
 @opt.competition_slope_option
+@opt.realism_option
 @click.pass_context
 @friendly_errors
 def generate(
@@ -126,12 +127,13 @@ def generate(
     seed: int,
     auction_type: str,
     competition_slope: float,
+    realism: str,
 ) -> None:
     """Write a synthetic market with known truth (events, audience settings, truth)."""
     from optimizer.commands.generate import write_synthetic_market
 
     for line in write_synthetic_market(
-        out_dir, n_audiences, days, seed, auction_type, competition_slope
+        out_dir, n_audiences, days, seed, auction_type, competition_slope, realism
     ):
         echo(ctx, line)
 
@@ -157,6 +159,7 @@ def generate(
 @opt.process_id_option
 @opt.bad_rows_option
 @opt.csv_format_options
+@opt.no_backtest_option
 @click.pass_context
 @friendly_errors
 def train(
@@ -173,6 +176,7 @@ def train(
     num_processes: int | None,
     process_id: int | None,
     bad_rows: str,
+    no_backtest: bool,
 ) -> None:
     """Learn conversion rates and the market (volumes, bid landscapes) from a log.
 
@@ -199,6 +203,10 @@ def train(
         shard_data=shard_data,
         bad_rows=bad_rows,
     )
+    if not no_backtest and summary:
+        from optimizer.commands.train import calibrate_band
+
+        summary += calibrate_band(events, model_dir, epochs, seed, ctx.obj["quiet"])
     for line in summary:
         echo(ctx, line)
 
@@ -349,6 +357,7 @@ def simulate(
 @opt.frontier_option
 @opt.out_file_option("HTML file to write.")
 @opt.report_currency_option
+@opt.backtest_dir_option
 @click.pass_context
 @friendly_errors
 def report(
@@ -360,6 +369,7 @@ def report(
     frontier_dir: Path | None,
     out_file: Path,
     currency: str | None,
+    backtest_dir: Path | None,
 ) -> None:
     """Write one self-contained HTML report (opens offline, safe to mail)."""
     from optimizer.io.atomic import check_writable
@@ -375,6 +385,7 @@ def report(
         whatif_dir=whatif_dir,
         frontier_dir=frontier_dir,
         currency=currency,
+        backtest_dir=backtest_dir,
     )
     echo(ctx, f"Report written to {path}")
 
@@ -486,3 +497,34 @@ def frontier(
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+@main.command()
+@opt.events_option(
+    "Event log (CSV or Parquet); or a folder of such files.", dir_okay=True
+)
+@opt.holdout_days_option
+@opt.settings_option("Audience settings CSV (value_per_conversion is used).")
+@opt.epochs_option
+@opt.seed_option("Random seed (same seed and data, same backtest).")
+@opt.runs_option
+@opt.out_folder_option("Folder for backtest.csv, backtest.json and the model trained.")
+@click.pass_context
+@friendly_errors
+def backtest(
+    ctx: click.Context,
+    events: Path,
+    holdout_days: int | None,
+    settings_file: Path | None,
+    epochs: int,
+    seed: int,
+    runs: int,
+    out_dir: Path,
+) -> None:
+    """Check the forecast on your log: train without its last days, forecast them."""
+    _enable_x64()
+    from optimizer.commands.backtest import run_backtest
+
+    args = (events, out_dir, holdout_days, settings_file, epochs, seed, runs)
+    for line in run_backtest(*args, quiet=ctx.obj["quiet"]):
+        echo(ctx, line)

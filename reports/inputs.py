@@ -104,6 +104,7 @@ class ReportInputs:
     frontier: Frontier | None
     files: list[tuple[str, str]]
     currency: str = text.DEFAULT_CURRENCY
+    backtest: dict[str, Any] | None = None  # backtest.json of ``adplan backtest``
 
 
 class _Reader:
@@ -300,6 +301,7 @@ def read_inputs(
     whatif_dir: Path | str | None = None,
     frontier_dir: Path | str | None = None,
     currency: str | None = None,
+    backtest_dir: Path | str | None = None,
 ) -> ReportInputs:
     """Read and check every result file a report shows.
 
@@ -343,6 +345,14 @@ def read_inputs(
         whatif = reader.csv(path, text.FIX_WHATIF, WHATIF_COLUMNS)
     if frontier_dir is not None:
         frontier = _read_frontier(reader, _folder(frontier_dir, text.FIX_FRONTIER))
+    backtest = None
+    if backtest_dir is not None:
+        fix = "Run: adplan backtest --events LOG --out DIR, then pass --backtest DIR."
+        backtest = reader.json(
+            _folder(backtest_dir, fix) / "backtest.json",
+            fix,
+            ("outcomes", "rows"),
+        )
     return ReportInputs(
         model=model_json,
         metrics=metrics,
@@ -353,6 +363,7 @@ def read_inputs(
         frontier=frontier,
         files=reader.files,
         currency=_currency(currency, plan_json.get("currency")),
+        backtest=backtest,
     )
 
 

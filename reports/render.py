@@ -18,6 +18,7 @@ from optimizer.io.files import atomic_path
 from reports import sections, text
 from reports.formatting import timestamp
 from reports.inputs import ReportInputs, read_inputs
+from reports.sections.backtest import backtest as backtest_section
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("reports", "templates"),
@@ -61,6 +62,7 @@ def build_context(inputs: ReportInputs, generated: str) -> dict[str, Any]:
             for w in plan.get("warnings") or []
         ],
         "provenance": sections.provenance(inputs, generated),
+        "backtest": backtest_section(inputs.backtest),
     }
 
 
@@ -77,6 +79,7 @@ def write_report(
     whatif_dir: str | os.PathLike[str] | None = None,
     frontier_dir: str | os.PathLike[str] | None = None,
     currency: str | None = None,
+    backtest_dir: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Read the result folders and write the HTML report atomically.
 
@@ -88,6 +91,7 @@ def write_report(
         whatif_dir: optional ``adplan whatif`` output (comparison.csv).
         frontier_dir: optional ``adplan frontier`` output (frontier.csv).
         currency: money unit shown; default plan.json's, else "currency units".
+        backtest_dir: optional ``adplan backtest`` output (backtest.json).
 
     Returns:
         The path written.
@@ -96,7 +100,13 @@ def write_report(
         InputError: a folder or required file is missing or garbled.
     """
     inputs = read_inputs(
-        model_dir, plan_dir, simulation_dir, whatif_dir, frontier_dir, currency
+        model_dir,
+        plan_dir,
+        simulation_dir,
+        whatif_dir,
+        frontier_dir,
+        currency=currency,
+        backtest_dir=backtest_dir,
     )
     generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     page = render_html(inputs, generated)

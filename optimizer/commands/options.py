@@ -165,6 +165,17 @@ competition_slope_option = click.option(
     help="How much more better impressions cost (0 = no link).",
 )
 
+realism_option = click.option(
+    "--realism",
+    type=click.Choice(["demo", "real"]),
+    default="demo",
+    show_default=True,
+    help="'real': prices like a real exchange's (a few floor and round prices hold"
+    " much of the auctions, no price above a cap), a hidden impression quality that"
+    " raises both clicks and prices, and volumes and prices that drift towards the"
+    " planned days (--competition-slope is then not used).",
+)
+
 # adplan train
 
 epochs_option = click.option(
@@ -381,4 +392,27 @@ bad_rows_option = click.option(
     "drop: leave them out when they are at most 0.1% of the log, listed in the "
     "model folder's bad_rows.csv, and refuse the log above that; report: list "
     "every problem and stop without training; fail: stop at the first one.",
+)
+
+# adplan backtest / adplan train --no-backtest
+holdout_days_option = click.option(
+    "--holdout-days",
+    type=click.IntRange(1, 365),
+    default=None,
+    help="Last days of the log to forecast without having seen them"
+    " [default: the last quarter of the log's days, at least 1].",
+)
+no_backtest_option = click.option(
+    "--no-backtest",
+    is_flag=True,
+    help="Skip the backtest (train without the last quarter of the log's days,"
+    " forecast them) that calibrates the P10-P90 band; the band is then"
+    " the model's own, unchecked.",
+)
+backtest_dir_option = click.option(
+    "--backtest",
+    "backtest_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Folder written by 'adplan backtest': adds how accurate the forecasts were.",
 )

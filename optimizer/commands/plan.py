@@ -22,6 +22,7 @@ from optimizer.market.store import load_market
 from optimizer.plan.costs import constraint_costs
 from optimizer.plan.health import model_health
 from optimizer.plan.output import (
+    band_note,
     plan_document,
     plan_frame,
     response_curves,
@@ -92,6 +93,9 @@ def write_plan(
         constraint_costs(solved, scenario),
         model_health(read_rates_metrics(model_dir)),
     )
+    from simulations.simulator.uncertainty import band_widening
+
+    doc["warnings"] += band_note(band_widening(model_dir))
     lines = summary_lines(doc)  # before writing: nothing can fail after
     with atomic_dir(out_dir) as tmp:
         write_csv(tmp / "plan.csv", frame)

@@ -49,8 +49,11 @@ def write_simulation(
         summarize,
     )
     from simulations.simulator.uncertainty import (
+        band_factors,
+        band_widening,
         simulate_with_rate_uncertainty,
         uncertainty_text,
+        widen_summary,
     )
     from simulations.synthetic.truth import Truth
 
@@ -75,6 +78,10 @@ def write_simulation(
             market.params, bid, budget, days, first_price, pacing, runs, seed, quiet
         )
     summary = summarize(result, market.names)
+    band = band_widening(model_dir)
+    widening = band_factors(band)
+    if any(f > 1.0 for f in widening.values()):
+        summary = widen_summary(summary, widening)
     out = {
         "runs": runs,
         "seed": seed,
@@ -82,6 +89,8 @@ def write_simulation(
         "days": days,
         "rate_uncertainty": rate_uncertainty,
         "uncertainty": uncertainty,
+        "band_widening": widening,
+        "band_check": band,
         "model_id": doc.get("provenance", {}).get("model_id"),
         "rows": summary.to_dict(orient="records"),
         "budget_out": budget_out_summary(result, market.names).to_dict(
@@ -118,6 +127,7 @@ def write_simulation(
         )
     if uncertainty is not None:
         lines.append(uncertainty_text(uncertainty))
+    lines.append(_band_text(band, widening))
     with atomic_dir(out_dir) as tmp:
         write_csv(tmp / "summary.csv", summary)
         write_json(tmp / "summary.json", out)
@@ -126,3 +136,21 @@ def write_simulation(
             write_csv(tmp / "truth_summary.csv", truth_summary)
     lines.append(f"Written to {out_dir / 'summary.csv'}")
     return lines
+
+
+def _band_text(band: dict | None, widening: dict[str, float]) -> str:
+    """How the P10-P90 band was checked against the log (band.json)."""
+    if not band or not band.get("outcomes"):
+        return (
+            "  band not checked against the log (model trained with --no-backtest or "
+            "too short a log): it may be too narrow."
+        )
+    seen = (
+        f"  band checked on the log's last {band['holdout_days']} day(s): it held "
+        f"{band['coverage']:.0%} of {band['outcomes']} outcomes"
+    )
+    wider = {m: f for m, f in widening.items() if f > 1.0 and m not in ("cpa", "roas")}
+    if wider:
+        parts = ", ".join(f"{m} {f:.2f}x" for m, f in wider.items())
+        return seen + f", so P10-P90 here are widened to hold about 80% ({parts})."
+    return seen + " (about 80% expected), so it is shown as simulated."

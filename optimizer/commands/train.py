@@ -245,3 +245,32 @@ def train_model(
         )
     lines += [f"  warning: {w}" for w in model_health(rates.metrics)]
     return lines
+
+
+def calibrate_band(
+    events_path: Path, model_dir: Path, epochs: int, seed: int, quiet: bool
+) -> list[str]:
+    """Backtest the log (its last quarter of days held out, 2 epochs on the rest)
+    and store the band's widening factor in ``model_dir/band.json``."""
+    import tempfile
+
+    from optimizer.commands.backtest import backtest, summary_lines
+
+    if not quiet:
+        print("Checking the forecast on the log's last days ...", flush=True)
+    with tempfile.TemporaryDirectory(prefix="adplan-band-") as tmp:
+        try:
+            _, summary = backtest(
+                events_path,
+                Path(tmp) / "model",
+                holdout_days=None,
+                audiences=None,
+                epochs=min(epochs, 2),
+                seed=seed,
+                runs=60,
+                quiet=True,
+            )
+        except InputError as exc:
+            return [f"  band not checked (backtest skipped): {exc}"]
+    write_json(Path(model_dir) / "band.json", summary)
+    return summary_lines(summary)

@@ -391,6 +391,20 @@ def plan_document(
     }
 
 
+def band_note(band: dict | None) -> list[str]:
+    """A warning when the backtest stored by ``adplan train`` (band.json) found the
+    forecast's P10-P90 too narrow (it held under 70% of the held-out outcomes)."""
+    if not band or not band.get("outcomes") or band["coverage"] >= 0.7:
+        return []
+    wider = {m: f for m, f in band["widening_by_metric"].items() if f > 1.0}
+    parts = ", ".join(f"{m} {f:.2f}x" for m, f in wider.items())
+    return [
+        f"forecast check: on the log's last {band['holdout_days']} day(s) the "
+        f"forecast's P10-P90 held only {band['coverage']:.0%} of the audiences' "
+        f"outcomes (about 80% expected); 'adplan simulate' widens its ranges ({parts})."
+    ]
+
+
 def summary_lines(doc: dict) -> list[str]:
     """The printed summary a planner reads after `adplan plan`."""
     t = doc["totals"]

@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from simulations.synthetic import realism
+
 FEATURES: dict[str, list[str]] = {
     "device": ["mobile", "desktop", "tablet"],
     "placement": ["feed", "search", "video", "display"],
@@ -83,8 +85,17 @@ def make_truth(
     seed: int = 0,
     auction_type: str = "second_price",
     competition_slope: float = 0.3,
+    realism: str = "demo",
 ) -> dict:
-    """Draw every parameter of a synthetic market (JSON-ready dict)."""
+    """Draw every parameter of a synthetic market (JSON-ready dict).
+
+    ``realism="real"`` replaces each audience's smooth price landscape by a real
+    campaign's discrete one (atoms, a hard cap), adds a latent quality that raises
+    both the click rate and the price, and drift towards the planned horizon
+    (:mod:`simulations.synthetic.realism`); the feature effects stay those of the
+    demo market with the same seed. There the price depends on the latent quality,
+    not on the features: ``competition_slope`` is set to 0.
+    """
     rng = np.random.default_rng(seed)
     truth: dict = {
         "version": 1,
@@ -105,6 +116,7 @@ def make_truth(
             "numeric_slope": -0.15,
         },
         "competition_slope": competition_slope,
+        "tie_rule": "win iff bid > price",
         "audiences": [],
     }
     for name in audience_names(n_audiences):
@@ -151,7 +163,25 @@ def make_truth(
                 "group": name.split("_")[0],
             }
         )
+    if realism == "real":
+        _make_real(truth, np.random.default_rng([seed, 2]))
     return truth
+
+
+def _make_real(truth: dict, rng: np.random.Generator) -> None:
+    """Turn a demo truth into the real-world one (in place)."""
+    truth["realism"] = "real"
+    truth["competition_slope"] = 0.0
+    truth["latent"] = realism.latent_spec(rng)
+    truth["horizon"] = (
+        "expected_outcome and optimal_plan score the market at the end of the "
+        "log's drift (the day after its last day): volume_per_day x drift.volume, "
+        "price tilt moved by drift.price_tilt"
+    )
+    for i, aud in enumerate(truth["audiences"]):
+        level = float(np.exp(aud["price"]["log_median"]))
+        aud["price"] = realism.real_price(rng, i, level)
+        aud["drift"] = realism.drift_spec(rng)
 
 
 def generate_events(truth: dict, seed: int = 0) -> pd.DataFrame:
@@ -163,9 +193,14 @@ def generate_events(truth: dict, seed: int = 0) -> pd.DataFrame:
     days = int(truth["days"])
     start = pd.Timestamp(truth["start"])
     first_price = truth["auction_type"] == "first_price"
+    real = truth.get("realism") == "real"
     frames = []
     for a, aud in enumerate(truth["audiences"]):
-        counts = rng.poisson(aud["volume_per_day"] * np.tile(aud["hour_profile"], days))
+        rate = aud["volume_per_day"] * np.tile(aud["hour_profile"], days)
+        if real:
+            day_of_hour = np.arange(days * 24) // 24
+            rate = rate * aud["drift"]["volume"] ** (day_of_hour / days)
+        counts = rng.poisson(rate)
         n = int(counts.sum())
         hour_index = np.repeat(np.arange(days * 24), counts)
         seconds = hour_index * 3600 + rng.integers(0, 3600, n)
@@ -175,10 +210,16 @@ def generate_events(truth: dict, seed: int = 0) -> pd.DataFrame:
         }
         z = rng.standard_normal(n)
         p_click, p_post = model.rates_from_codes(a, feats, z)
-        price = model.sample_prices(a, p_click * p_post, rng)
+        if real:
+            price, lift = realism.sample_latent_prices(
+                aud, truth["latent"], hour_index // 24, days, rng
+            )
+            p_click = np.minimum(p_click * lift, 1.0)
+        else:
+            price = model.sample_prices(a, p_click * p_post, rng)
         usual_bid = np.exp(aud["price"]["log_median"]) * aud["usual_bid_ratio"]
         bid = usual_bid * np.exp(rng.normal(0, 0.45, n))
-        won = price < bid
+        won = bid > price  # the tie rule: a bid equal to the price loses
         cost = np.where(won, bid if first_price else price, 0.0)
         click = won & (rng.uniform(size=n) < p_click)
         conv = click & (rng.uniform(size=n) < p_post)

@@ -22,6 +22,8 @@ from optimizer.allocate.exact import ExactSolution, solve_exact
 from optimizer.allocate.problem import make_problem
 from optimizer.errors import InputError
 from optimizer.market.params import MarketParams, Outcomes, expected_outcomes
+from simulations.synthetic import realism
+from simulations.synthetic.discrete import discrete_optimum
 
 _GH_NODES = 9
 
@@ -136,8 +138,21 @@ class Truth:
             + sigma * rng.standard_normal(len(p_conv))
         )
 
-    def market_params(self) -> MarketParams:
-        """The exact market as MarketParams (K = feature combinations x 9 nodes, J = 2)."""
+    @property
+    def is_real(self) -> bool:
+        """Whether this is a ``--realism real`` market (discrete prices, latent, drift)."""
+        return self.data.get("realism") == "real"
+
+    def market_params(self, day: int | None = None) -> MarketParams:
+        """The exact market as MarketParams: the planned horizon's, or log day ``day``'s.
+
+        Demo market (no drift, every day alike): K = feature combinations x 9 nodes,
+        J = 2. Real market: K = price points (padded), J = 1 (see
+        :mod:`simulations.synthetic.realism`); ``day`` None is the horizon after drift.
+        """
+        if self.is_real:
+            frac = 1.0 if day is None else day / self.data["days"]
+            return self._real_params(frac)
         rows = {
             k: []
             for k in (
@@ -174,6 +189,44 @@ class Truth:
             **{k: jnp.asarray(np.array(v), jnp.float64) for k, v in rows.items()},
         )
 
+    def _real_params(self, frac: float) -> MarketParams:
+        """The real market ``frac`` along its drift (1 = the planned horizon)."""
+        auds = self.data["audiences"]
+        size = max(len(a["price"]["prices"]) for a in auds)
+        rows = {k: np.zeros((len(auds), size)) for k in ("weight", "rate", "loc")}
+        click, conv = [], []
+        for a, aud in enumerate(auds):
+            weight, mult, price = realism.price_strata(aud, self.data["latent"], frac)
+            g = len(price)
+            rows["weight"][a, :g], rows["rate"][a, :g] = weight, mult
+            rows["loc"][a, :g] = np.log(price)
+            rows["loc"][a, g:] = np.log(price[-1])
+            pc, pp = self.rates_from_codes(a, self._codes, self._z)
+            w = self._cell_weights(a)
+            click.append(np.sum(w * pc))
+            conv.append(np.sum(w * pc * pp))
+        n = len(auds)
+        return MarketParams(
+            volume_per_day=jnp.asarray(
+                [
+                    a["volume_per_day"] * realism.volume_factor(a, frac)
+                    for a in self.data["audiences"]
+                ],
+                jnp.float64,
+            ),
+            hour_profile=jnp.asarray([a["hour_profile"] for a in auds], jnp.float64),
+            weight=jnp.asarray(rows["weight"]),
+            p_click=jnp.asarray(rows["rate"] * np.asarray(click)[:, None]),
+            p_conv=jnp.asarray(rows["rate"] * np.asarray(conv)[:, None]),
+            value=jnp.asarray(
+                np.repeat([[a["value_per_conversion"]] for a in auds], size, axis=1)
+            ),
+            price_loc=jnp.asarray(rows["loc"]),
+            mix_weight=jnp.ones((n, 1), jnp.float64),
+            mix_loc=jnp.full((n, 1), realism.TIE_SHIFT * realism.ATOM_SCALE),
+            mix_scale=jnp.full((n, 1), realism.ATOM_SCALE),
+        )
+
     def expected_outcome(
         self, bid: np.ndarray, budget: np.ndarray | None, days: float
     ) -> Outcomes:
@@ -191,6 +244,10 @@ class Truth:
         self, budget: float, days: float, objective: str = "conversions"
     ) -> ExactSolution:
         """The exact optimal plan under the truth for a total budget over ``days``."""
+        if self.is_real:
+            return discrete_optimum(
+                self.market_params(), days, budget, objective, self.auction_type
+            )
         problem = make_problem(self.market_params(), days, budget)
         return solve_exact(
             problem, SolveConfig(objective, self.auction_type == "first_price")
