@@ -1,15 +1,11 @@
 """The ``adplan`` command line: generate, train, predict, plan, simulate, whatif,
-frontier, report. Heavy libraries are imported inside commands so ``--help`` is fast;
+frontier, report, backtest. Heavy libraries are imported inside commands so ``--help`` is fast;
 every contract error becomes one clear message and exit code 1, never a traceback.
 """
 
 from __future__ import annotations
 
-import functools
-import signal
 import sys
-import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,98 +13,31 @@ import click
 
 from optimizer import __version__
 from optimizer.commands import options as opt
-from optimizer.errors import InfeasibleError, InputError
-
-
-def _enable_x64() -> None:
-    """Money is summed in float64: switch JAX to 64-bit before any array exists,
-    and turn on the compilation cache (off with ``adplan --no-cache``)."""
-    import jax
-
-    from optimizer import devices
-
-    jax.config.update("jax_enable_x64", True)
-    ctx = click.get_current_context(silent=True)
-    no_cache = bool(ctx and ctx.find_root().obj and ctx.find_root().obj["no_cache"])
-    devices.use_compilation_cache(devices.compilation_cache_folder(no_cache))
-
-
-def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn contract errors into ClickException (exit 1, message, no traceback)."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except InfeasibleError as exc:
-            raise click.ClickException(f"infeasible: {exc}") from None
-        except InputError as exc:
-            raise click.ClickException(str(exc)) from None
-        except OSError as exc:
-            from optimizer.io.files import os_error_message
-
-            raise click.ClickException(os_error_message(exc)) from None
-
-    return wrapper
-
-
-def _stop_on_signal(signum: int, frame: Any) -> None:
-    """SIGTERM: unwind like Ctrl-C so temporary outputs are removed (exit 143)."""
-    click.echo("adplan: stopped (SIGTERM); nothing half-written was left.", err=True)
-    raise SystemExit(128 + signum)
-
-
-def device_mesh(count: int, axis: str):
-    """None for one device, else a mesh over the first ``count`` devices."""
-    if count == 1:
-        return None
-    import jax
-
-    from optimizer import devices
-
-    available = jax.devices()
-    if count > len(available):
-        raise InputError(
-            f"--devices {count}: this machine has {len(available)} device(s) "
-            f"({available[0].platform}). Pass --devices {len(available)} or fewer."
-        )
-    return devices.mesh(axis, available[:count])
-
-
-def _example(command: str) -> str:
-    """A --help epilog showing one command line (kept unwrapped by click)."""
-    return f"\b\nExample:\n  {command}"
-
-
-def echo(ctx: click.Context, message: str) -> None:
-    """Print unless --quiet was given."""
-    if not ctx.obj.get("quiet"):
-        click.echo(message)
+from optimizer.commands.runtime import (
+    device_mesh,
+    echo,
+    enable_x64,
+    example,
+    friendly_errors,
+    unwind_on_sigterm,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="adplan")
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors.")
-@click.option(
-    "--no-cache",
-    is_flag=True,
-    help="Compile from scratch: do not read or write the compilation cache "
-    "(~/.cache/adplan/jax, or ADPLAN_CACHE_DIR; ADPLAN_NO_CACHE=1 also turns it off).",
-)
+@opt.no_cache_option
 @click.pass_context
 def main(ctx: click.Context, quiet: bool, no_cache: bool) -> None:
     """adplan: how much to spend and what to bid per audience, and why."""
     ctx.ensure_object(dict)
     ctx.obj["quiet"] = quiet
     ctx.obj["no_cache"] = no_cache
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _stop_on_signal)
+    unwind_on_sigterm()
 
 
 @main.command(
-    epilog=_example(
-        "adplan generate --out out/market --audiences 24 --days 14 --seed 0"
-    )
+    epilog=example("adplan generate --out out/market --audiences 24 --days 14 --seed 0")
 )
 @opt.out_folder_option("Folder for events.csv, audiences.csv and truth.json.")
 @opt.audience_count_option
@@ -139,7 +68,7 @@ def generate(
 
 
 @main.command(
-    epilog=_example("adplan train --events out/market/events.csv --out out/model")
+    epilog=example("adplan train --events out/market/events.csv --out out/model")
 )
 @opt.events_option(
     "Event log (CSV or Parquet), one row per auction; or a folder of such files.",
@@ -184,14 +113,14 @@ def train(
     --num-processes and --process-id, several machines train one model together,
     each reading its share of the log's chunks.
     """
-    _enable_x64()
+    enable_x64()
     from optimizer import distributed
 
     # Before anything touches a device (importing the training code does).
     distributed.initialize(coordinator, num_processes, process_id)
-    from optimizer.commands.train import train_model
+    from optimizer.commands.train import train_command
 
-    summary = train_model(
+    summary = train_command(
         events,
         model_dir,
         epochs=epochs,
@@ -202,17 +131,14 @@ def train(
         chunk_rows=chunk_rows,
         shard_data=shard_data,
         bad_rows=bad_rows,
+        backtest=not no_backtest,
     )
-    if not no_backtest and summary:
-        from optimizer.commands.train import calibrate_band
-
-        summary += calibrate_band(events, model_dir, epochs, seed, ctx.obj["quiet"])
     for line in summary:
         echo(ctx, line)
 
 
 @main.command(
-    epilog=_example(
+    epilog=example(
         "adplan predict --model out/model --events out/market/events.csv --out scored.csv"
     )
 )
@@ -226,7 +152,7 @@ def train(
 @friendly_errors
 def predict(ctx: click.Context, model_dir: Path, events: Path, out_file: Path) -> None:
     """Score auctions: click and conversion probability per won impression."""
-    _enable_x64()
+    enable_x64()
     from optimizer.commands.predict import write_predictions
 
     for line in write_predictions(model_dir, events, out_file):
@@ -234,7 +160,7 @@ def predict(ctx: click.Context, model_dir: Path, events: Path, out_file: Path) -
 
 
 @main.command(
-    epilog=_example(
+    epilog=example(
         "adplan plan --model out/model --budget 4000 --days 14 --audiences out/market/audiences.csv --currency EUR --out out/plan"
     )
 )
@@ -273,21 +199,12 @@ def plan(
     **flags: Any,
 ) -> None:
     """Recommend a budget and a bid per audience for the best expected outcome."""
-    _enable_x64()
-    from optimizer.commands.plan import write_plan
-    from optimizer.plan.scenario import load_scenario
+    enable_x64()
+    from optimizer.commands.plan import scenario_from_flags, write_plan
 
-    cpm = flags.pop("max_bid_cpm")
-    if cpm is not None:
-        if flags["max_bid"] is not None:
-            raise InputError(
-                "give --max-bid (per impression) or --max-bid-cpm (per 1,000 impressions), not both."
-            )
-        flags["max_bid"] = cpm / 1000.0
-    scenario = load_scenario(scenario_file, flags)
+    scenario = scenario_from_flags(scenario_file, flags)
     echo(
-        ctx,
-        "Planning: solving budgets and bids, then pricing each binding constraint ...",
+        ctx, "Planning: solving budgets and bids, then pricing each binding constraint"
     )
     for line in write_plan(
         model_dir,
@@ -302,7 +219,7 @@ def plan(
 
 
 @main.command(
-    epilog=_example(
+    epilog=example(
         "adplan simulate --model out/model --plan out/plan --runs 200 --out out/simulation"
     )
 )
@@ -328,7 +245,7 @@ def simulate(
     rate_uncertainty: bool,
 ) -> None:
     """Replay the plan auction by auction: spread of spend and conversions."""
-    _enable_x64()
+    enable_x64()
     from optimizer.commands.simulate import write_simulation
 
     for line in write_simulation(
@@ -346,7 +263,7 @@ def simulate(
 
 
 @main.command(
-    epilog=_example(
+    epilog=example(
         "adplan report --model out/model --plan out/plan --simulation out/simulation --out report.html"
     )
 )
@@ -391,7 +308,7 @@ def report(
 
 
 @main.command(
-    epilog=_example(
+    epilog=example(
         "adplan whatif --model out/model --plan out/plan --scenario simulations/scenarios/prices_plus_15.toml --out out/whatif"
     )
 )
@@ -424,14 +341,12 @@ def whatif(
     devices: int,
 ) -> None:
     """Compare scenarios: keep the plan in a changed world, or re-optimize."""
-    _enable_x64()
+    enable_x64()
     from optimizer.commands.whatif import write_whatif
 
-    inline = {
-        "budget_scale": budget_scale,
-        "price_shift": price_shift,
-        "rate_shift": rate_shift,
-    }
+    inline = dict(
+        budget_scale=budget_scale, price_shift=price_shift, rate_shift=rate_shift
+    )
     echo(ctx, "What-if: solving every scenario in one batch ...")
     for line in write_whatif(
         model_dir,
@@ -448,7 +363,7 @@ def whatif(
 
 
 @main.command(
-    epilog=_example(
+    epilog=example(
         "adplan frontier --model out/model --budgets 1000:20000:50 --days 14 --out out/frontier"
     )
 )
@@ -477,7 +392,7 @@ def frontier(
     devices: int,
 ) -> None:
     """Best expected outcome at each budget: where more money stops paying."""
-    _enable_x64()
+    enable_x64()
     from optimizer.commands.whatif import write_frontier
 
     echo(ctx, "Frontier: solving the best plan at each budget ...")
@@ -522,7 +437,7 @@ def backtest(
     out_dir: Path,
 ) -> None:
     """Check the forecast on your log: train without its last days, forecast them."""
-    _enable_x64()
+    enable_x64()
     from optimizer.commands.backtest import run_backtest
 
     args = (events, out_dir, holdout_days, settings_file, epochs, seed, runs)

@@ -18,6 +18,9 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True)
 settings.register_profile("dev", max_examples=25, deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
+# adplan train's held-out band check costs a second training: tests that train only
+# to get a model skip it; the shared ``trained`` model and the backtest tests run it.
+os.environ["ADPLAN_NO_BACKTEST"] = "1"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -75,6 +78,7 @@ def trained(small_market, tmp_path_factory):
             "--epochs",
             "4",
         ],
+        env={"ADPLAN_NO_BACKTEST": None},  # with the band check, as a planner runs it
     )
     assert result.exit_code == 0, result.output
     args = ["-q", "plan", "--model", str(model), "--budget", "300", "--days", "7"]

@@ -11,6 +11,15 @@ from pathlib import Path
 
 import click
 
+# The adplan group.
+
+no_cache_option = click.option(
+    "--no-cache",
+    is_flag=True,
+    help="Compile from scratch: do not read or write the compilation cache "
+    "(~/.cache/adplan/jax, or ADPLAN_CACHE_DIR; ADPLAN_NO_CACHE=1 also turns it off).",
+)
+
 # Shared by several commands.
 
 model_option = click.option(
@@ -405,9 +414,10 @@ holdout_days_option = click.option(
 no_backtest_option = click.option(
     "--no-backtest",
     is_flag=True,
+    envvar="ADPLAN_NO_BACKTEST",
     help="Skip the backtest (train without the last quarter of the log's days,"
     " forecast them) that calibrates the P10-P90 band; the band is then"
-    " the model's own, unchecked.",
+    " the model's own, unchecked (also ADPLAN_NO_BACKTEST=1).",
 )
 backtest_dir_option = click.option(
     "--backtest",

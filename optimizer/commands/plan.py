@@ -29,7 +29,7 @@ from optimizer.plan.output import (
     summary_lines,
 )
 from optimizer.plan.resolve import solve_plan
-from optimizer.plan.scenario import Scenario
+from optimizer.plan.scenario import Scenario, load_scenario
 
 
 def read_model_info(model_dir: Path) -> dict:
@@ -50,6 +50,20 @@ def read_rates_metrics(model_dir: Path) -> dict:
     except (OSError, ValueError):
         return {}
     return data.get("rates", {})
+
+
+def scenario_from_flags(scenario_file: Path | None, flags: dict) -> Scenario:
+    """The plan's scenario: defaults < scenario file < command-line flags
+    (``--max-bid-cpm`` becomes ``max_bid`` per impression)."""
+    flags = dict(flags)
+    cpm = flags.pop("max_bid_cpm")
+    if cpm is not None:
+        if flags["max_bid"] is not None:
+            raise InputError(
+                "give --max-bid (per impression) or --max-bid-cpm (per 1,000 impressions), not both."
+            )
+        flags["max_bid"] = cpm / 1000.0
+    return load_scenario(scenario_file, flags)
 
 
 def write_plan(

@@ -247,6 +247,17 @@ def train_model(
     return lines
 
 
+def train_command(events_path: Path, model_dir: Path, *, backtest: bool, **kwargs):
+    """``adplan train``: :func:`train_model`, then (unless ``backtest`` is False)
+    the held-out check that calibrates the model's P10-P90 band."""
+    lines = train_model(events_path, model_dir, **kwargs)
+    if backtest and lines:
+        lines += calibrate_band(
+            events_path, model_dir, kwargs["epochs"], kwargs["seed"], kwargs["quiet"]
+        )
+    return lines
+
+
 def calibrate_band(
     events_path: Path, model_dir: Path, epochs: int, seed: int, quiet: bool
 ) -> list[str]:

@@ -25,13 +25,20 @@ from optimizer.allocate.sharded import allocate_sharded
 from optimizer.errors import InfeasibleError, InputError
 from optimizer.market.fit import FittedMarket
 from optimizer.market.params import (
-    MarketParams,
     Outcomes,
     expected_outcomes,
-    shift_market,
 )
 from optimizer.plan.min_budget import enforce_min_budget
 from optimizer.plan.scenario import Scenario
+from optimizer.plan.settings import (
+    apply_market_settings,
+    check_bid_unit,
+    check_feasible,
+    currency_of,
+    groups_of,
+    index_of,
+    setting,
+)
 
 _SEARCH_POINTS = 33  # budgets per batched solve when searching for targets
 # Default min_budget: this share of the total budget over the horizon (the same
@@ -75,73 +82,6 @@ class SolvedPlan:
     spendable: float | None = None
 
 
-def _index(names: list[str], audiences, where: str) -> np.ndarray:
-    lookup = {n: i for i, n in enumerate(names)}
-    unknown = [a for a in audiences if a not in lookup]
-    if unknown:
-        raise InputError(
-            f"{where}: unknown audience(s) {', '.join(repr(u) for u in unknown[:5])}. Use names exactly as in the event log: {', '.join(names[:8])}{', ...' if len(names) > 8 else ''}."
-        )
-    return np.array([lookup[a] for a in audiences], dtype=int)
-
-
-def _setting(
-    settings: pd.DataFrame | None, names: list[str], column: str, default: float
-) -> np.ndarray:
-    values = np.full(len(names), default, dtype=float)
-    if settings is not None and column in settings.columns:
-        idx = _index(names, settings["audience"], "audience settings")
-        given = settings[column].to_numpy(dtype=float)
-        values[idx] = np.where(np.isnan(given), default, given)
-    return values
-
-
-def _apply_market_settings(
-    params: MarketParams,
-    settings: pd.DataFrame | None,
-    names: list[str],
-    scenario: Scenario,
-) -> MarketParams:
-    volume = _setting(settings, names, "volume_per_day", np.nan)
-    value = _setting(settings, names, "value_per_conversion", np.nan)
-    params = dataclasses.replace(
-        params,
-        volume_per_day=jnp.where(jnp.isnan(volume), params.volume_per_day, volume),
-        value=jnp.where(jnp.isnan(value)[:, None], params.value, value[:, None]),
-    )
-    rate = np.zeros(len(names))
-    if scenario.rate_shift:
-        rate[_index(names, list(scenario.rate_shift), "scenario [rate_shift]")] = list(
-            scenario.rate_shift.values()
-        )
-    return shift_market(params, scenario.price_shift, jnp.asarray(rate))
-
-
-def _groups(
-    settings: pd.DataFrame | None, names: list[str], scenario: Scenario
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    if not scenario.group_caps:
-        return np.zeros(len(names), int), np.zeros(0), []
-    if settings is None or "group" not in settings.columns:
-        raise InputError(
-            "scenario [group_caps] needs a 'group' column in the audience settings (--audiences FILE) saying which audiences belong to each group."
-        )
-    labels = np.array([""] * len(names), dtype=object)
-    labels[_index(names, settings["audience"], "audience settings")] = settings[
-        "group"
-    ].to_numpy()
-    unknown = [g for g in scenario.group_caps if g not in set(labels)]
-    if unknown:
-        raise InputError(
-            f"scenario [group_caps]: no audience is in group(s) {unknown}; groups in the settings: {sorted(set(labels) - {''})}."
-        )
-    groups = list(scenario.group_caps)
-    lookup = {g: i for i, g in enumerate(groups)}
-    index = np.array([lookup.get(lbl, len(groups)) for lbl in labels])
-    caps = np.array([*scenario.group_caps.values(), np.inf])
-    return index, caps, [*groups, "(no cap)"]
-
-
 def resolve(
     market: FittedMarket,
     scenario: Scenario,
@@ -169,17 +109,17 @@ def resolve(
         raise InputError(
             "objective 'value' needs conversion values: the event log has no 'revenue' column, so add 'value_per_conversion' to the audience settings (--audiences FILE)."
         )
-    params = _apply_market_settings(market.params, settings, names, scenario)
-    lower = _setting(settings, names, "min_spend", 0.0)
-    upper = _setting(settings, names, "max_spend", np.inf)
+    params = apply_market_settings(market.params, settings, names, scenario)
+    lower = setting(settings, names, "min_spend", 0.0)
+    upper = setting(settings, names, "max_spend", np.inf)
     for audience, bound in scenario.bounds.items():
-        i = _index(names, [audience], "scenario [bounds]")[0]
+        i = index_of(names, [audience], "scenario [bounds]")[0]
         lower[i] = bound.get("min_spend", lower[i])
         upper[i] = bound.get("max_spend", upper[i])
     removed = np.zeros(len(names), bool)
     if scenario.remove_audiences:
         removed[
-            _index(names, scenario.remove_audiences, "scenario remove_audiences")
+            index_of(names, scenario.remove_audiences, "scenario remove_audiences")
         ] = True
     lower, upper = np.where(removed, 0.0, lower), np.where(removed, 0.0, upper)
     bad = np.flatnonzero(lower > upper)
@@ -188,12 +128,12 @@ def resolve(
             f"audience '{names[bad[0]]}': min_spend {lower[bad[0]]:,.2f} is above max_spend {upper[bad[0]]:,.2f} once the scenario's bounds are applied."
         )
     # The planner's max bids win; otherwise bids stay near what the log has seen.
-    max_bid = _setting(settings, names, "max_bid", np.nan)
-    _check_bid_unit(max_bid, scenario.max_bid, market.bid_ceiling)
+    max_bid = setting(settings, names, "max_bid", np.nan)
+    check_bid_unit(max_bid, scenario.max_bid, market.bid_ceiling)
     if scenario.max_bid is not None:
         max_bid = np.fmin(max_bid, scenario.max_bid)
     max_bid = np.where(np.isnan(max_bid), market.bid_ceiling, max_bid)
-    group, group_cap, groups = _groups(settings, names, scenario)
+    group, group_cap, groups = groups_of(settings, names, scenario)
     problem = make_problem(
         params,
         scenario.days,
@@ -210,11 +150,11 @@ def resolve(
         else scenario.auction_type == "first_price"
     )
     config = SolveConfig(scenario.objective, first_price, scenario.spend_all)
-    _check_feasible(problem, names, config, groups)
+    check_feasible(problem, names, config, groups)
     default_min = 0.0 if not math.isfinite(budget) else DEFAULT_MIN_SHARE * budget
     if scenario.min_budget is not None:
         default_min = scenario.min_budget
-    min_budget = _setting(settings, names, "min_budget", default_min)
+    min_budget = setting(settings, names, "min_budget", default_min)
     return PlanInputs(
         names,
         problem,
@@ -223,71 +163,8 @@ def resolve(
         groups,
         [],
         min_budget,
-        _currency(settings, scenario),
+        currency_of(settings, scenario),
     )
-
-
-def _currency(settings: pd.DataFrame | None, scenario: Scenario) -> str:
-    """The money unit: the scenario's, else the settings' 'currency' column."""
-    if scenario.currency:
-        return scenario.currency
-    if settings is not None and "currency" in settings.columns:
-        given = sorted({str(c).strip() for c in settings["currency"].dropna()} - {""})
-        if len(given) > 1:
-            raise InputError(
-                f"audience settings: column 'currency' names {len(given)} currencies ({', '.join(given)}); one plan uses one currency."
-            )
-        if given:
-            return given[0]
-    return "currency units"
-
-
-def _check_bid_unit(
-    settings_bid: np.ndarray, scenario_bid: float | None, ceiling: np.ndarray
-) -> None:
-    """Refuse max bids 100x or more above the log's bids: a CPM taken per impression."""
-    highest = float(np.max(ceiling)) / 3.0  # the ceiling is 3x the logged bids
-    for where, bid in (
-        ("max_bid (--max-bid or scenario)", scenario_bid),
-        ("audience settings column 'max_bid'", np.nanmax(settings_bid, initial=0.0)),
-    ):
-        if bid is not None and bid >= 100 * highest:
-            raise InputError(
-                f"{where} = {bid:g} is a bid per impression, {bid / highest:,.0f}x the highest bids in the log (about {highest:.4g} per impression, CPM {1000 * highest:.4g}). If you meant CPM {bid:g}, use --max-bid-cpm {bid:g} (= --max-bid {bid / 1000:g}) or max_bid {bid / 1000:g}."
-            )
-
-
-# Compiled once per audience count (not op by op, as an eager call would).
-_capacity = jax.jit(capacity, static_argnames=("config",))
-
-
-def _check_feasible(
-    problem: Problem, names: list[str], config: SolveConfig, groups: list[str]
-) -> None:
-    lower = np.asarray(problem.lower)
-    budget = float(problem.budget)
-    if lower.sum() > budget + 1e-9:
-        raise InfeasibleError(
-            f"the minimum spends add up to {lower.sum():,.2f} but the budget is {budget:,.2f}. Raise the budget to at least {lower.sum():,.2f} or lower some min_spend values."
-        )
-    cap = np.asarray(_capacity(problem, config))
-    short = np.flatnonzero(lower > cap * (1 + 1e-9))
-    if short.size:
-        i = short[0]
-        raise InfeasibleError(
-            f"audience '{names[i]}' has min_spend {lower[i]:,.2f}, but at its highest allowed bid it can only spend about {cap[i]:,.2f} in {float(problem.days):g} days. Lower its min_spend, raise its max_bid or plan a longer horizon."
-        )
-    if groups:
-        caps = np.asarray(problem.group_cap)
-        floors = np.bincount(
-            np.asarray(problem.group), weights=lower, minlength=len(caps)
-        )
-        over = np.flatnonzero(floors > caps + 1e-9)
-        if over.size:
-            g = over[0]
-            raise InfeasibleError(
-                f"group '{groups[g]}' has a cap of {caps[g]:,.2f} but its audiences' minimum spends add up to {floors[g]:,.2f}."
-            )
 
 
 def _solve(
