@@ -57,11 +57,15 @@ def test_widening_makes_eighty_percent_of_outcomes_fall_inside():
     assert 0.7 <= cal["coverage_widened"] <= 0.9
     assert calibration(table.assign(band_ratio=ratio / 10))["widening"] == 1.0
     summary = pd.DataFrame(
-        {"metric": ["spend", "cpa"], "mean": 10.0, "p10": 8.0, "p50": 10.0, "p90": 13.0}
-    )
+        {"audience": "a", "metric": ["spend", "cpa", "spend"], "mean": 10.0,
+         "p10": 8.0, "p50": 10.0, "p90": 13.0, "row": ["audience"] * 2 + ["total"]}
+    )  # fmt: skip
     factors = band_factors({"widening_by_metric": {"spend": 2.0, "conversions": 3.0}})
-    wide = widen_summary(summary, factors)
-    assert wide["p10"].tolist() == [6.0, 4.0] and wide["p90"].tolist() == [16.0, 19.0]
+    wide = widen_summary(summary, factors, {"a": 20.0})
+    assert wide["p10"].tolist() == [6.0, 4.0, 6.0]
+    assert wide["p90"].tolist() == [16.0, 19.0, 16.0]
+    capped = widen_summary(summary, factors, {"a": 14.0})  # spend never above budget
+    assert capped["p90"].tolist() == [14.0, 19.0, 14.0]
 
 
 @pytest.fixture(scope="module", params=["demo", "real"])

@@ -124,7 +124,10 @@ def test_cli_drops_a_few_price_zero_wins_and_keeps_them(raw, tmp_path):
     path = tmp_path / "log.csv"
     events.to_csv(path, index=False)
     model = tmp_path / "m"
-    code, output = run("train", "--events", path, "--out", model, "--epochs", 1)
+    code, output = run(
+        "train", "--events", path, "--out", model, "--epochs", 1,
+        "--validation-days", 0.3,
+    )  # fmt: skip
     assert code == 0, output
     assert "dropped 3 bad row(s)" in output and COST_ZERO in output
     assert "first_price" not in output.split("bid landscapes")[0]

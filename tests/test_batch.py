@@ -100,7 +100,7 @@ def test_whatif_compares_keeping_the_plan_with_reoptimizing(market):
         Scenario(name="cheap", budget=300.0, days=DAYS, max_cpa=float(max_cpa)),
     ]
     table, plans = run_whatif(market, base, scenarios, None, bid, cap)
-    assert list(table.columns) == list(COMPARISON_COLUMNS)
+    assert list(table.columns) == [*COMPARISON_COLUMNS, "breaks_scenario"]
     assert table["scenario"].tolist() == ["base"] + [
         s.name for s in scenarios for _ in range(2)
     ]

@@ -29,7 +29,7 @@ def test_file_then_flags(tmp_path):
     ("text", "words"),
     [
         ("budgett = 5", "unknown key 'budgett'"),
-        ('objective = "clicks"', "'objective'"),
+        ('objective = "profit"', "'objective'"),
         ("days = -1", "'days'"),
         ("price_shift = -2", "price_shift"),
         ("[rate_shift]\na = -1.5", "rate_shift"),

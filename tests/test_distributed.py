@@ -218,7 +218,8 @@ def test_error_in_a_later_chunk_names_the_file_row(small_market, tmp_path):
     events.loc[12_344, "bid"] = -1.0  # data row 12,345
     path = tmp_path / "events.csv"
     events.to_csv(path, index=False)
-    result = CliRunner().invoke(main, _train_args(path, tmp_path / "model"))
+    args = _train_args(path, tmp_path / "model", "--bad-rows", "fail")
+    result = CliRunner().invoke(main, args)
     assert result.exit_code == 1
     assert str(path) in result.output and "'bid'" in result.output
     assert "first at data row 12345" in result.output

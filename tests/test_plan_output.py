@@ -158,7 +158,10 @@ def test_plan_document_and_warnings(case):
         assert words in notes
     assert "Targets limit spend" not in notes and "gap above 0.1%" not in notes
     lines = summary_lines(doc)
-    assert lines[0] == "Plan for 7 days, budget 300.00 (objective: conversions)."
+    assert (
+        lines[0]
+        == "Plan for 7 days, budget 300.00 currency units (objective: conversions)."
+    )
     assert [line for line in lines if line.startswith("  note: ")] == [
         f"  note: {w}" for w in doc["warnings"]
     ]

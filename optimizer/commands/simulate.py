@@ -6,6 +6,7 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from optimizer.errors import InputError
 from optimizer.io.atomic import check_writable
@@ -79,9 +80,12 @@ def write_simulation(
         )
     summary = summarize(result, market.names)
     band = band_widening(model_dir)
-    widening = band_factors(band)
+    # The factors were measured on the full band (luck and rates): a luck-only run
+    # is shown as simulated.
+    widening = band_factors(band) if rate_uncertainty else {}
     if any(f > 1.0 for f in widening.values()):
-        summary = widen_summary(summary, widening)
+        caps = dict(zip(market.names, np.asarray(budget, float).tolist(), strict=True))
+        summary = widen_summary(summary, widening, caps)
     out = {
         "runs": runs,
         "seed": seed,

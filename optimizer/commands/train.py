@@ -109,7 +109,7 @@ def _gather_bad_rows(bad: BadRows) -> BadRows:
         strict=True,
     ):
         part = json.loads(meta)
-        frame = pd.read_csv(io.StringIO(rows), dtype=str, keep_default_na=False)
+        frame = pd.read_csv(io.BytesIO(rows), dtype=str, keep_default_na=False)
         out.merge(
             BadRows(
                 counts=part["counts"],

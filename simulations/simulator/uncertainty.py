@@ -438,11 +438,20 @@ def band_factors(band: dict | None) -> dict[str, float]:
     return f
 
 
-def widen_summary(summary, factors: dict[str, float]):
-    """A summary table (metric, mean, p10, p50, p90 columns) with each P10-P90 band
-    stretched ``factors[metric]`` times around its mean (never below 0)."""
+def widen_summary(summary, factors: dict[str, float], budgets: dict[str, float]):
+    """A summary table (audience, metric, mean, p10, p50, p90, row columns) with each
+    P10-P90 band stretched ``factors[metric]`` times around its mean, never below 0
+    and, for spend, never above the audience's budget (the total's: their sum)."""
     out = summary.copy()
     f = out["metric"].map(factors).fillna(1.0).to_numpy(float)
     out["p10"] = np.maximum(out["mean"] - f * (out["mean"] - out["p10"]), 0.0)
     out["p90"] = out["mean"] + f * (out["p90"] - out["mean"])
+    cap = np.where(
+        out["row"] == "total",
+        float(sum(budgets.values())),
+        out["audience"].map(budgets).fillna(np.inf).to_numpy(float),
+    )
+    spend = (out["metric"] == "spend").to_numpy()
+    for column in ("p10", "p90"):
+        out.loc[spend, column] = np.minimum(out.loc[spend, column], cap[spend])
     return out
