@@ -94,3 +94,25 @@ def test_min_budget_scenario_key_is_checked():
     assert scenario_from_mapping({"min_budget": 50}).min_budget == 50.0
     with pytest.raises(InputError, match="min_budget"):
         Scenario(min_budget=-1.0)
+
+
+@pytest.mark.parametrize("seed", [3, 5, 8])
+def test_min_budget_never_breaks_a_cpa_target(seed):
+    """Pausing or raising audiences below min_budget moves money at a worse CPA; with
+    a CPA target the plan and the what-if re-optimization still meet the target."""
+    from optimizer.plan.batch import run_whatif
+    from optimizer.plan.resolve import solve_plan
+    from tests.markets import fitted_market
+
+    market = fitted_market(seed, audiences=6)
+    base = Scenario(budget=600.0, days=7.0, min_budget=60.0)
+    plain = solve_plan(market, base)
+    free = plain.outcomes.totals()
+    max_cpa = 0.8 * float(free["spend"]) / float(free["conversions"])  # binding
+    targeted = dataclasses.replace(base, max_cpa=max_cpa)
+    t = solve_plan(market, targeted).outcomes.totals()
+    assert float(t["spend"]) <= max_cpa * float(t["conversions"]) * (1 + 1e-6)
+    bid, cap = np.asarray(plain.allocation.bid), np.asarray(plain.allocation.budget)
+    table, _ = run_whatif(market, base, [targeted], None, bid, cap)
+    row = table[table["variant"] == "reoptimized"].iloc[0]
+    assert row["expected_spend"] <= max_cpa * row["expected_conversions"] * 1.001

@@ -28,7 +28,13 @@ from optimizer.io.columns import COMPARISON_COLUMNS
 from optimizer.market.fit import FittedMarket
 from optimizer.market.params import expected_outcomes
 from optimizer.plan.min_budget import enforce_min_budget
-from optimizer.plan.resolve import PlanInputs, resolve, target_budget
+from optimizer.plan.resolve import (
+    PlanInputs,
+    meets_targets,
+    outcomes_of,
+    resolve,
+    target_budget,
+)
 from optimizer.plan.scenario import Scenario
 
 
@@ -239,13 +245,17 @@ def _apply_targets(scenarios: list[Scenario], inputs: list[PlanInputs], allocs):
         changed = budget < float(inp.problem.budget)
         if changed:
             one = allocate(problem, inp.config)
-        _, one, paused, raised = enforce_min_budget(
+        _, floored, paused, raised = enforce_min_budget(
             problem,
             inp.config,
             inp.min_budget,
             one,
             lambda p, c=inp.config: allocate(p, c),
         )
+        if meets_targets(s, outcomes_of(inp, floored)):  # else keep the exact plan
+            one = floored
+        else:
+            paused = raised = np.zeros(0, bool)
         if changed or paused.any() or raised.any():
             allocs = jax.tree_util.tree_map(
                 lambda batch, x, i=i: batch.at[i].set(x), allocs, one

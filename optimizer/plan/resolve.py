@@ -249,6 +249,18 @@ def spendable(inputs: PlanInputs) -> float:
     return float(np.sum(np.minimum(by_group, caps), dtype=np.float64))
 
 
+def meets_targets(scenario: Scenario, outcomes: Outcomes) -> bool:
+    """Whether a plan's expected totals meet the scenario's max_cpa and min_roas."""
+    t = {k: float(v) for k, v in outcomes.totals().items()}
+    cpa_ok = scenario.max_cpa is None or (
+        t["spend"] <= scenario.max_cpa * t["conversions"] * (1 + 1e-6)
+    )
+    roas_ok = scenario.min_roas is None or (
+        t["value"] >= scenario.min_roas * t["spend"] * (1 - 1e-6)
+    )
+    return cpa_ok and roas_ok
+
+
 def target_budget(inputs: PlanInputs, scenario: Scenario, budget: float) -> float:
     """Budget after CPA/ROAS targets: the largest that meets them (<= budget)."""
     if scenario.max_cpa is None and scenario.min_roas is None:
@@ -336,13 +348,20 @@ def solve_plan(
         used = most  # spend_all cannot be met: solve for what can be spent
     allocation = _solve(inputs, used, mesh)
     at_used = dataclasses.replace(inputs.problem, budget=jnp.asarray(used, jnp.float64))
-    solved_problem, allocation, paused, raised = enforce_min_budget(
+    solved_problem, floored, paused, raised = enforce_min_budget(
         at_used,
         inputs.config,
         inputs.min_budget,
         allocation,
         lambda problem: _solve_problem(problem, inputs.config, mesh),
     )
+    if meets_targets(scenario, outcomes_of(inputs, floored)):
+        allocation = floored
+    else:  # pausing/raising would break a CPA/ROAS target: keep the exact plan
+        solved_problem, paused, raised = at_used, None, None
+        notes.append(
+            "min_budget is not applied: pausing or raising the audiences below it would break the CPA/ROAS target, so every audience keeps the budget the target allows."
+        )
     p = inputs.problem
     current = _outcomes(
         p.params,
