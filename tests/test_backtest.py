@@ -15,7 +15,7 @@ from optimizer.cli import main
 from optimizer.commands.backtest import calibration, compare, split_days
 from optimizer.errors import InputError
 from optimizer.market.store import load_market
-from simulations.simulator.uncertainty import band_factors, widen_summary
+from simulations.simulator.band import band_factors, widen_summary
 
 
 def _log(days: int) -> pd.DataFrame:

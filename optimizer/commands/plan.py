@@ -107,7 +107,7 @@ def write_plan(
         constraint_costs(solved, scenario),
         model_health(read_rates_metrics(model_dir)),
     )
-    from simulations.simulator.uncertainty import band_widening
+    from simulations.simulator.band import band_widening
 
     doc["warnings"] += band_note(band_widening(model_dir))
     lines = summary_lines(doc)  # before writing: nothing can fail after

@@ -44,17 +44,15 @@ def write_simulation(
     rate_uncertainty: bool = True,
 ) -> list[str]:
     """Simulate the plan and write summary.csv/.json, paths.csv (and truth_summary.csv)."""
+    from simulations.simulator.band import band_factors, band_widening, widen_summary
     from simulations.simulator.summary import (
         budget_out_summary,
         hourly_paths,
         summarize,
     )
     from simulations.simulator.uncertainty import (
-        band_factors,
-        band_widening,
         simulate_with_rate_uncertainty,
         uncertainty_text,
-        widen_summary,
     )
     from simulations.synthetic.truth import Truth
 

@@ -3,7 +3,9 @@ auction by auction, many times over, and summarize the spread of the outcomes.
 
 Modules: ``tables`` (lookup tables of a market and a plan), ``kernel`` (one
 replication, pure JAX), ``run`` (replications batched and split over devices),
-``summary`` (pandas tables of the replications).
+``summary`` (pandas tables of the replications), ``uncertainty`` (the conversion-
+rate posterior and its draws, so the band covers what the log leaves open), ``band``
+(the band's calibration on the log's held-out days, from ``band.json``).
 """
 
 from simulations.simulator.kernel import simulate_one

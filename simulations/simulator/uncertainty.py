@@ -11,14 +11,11 @@ splits the band's relative sd into rates and auction luck.
 from __future__ import annotations
 
 import dataclasses
-import json
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from optimizer.errors import InputError
 from optimizer.market.fit import ANCHOR_EVENTS, FittedMarket, RateEvidence
 from optimizer.market.params import MarketParams, stratum_wins
 from optimizer.market.spread import BOUNDS as SPREAD_BOUNDS
@@ -407,51 +404,3 @@ def uncertainty_text(uncertainty: dict) -> str:
         f"log's {uncertainty['conversions_in_log']:,} conversions narrow that most "
         f"where an audience has many){quality_part}."
     )
-
-
-def band_widening(model_dir) -> dict | None:
-    """The model folder's band calibration (``band.json`` from the backtest that
-    ``adplan train`` runs), or None for a model trained without it."""
-    path = Path(model_dir) / "band.json"
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise InputError(
-            f"{path}: not a band calibration written by 'adplan train' ({exc}). "
-            "Retrain the model, or delete band.json to use the uncalibrated band."
-        ) from exc
-
-
-def band_factors(band: dict | None) -> dict[str, float]:
-    """Widening factor (>= 1) per summary metric from band.json: its own metric's,
-    and for CPA and ROAS the larger of the two metrics they divide."""
-    f = {
-        m: max(1.0, float(x))
-        for m, x in ((band or {}).get("widening_by_metric") or {}).items()
-    }
-    if not f:
-        return {}
-    f["cpa"] = max(f.get("spend", 1.0), f.get("conversions", 1.0))
-    f["roas"] = max(f.get("spend", 1.0), f.get("value", 1.0))
-    return f
-
-
-def widen_summary(summary, factors: dict[str, float], budgets: dict[str, float]):
-    """A summary table (audience, metric, mean, p10, p50, p90, row columns) with each
-    P10-P90 band stretched ``factors[metric]`` times around its mean, never below 0
-    and, for spend, never above the audience's budget (the total's: their sum)."""
-    out = summary.copy()
-    f = out["metric"].map(factors).fillna(1.0).to_numpy(float)
-    out["p10"] = np.maximum(out["mean"] - f * (out["mean"] - out["p10"]), 0.0)
-    out["p90"] = out["mean"] + f * (out["p90"] - out["mean"])
-    cap = np.where(
-        out["row"] == "total",
-        float(sum(budgets.values())),
-        out["audience"].map(budgets).fillna(np.inf).to_numpy(float),
-    )
-    spend = (out["metric"] == "spend").to_numpy()
-    for column in ("p10", "p90"):
-        out.loc[spend, column] = np.minimum(out.loc[spend, column], cap[spend])
-    return out
