@@ -14,10 +14,9 @@ from optimizer.io.atomic import check_writable
 from optimizer.io.files import atomic_dir, check_model_folder, write_csv, write_json
 from optimizer.io.plan_dir import read_plan
 from optimizer.io.schema import read_settings
-from optimizer.market.params import expected_outcomes
 from optimizer.market.store import load_market
 from optimizer.plan.batch import frontier_with_splits, parse_budgets, run_whatif
-from optimizer.plan.resolve import resolve, solve_plan
+from optimizer.plan.resolve import current_outcomes, resolve, solve_plan
 from optimizer.plan.scenario import (
     Scenario,
     load_scenario,
@@ -225,14 +224,7 @@ def write_frontier(
             f"--budgets starts at {grid[0]:,.2f}, below the minimum spends ({floor:,.2f}); start at {floor:,.2f} or more."
         )
     frame, splits = frontier_with_splits(inputs, grid, mesh=mesh)
-    p = inputs.problem
-    current = expected_outcomes(
-        p.params,
-        jnp.asarray(market.current_bid),
-        p.days,
-        None,
-        inputs.config.first_price,
-    )
+    current = current_outcomes(market, inputs)
     meta = {
         "days": days,
         "objective": scenario.objective,

@@ -249,16 +249,34 @@ def spendable(inputs: PlanInputs) -> float:
     return float(np.sum(np.minimum(by_group, caps), dtype=np.float64))
 
 
+def current_outcomes(market: FittedMarket, inputs: PlanInputs) -> Outcomes:
+    """Expected outcomes of the log's recent bids over the plan's horizon, uncapped."""
+    p = inputs.problem
+    return _outcomes(
+        p.params,
+        jnp.asarray(market.current_bid),
+        p.days,
+        None,
+        inputs.config.first_price,
+    )
+
+
+def _within_targets(scenario: Scenario, spend, conv, value, rtol: float):
+    """Whether totals (scalars or arrays) meet max_cpa and min_roas, to ``rtol``."""
+    good = np.ones_like(np.asarray(spend), bool)
+    if scenario.max_cpa is not None:
+        good &= spend <= scenario.max_cpa * conv * (1 + rtol)
+    if scenario.min_roas is not None:
+        good &= value >= scenario.min_roas * spend * (1 - rtol)
+    return good
+
+
 def meets_targets(scenario: Scenario, outcomes: Outcomes) -> bool:
     """Whether a plan's expected totals meet the scenario's max_cpa and min_roas."""
     t = {k: float(v) for k, v in outcomes.totals().items()}
-    cpa_ok = scenario.max_cpa is None or (
-        t["spend"] <= scenario.max_cpa * t["conversions"] * (1 + 1e-6)
+    return bool(
+        _within_targets(scenario, t["spend"], t["conversions"], t["value"], 1e-6)
     )
-    roas_ok = scenario.min_roas is None or (
-        t["value"] >= scenario.min_roas * t["spend"] * (1 - 1e-6)
-    )
-    return cpa_ok and roas_ok
 
 
 def target_budget(inputs: PlanInputs, scenario: Scenario, budget: float) -> float:
@@ -267,12 +285,7 @@ def target_budget(inputs: PlanInputs, scenario: Scenario, budget: float) -> floa
         return budget
 
     def ok(spend, conv, value):
-        good = np.ones_like(spend, bool)
-        if scenario.max_cpa is not None:
-            good &= spend <= scenario.max_cpa * conv * (1 + 1e-9)
-        if scenario.min_roas is not None:
-            good &= value >= scenario.min_roas * spend * (1 - 1e-9)
-        return good
+        return _within_targets(scenario, spend, conv, value, 1e-9)
 
     floor = max(float(np.sum(np.asarray(inputs.problem.lower))), budget * 1e-4)
     found = _largest_ok(inputs, floor, budget, ok)
@@ -362,14 +375,7 @@ def solve_plan(
         notes.append(
             "min_budget is not applied: pausing or raising the audiences below it would break the CPA/ROAS target, so every audience keeps the budget the target allows."
         )
-    p = inputs.problem
-    current = _outcomes(
-        p.params,
-        jnp.asarray(market.current_bid),
-        p.days,
-        None,
-        inputs.config.first_price,
-    )
+    current = current_outcomes(market, inputs)
     return SolvedPlan(
         inputs,
         allocation,
