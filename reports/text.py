@@ -287,6 +287,12 @@ VERDICT_WORSE = (
     "simple baseline would not give: treat the plan with caution, and retrain on "
     "a longer log or with more epochs."
 )
+VERDICT_PRIOR = (
+    "Warning: conversions are a guess. The training log has {conversions} "
+    "conversions in {clicks} clicks, so every conversion figure in this report "
+    "assumes a post-click conversion rate of {rate} (a prior, not measured). Plan "
+    "for clicks (adplan plan --objective clicks) and retrain once conversions arrive."
+)
 VERDICT_RANDOM = (
     "Warning: the {head} model ranks held-out impressions worse than chance (AUC "
     "{auc}, below 0.500). Do not launch this plan: retrain on a longer log, or check "

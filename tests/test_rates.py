@@ -274,10 +274,24 @@ def test_generic_logs_audience_only_and_rare_conversions():
     assert np.isfinite(model.predict(only_audience)["p_conversion"]).all()
 
 
-def test_log_without_conversions_is_an_input_error():
+def test_log_without_clicks_is_an_input_error():
     _, events = _market(4, 8, 0)
-    with pytest.raises(InputError, match="conversion"):
-        fit_rate_model(events.assign(conversion=np.int8(0)), progress=False)
+    with pytest.raises(InputError, match="click"):
+        fit_rate_model(
+            events.assign(click=np.int8(0), conversion=np.int8(0)), progress=False
+        )
+
+
+def test_log_without_conversions_trains_a_post_click_prior():
+    """A new campaign's log (no conversions yet) trains; the conversion head is
+    the prior (tests/test_sparse_conversions.py follows it through the CLI)."""
+    _, events = _market(4, 8, 0)
+    model = fit_rate_model(
+        events.assign(conversion=np.int8(0)), epochs=1, progress=False
+    )
+    prior = model.calibration["conversion"]
+    assert prior.conversions == 0
+    assert model.metrics["heads"]["conversion"]["prior"]["rate"] == prior.rate
 
 
 def validation_mask(timestamps: pd.Series, validation_days: float) -> np.ndarray:

@@ -157,8 +157,12 @@ def anchor_factors(observed: np.ndarray, expected: np.ndarray) -> np.ndarray:
     ``expected`` (A,) the model's predicted total for the same auctions. Audience
     a's factor is (observed + tau * g) / (expected + tau), where g is the factor
     of the whole log and tau = 20 expected events: large audiences follow their
-    own totals, small ones the log's.
+    own totals, small ones the log's. A log without any such event leaves the
+    predictions as they are (factor 1): the rate model's prior already counts
+    the zero (see :class:`optimizer.rates.calibration.PostClickPrior`).
     """
+    if observed.sum() == 0:  # nothing to anchor to (the rates are a prior)
+        return np.ones_like(expected)
     overall = observed.sum() / max(expected.sum(), 1e-12)
     return (observed + ANCHOR_EVENTS * overall) / (expected + ANCHOR_EVENTS)
 

@@ -8,13 +8,24 @@ _BASELINE_WORDS = {
 }
 
 
+def conversions_guess(prior: dict) -> str:
+    """Warning for a model whose conversion rates are a post-click prior."""
+    return (
+        f"Conversions are a guess: the training log has {prior['conversions']:,} conversions in {prior['clicks']:,} clicks, so every conversion forecast assumes a post-click conversion rate of {100 * prior['rate']:.3g}% (a prior, not measured). "
+        "Plans that maximize conversions then favour cheap clicks; use --objective clicks to plan for clicks openly, and retrain once conversions arrive."
+    )
+
+
 def model_health(rates_metrics: dict) -> list[str]:
-    """Warnings when the conversion head ranks worse than random or than a baseline.
+    """Warnings when the conversion head is a prior (no conversions in the log) or
+    ranks worse than random or than a baseline.
 
     ``rates_metrics`` is the "rates" part of a model's metrics.json; AUCs are
     compared on the same validation days.
     """
     head = rates_metrics.get("heads", {}).get("conversion", {})
+    if isinstance(head.get("prior"), dict):
+        return [conversions_guess(head["prior"])]
     auc = (head.get("model") or {}).get("auc")
     if auc is None:
         return []

@@ -29,6 +29,11 @@ HEADS = ("click", "conversion")
 PRIOR_WEIGHT = 10.0
 _NEWTON_STEPS = 50
 _FIELDS = ("slope", "intercept", "centre")
+# The conversion head of a log without conversions: a post-click rate prior worth
+# PRIOR_CLICKS clicks at PRIOR_POST_CLICK_RATE (one pseudo-conversion), updated by
+# the log's clicks and (zero) conversions.
+PRIOR_POST_CLICK_RATE = 0.02
+PRIOR_CLICKS = 50.0
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -54,6 +59,27 @@ class Platt:
         """Calibrated probabilities (n,) float64 from log-odds ``z`` (n,)."""
         dz = np.asarray(z, np.float64) - self.centre
         return sigmoid(self.centre + self.slope * dz + self.intercept)
+
+
+@dataclasses.dataclass(frozen=True)
+class PostClickPrior:
+    """Conversion head for a log with no conversions to learn from.
+
+    p(conversion) = ``rate`` x p(click): the posterior mean post-click rate of
+    ``conversions`` in ``clicks`` under the prior above. Conversion forecasts
+    built on it are a guess; the network's conversion output is not used.
+    """
+
+    rate: float
+    conversions: int
+    clicks: int
+
+
+def post_click_prior(conversions: int, clicks: int) -> PostClickPrior:
+    """The prior's posterior mean post-click conversion rate given the log's counts."""
+    pseudo = PRIOR_CLICKS * PRIOR_POST_CLICK_RATE
+    rate = (conversions + pseudo) / (clicks + PRIOR_CLICKS)
+    return PostClickPrior(float(rate), int(conversions), int(clicks))
 
 
 def fit_platt(z: np.ndarray, y: np.ndarray) -> Platt:
@@ -109,27 +135,43 @@ def cross_fitted(z: np.ndarray, y: np.ndarray, folds: int = 2) -> np.ndarray:
     return out
 
 
-def to_dict(maps: Mapping[str, Platt]) -> dict[str, Any]:
-    """JSON form of the per-head maps (calibration.json)."""
-    return {
-        "method": "platt",
-        "heads": {h: dataclasses.asdict(maps[h]) for h in HEADS},
+def to_dict(maps: Mapping[str, Platt | PostClickPrior]) -> dict[str, Any]:
+    """JSON form of the per-head maps (calibration.json); a conversion prior is
+    stored as ``{"post_click_prior": {...}}``."""
+    heads = {
+        h: {"post_click_prior": dataclasses.asdict(m)}
+        if isinstance(m, PostClickPrior)
+        else dataclasses.asdict(m)
+        for h, m in ((h, maps[h]) for h in HEADS)
     }
+    return {"method": "platt", "heads": heads}
 
 
-def from_dict(data: Mapping[str, Any]) -> dict[str, Platt]:
+def from_dict(data: Mapping[str, Any]) -> dict[str, Platt | PostClickPrior]:
     """Inverse of :func:`to_dict`; raises InputError if malformed."""
     try:
         if data["method"] != "platt":
             raise ValueError(f"unknown method {data['method']!r}")
-        maps = {
-            h: Platt(**{k: float(data["heads"][h][k]) for k in _FIELDS}) for h in HEADS
+        heads = data["heads"]
+        maps: dict[str, Platt | PostClickPrior] = {
+            h: Platt(**{k: float(heads[h][k]) for k in _FIELDS})
+            for h in HEADS
+            if "post_click_prior" not in heads[h]
         }
-    except (KeyError, TypeError, ValueError) as exc:
+        prior = heads["conversion"].get("post_click_prior")
+        if prior is not None:
+            maps["conversion"] = PostClickPrior(
+                float(prior["rate"]), int(prior["conversions"]), int(prior["clicks"])
+            )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise InputError(f"calibration.json is malformed ({exc!r}).") from exc
-    if not all(
+    if "click" not in maps or not all(
         np.isfinite([m.slope, m.intercept, m.centre]).all() and m.slope > 0
         for m in maps.values()
+        if isinstance(m, Platt)
     ):
         raise InputError("calibration.json has a non-finite or non-positive slope.")
+    prior = maps["conversion"]
+    if isinstance(prior, PostClickPrior) and not 0 < prior.rate < 1:
+        raise InputError("calibration.json: the post-click prior rate is not in (0, 1).")
     return maps

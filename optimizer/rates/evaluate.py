@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -127,8 +128,12 @@ def _logistic_regression(
     x_valid = _one_hot(spec, encode(spec, valid))
     out = {}
     for head, col in zip(HEADS, ("click", "conversion"), strict=True):
+        y = train[col].to_numpy()
+        if not 0 < y.sum() < len(y):  # one class: the Laplace-smoothed rate
+            out[head] = np.full(x_valid.shape[0], (y.sum() + 1.0) / (len(y) + 2.0))
+            continue
         clf = LogisticRegression(max_iter=500, tol=1e-6)
-        clf.fit(x_train, train[col].to_numpy())
+        clf.fit(x_train, y)
         out[head] = clf.predict_proba(x_valid)[:, 1]
     return out
 
@@ -173,3 +178,23 @@ def calibrate_and_measure(
             },
         }
     return maps, heads
+
+
+def prior_head_metrics(
+    prior: calibration.PostClickPrior,
+    p_click: np.ndarray,
+    y: np.ndarray,
+    measured: dict[str, Any],
+) -> dict[str, Any]:
+    """Conversion-head metrics when the head is a post-click prior.
+
+    ``p_click`` (n,) are the calibrated click rates of the validation rows and
+    ``y`` (n,) their conversions; the baselines measured for the head are kept.
+    ``prior`` records the rate, the counts it rests on and that it is a guess.
+    """
+    return {
+        "model": head_metrics(prior.rate * p_click, y),
+        "model_uncalibrated": measured["model_uncalibrated"],
+        "baselines": measured["baselines"],
+        "prior": dataclasses.asdict(prior),
+    }

@@ -96,10 +96,14 @@ def labels_of(events: pd.DataFrame) -> np.ndarray:
 
 
 def _check_totals(totals: np.ndarray, what: str) -> None:
-    """Raise InputError when a head has no positive or no negative example."""
+    """Raise InputError when a head has no positive or no negative example.
+
+    No conversions at all is allowed (a new campaign): the conversion head then
+    falls back to a post-click prior (see :mod:`optimizer.rates.train`).
+    """
     for j, head in enumerate(HEADS):
         positives = int(totals[1 + j])
-        if positives == 0 or positives == totals[0]:
+        if (positives == 0 and head == "click") or positives == totals[0]:
             raise InputError(
                 f"the {what} won auctions have {positives} {head}(s) out of "
                 f"{int(totals[0])}: a {head} rate needs both outcomes. Use a longer log."

@@ -38,7 +38,9 @@ class RateModel:
         net: network shape.
         graphdef, state: the frozen network (``nnx.split``); pure use via
             :func:`optimizer.rates.model.rate_logits`.
-        calibration: per-head Platt maps.
+        calibration: per-head Platt maps; the conversion head's is a
+            :class:`~optimizer.rates.calibration.PostClickPrior` when the
+            log had no conversions.
         metrics: JSON-ready validation metrics.
         train_config: hyperparameters used.
     """
@@ -49,7 +51,7 @@ class RateModel:
         net: NetConfig,
         graphdef: nnx.GraphDef,
         state: nnx.State,
-        maps: Mapping[str, calibration.Platt],
+        maps: Mapping[str, calibration.Platt | calibration.PostClickPrior],
         metrics: dict[str, Any],
         train_config: TrainConfig,
     ) -> None:
@@ -71,8 +73,11 @@ class RateModel:
             predict_logits(self.graphdef, self.state, encode(self.spec, events))
         )
         p_click = self.calibration["click"](z["click"])
-        # The two maps are fitted separately; keep p(conversion) <= p(click).
-        p_conv = np.minimum(self.calibration["conversion"](z["conversion"]), p_click)
+        conversion = self.calibration["conversion"]
+        if isinstance(conversion, calibration.PostClickPrior):
+            p_conv = conversion.rate * p_click
+        else:  # fitted apart from the click map; keep p(conversion) <= p(click)
+            p_conv = np.minimum(conversion(z["conversion"]), p_click)
         return {
             "p_click": p_click,
             "p_conversion": p_conv,

@@ -38,7 +38,12 @@ from optimizer.rates import rows as train_rows
 from optimizer.rates.calibration import HEADS
 from optimizer.rates.config import TrainConfig
 from optimizer.rates.data_parallel import DataParallel
-from optimizer.rates.evaluate import auc, calibrate_and_measure, log_loss
+from optimizer.rates.evaluate import (
+    auc,
+    calibrate_and_measure,
+    log_loss,
+    prior_head_metrics,
+)
 from optimizer.rates.model import (
     NetConfig,
     RateNet,
@@ -276,9 +281,20 @@ def fit_rate_model_chunks(
         net = NetConfig(
             tuple(spec.field_sizes), len(spec.numeric), cfg.embed_dim, cfg.hidden
         )
+        labels_all = totals[1:] + distributed.combine(vlabels.sum(axis=0), sum)
+        # No conversions to learn from: the conversion head is a post-click prior.
+        prior = (
+            calibration.post_click_prior(int(labels_all[1]), int(labels_all[0]))
+            if totals[2] == 0
+            else None
+        )
         base_logits = (
             float(calibration.log_odds(totals[1] / totals[0])),
-            float(calibration.log_odds(totals[2] / totals[1])),
+            float(
+                calibration.log_odds(
+                    totals[2] / totals[1] if prior is None else prior.rate
+                )
+            ),
         )
         key_init, key_train = jax.random.split(jax.random.key(seed))
         graphdef, state = _build_net(net, key_init, base_logits)
@@ -304,12 +320,18 @@ def fit_rate_model_chunks(
             distributed.allgather_array(predict_logits(graphdef, state, vbatch))
         )
     )
+    all_vlabels = np.concatenate(distributed.allgather_array(vlabels))
     maps, heads = calibrate_and_measure(
         z,
-        np.concatenate(distributed.allgather_array(vlabels)),
+        all_vlabels,
         (data.baseline_train, data.valid) if distributed.process_count() == 1 else None,
         spec,
     )
+    if prior is not None:
+        maps["conversion"] = prior
+        heads["conversion"] = prior_head_metrics(
+            prior, maps["click"](z["click"]), all_vlabels[:, 1], heads["conversion"]
+        )
     metrics = {
         "heads": heads,
         "rows": {

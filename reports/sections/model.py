@@ -62,10 +62,20 @@ def model_health(inputs: ReportInputs) -> dict[str, Any]:
 def verdict(name: str, head: dict[str, Any]) -> dict[str, Any] | None:
     """Plain-words verdict on one head: does it rank better than its baselines?
 
-    Returns ``{"ok": bool, "text": str}``, or None without a model AUC. A model
+    Returns ``{"ok": bool, "text": str}``, or None without a model AUC. A
+    conversion head that is a post-click prior (no conversions in the log) is
+    never ok: its forecasts are a guess. A model
     below 0.5 AUC is worse than random; below logistic regression or the audience
     average it adds nothing the simple baseline would not give.
     """
+    if name == "conversion" and isinstance(head.get("prior"), dict):
+        prior = head["prior"]
+        words = {
+            "conversions": decimal(prior.get("conversions"), 0),
+            "clicks": decimal(prior.get("clicks"), 0),
+            "rate": percent(prior.get("rate"), digits=2),
+        }
+        return {"ok": False, "text": text.VERDICT_PRIOR.format(**words)}
     model = number((head.get("model") or {}).get("auc"))
     if model is None:
         return None
