@@ -109,17 +109,23 @@ BENCHMARKS: dict[str, Callable[[list[str]], None]] = {
 
 
 def run_all() -> int:
-    """Every benchmark in ORDER; returns the number that failed."""
+    """Every benchmark in ORDER (a bar with ETA on a terminal); returns the number
+    that failed."""
+    from optimizer.io.progress import progress_bar
+
     failed = []
-    for name in ORDER:
-        print(f"\n=== {name} ===", flush=True)
-        start = time.perf_counter()
-        try:
-            BENCHMARKS[name]([])
-        except Exception:
-            traceback.print_exc()
-            failed.append(name)
-        print(f"=== {name}: {time.perf_counter() - start:.0f} s ===", flush=True)
+    with progress_bar(len(ORDER), "benchmarks", "benchmark") as bar:
+        for name in ORDER:
+            bar.set_postfix_str(name)
+            print(f"\n=== {name} ===", flush=True)
+            start = time.perf_counter()
+            try:
+                BENCHMARKS[name]([])
+            except Exception:
+                traceback.print_exc()
+                failed.append(name)
+            print(f"=== {name}: {time.perf_counter() - start:.0f} s ===", flush=True)
+            bar.update(1)
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
     return len(failed)

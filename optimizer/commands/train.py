@@ -194,7 +194,12 @@ def train_model(
     if not quiet:
         print("Fitting bid landscapes and volumes ...", flush=True)
     market = fit_market(
-        sample, preds["p_click"], preds["p_conversion"], auction_type, totals=totals
+        sample,
+        preds["p_click"],
+        preds["p_conversion"],
+        auction_type,
+        totals=totals,
+        progress=not quiet,
     )
     n_events = sum(totals.auctions.values())
     with atomic_dir(model_dir) as tmp:

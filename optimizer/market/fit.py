@@ -220,6 +220,7 @@ def fit_market(
     auction_type: str | None = None,
     n_strata: int = N_STRATA,
     totals: LogTotals | None = None,
+    progress: bool = False,
 ) -> FittedMarket:
     """Fit the market model from a validated event log and per-row predicted rates.
 
@@ -231,6 +232,7 @@ def fit_market(
         auction_type: 'second_price', 'first_price' or None to detect from the log.
         n_strata: quality strata per audience in the response model.
         totals: exact totals of the whole log; None computes them from ``events``.
+        progress: show the landscape fit's bar on a terminal.
     """
     totals = totals or log_totals(events)
     names = sorted(totals.auctions)
@@ -274,7 +276,7 @@ def fit_market(
         n_audiences=a,
         first_price=first_price,
     )
-    fit = fit_landscapes(subsample(data))
+    fit = fit_landscapes(subsample(data), progress=progress)
     observed_clicks = np.array([totals.clicks[n] for n in names], float)
     observed_conv = np.array([totals.conversions[n] for n in names], float)
     click_factor = anchor_factors(

@@ -27,6 +27,8 @@ import numpy as np
 import optax
 from jax.scipy.special import log_ndtr, logsumexp, ndtr
 
+from optimizer.io.progress import progress_bar
+
 # Prior scales of the partial pooling (log-price units): price levels differ a lot
 # between audiences, spreads and quality slopes much less.
 _PRIOR_SD = {
@@ -235,17 +237,23 @@ def subsample(
     )
 
 
-def fit_landscapes(data: LandscapeData, iterations: int = 200) -> dict[str, np.ndarray]:
+def fit_landscapes(
+    data: LandscapeData, iterations: int = 200, progress: bool = False
+) -> dict[str, np.ndarray]:
     """Fit log-normal and mixture landscapes; keep the mixture where BIC prefers it.
 
-    ``data`` should already be capped with :func:`subsample` for big logs.
+    ``data`` should already be capped with :func:`subsample` for big logs;
+    ``progress`` shows a bar (one step per family) on a terminal.
 
     Returns:
         dict of per-audience arrays: mu (A,), beta (A,), loc/scale/weight (A, 2),
         family (A,) str in {"lognormal", "mixture"}, loglik (A,).
     """
-    plain, ll_plain = _fit(data, False, iterations)
-    mixed, ll_mixed = _fit(data, True, iterations)
+    with progress_bar(2, "bid landscapes", "fit", show=progress) as bar:
+        plain, ll_plain = _fit(data, False, iterations)
+        bar.update(1)
+        mixed, ll_mixed = _fit(data, True, iterations)
+        bar.update(1)
     counts = np.bincount(data.audience, minlength=data.n_audiences)
     # Three extra parameters per audience: the mixture must earn 1.5 log(n) of likelihood.
     use_mix = 2 * (ll_mixed - ll_plain) > 3 * np.log(np.maximum(counts, 2))

@@ -173,5 +173,7 @@ def from_dict(data: Mapping[str, Any]) -> dict[str, Platt | PostClickPrior]:
         raise InputError("calibration.json has a non-finite or non-positive slope.")
     prior = maps["conversion"]
     if isinstance(prior, PostClickPrior) and not 0 < prior.rate < 1:
-        raise InputError("calibration.json: the post-click prior rate is not in (0, 1).")
+        raise InputError(
+            "calibration.json: the post-click prior rate is not in (0, 1)."
+        )
     return maps

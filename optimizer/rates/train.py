@@ -28,10 +28,10 @@ import numpy as np
 import optax
 import pandas as pd
 from flax import nnx
-from tqdm.auto import tqdm
 
 from optimizer import distributed
 from optimizer.features import FeatureBatch, encode
+from optimizer.io.progress import progress_bar
 from optimizer.log.chunks import WonChunks
 from optimizer.rates import calibration, data_parallel
 from optimizer.rates import rows as train_rows
@@ -136,9 +136,7 @@ def _train(
     vbatch, vlabels = valid[0], np.concatenate(distributed.allgather_array(valid[1]))
     best = (np.inf, 0, state)
     history = []
-    epochs = tqdm(
-        total=cfg.epochs, desc="training", unit="epoch", disable=not bar, leave=False
-    )
+    epochs = progress_bar(cfg.epochs, "training", "epoch", show=bar)
     for epoch in range(1, cfg.epochs + 1):
         tick = time.perf_counter()
         params, ema, opt_state, train_loss = epoch_fn(

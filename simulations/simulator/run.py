@@ -21,10 +21,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec
-from tqdm.auto import tqdm
 
 from optimizer.devices import mesh as device_mesh
 from optimizer.errors import InputError
+from optimizer.io.progress import progress_bar
 from optimizer.market.params import MONEY, MarketParams, per_auction
 from simulations.simulator.kernel import default_block_hours, simulate_one
 
@@ -214,14 +214,7 @@ def simulate(
         parts.append((outcomes[:n_paths], out_hour[:n_paths], path[:n_paths]))
     size = min(batch, runs - n_paths)
     # A bar with ETA on a terminal; logs (CI, files) get one line per batch.
-    bar = tqdm(
-        total=runs,
-        initial=n_paths,
-        desc="simulating",
-        unit="run",
-        disable=not (progress and sys.stderr.isatty()),
-        leave=False,
-    )
+    bar = progress_bar(runs, "simulating", "run", show=progress, initial=n_paths)
     for lo in range(n_paths, runs, max(size, 1)):
         # The last batch is padded to the same size so it reuses the compiled call.
         idx = jnp.arange(lo, lo + _whole(size, mesh.size)) % runs
@@ -245,7 +238,7 @@ def _whole(n: int, devices: int) -> int:
     return -(-n // devices) * devices
 
 
-def _report(parts: list, done: int, runs: int, bar: tqdm) -> None:
+def _report(parts: list, done: int, runs: int, bar) -> None:
     """Block until ``parts`` are computed, then move ``bar`` (or print a line)."""
     jax.block_until_ready(parts)
     if bar.disable:

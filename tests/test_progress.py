@@ -1,0 +1,53 @@
+"""Progress bars: shown with an ETA on a terminal, silent in logs and under -q."""
+
+from __future__ import annotations
+
+import io
+import sys
+
+import numpy as np
+
+from optimizer.io.progress import progress_bar
+from optimizer.market.landscape import LandscapeData, fit_landscapes
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def _data() -> LandscapeData:
+    rng = np.random.default_rng(0)
+    n = 400
+    log_bid = rng.normal(0.0, 0.5, n)
+    log_price = rng.normal(0.0, 0.5, n)
+    won = log_bid > log_price
+    return LandscapeData(
+        audience=np.zeros(n, np.int32),
+        log_bid=log_bid,
+        log_cost=np.where(won, log_price, 0.0),
+        won=won,
+        shift=np.zeros(n),
+        n_audiences=1,
+        first_price=False,
+    )
+
+
+def test_bar_only_on_a_terminal_and_when_asked(monkeypatch):
+    monkeypatch.setattr(sys, "stderr", _Terminal())
+    assert not progress_bar(3, "work", "step").disable
+    assert progress_bar(3, "work", "step", show=False).disable
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    assert progress_bar(3, "work", "step").disable
+
+
+def test_landscape_fit_shows_its_bar(monkeypatch):
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    fit_landscapes(_data(), iterations=20, progress=True)
+    assert "bid landscapes" in terminal.getvalue()
+    assert "2/2" in terminal.getvalue()
+    quiet = _Terminal()
+    monkeypatch.setattr(sys, "stderr", quiet)
+    fit_landscapes(_data(), iterations=20, progress=False)
+    assert quiet.getvalue() == ""
