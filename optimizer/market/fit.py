@@ -25,6 +25,7 @@ from optimizer.market.landscape import (
 )
 from optimizer.market.params import MarketParams
 from optimizer.market.spread import Spread, fit_spread, log_shift
+from optimizer.market.volume import daily_counts, volume_per_day
 
 N_STRATA = 16
 RECENT_DAYS = 7
@@ -289,8 +290,12 @@ def fit_market(
     strata = _strata(codes, shift, p_click, p_conversion, a, n_strata)
     value, has_value = _value_per_conversion(totals, names)
     n_days = max(len(totals.days), 1)
+    hours = np.array([totals.hours[n] for n in names], float).sum(0)
+    volume, volume_choice = volume_per_day(
+        daily_counts(codes, events["timestamp"], weight, hours / hours.sum())
+    )
     params = MarketParams(
-        volume_per_day=jnp.asarray(weight * sampled / n_days),
+        volume_per_day=jnp.asarray(volume),
         hour_profile=jnp.asarray(_hour_profiles(totals, names)),
         weight=jnp.asarray(strata["weight"]),
         p_click=jnp.asarray(strata["p_click"]),
@@ -314,6 +319,7 @@ def fit_market(
     metrics = {
         "auction_type": auction_type,
         "days_in_log": int(n_days),
+        "volume": volume_choice,
         "rate_spread": {head: fit.to_json() for head, fit in spreads.items()},
         "rate_anchoring": {
             name: {
