@@ -36,7 +36,11 @@ def solve_with_rules(
     flat_obj = float(flat.allocation.objective)
 
     def keep_flat(rule, reason):
-        return flat, rule, rule_section(rule, False, reason, None, flat_obj, max_levels)
+        return (
+            flat,
+            rule,
+            rule_section(rule, False, reason, None, flat_obj, max_levels, objective),
+        )
 
     if not use:
         return keep_flat(None, "flat bids were asked for (--flat-bids)")
@@ -66,7 +70,9 @@ def solve_with_rules(
             "bids, within the model's precision",
         )
     reason = f"bidding by the rule adds {gain:+.1%} expected {objective} over the best flat bids"
-    section = rule_section(rule, True, reason, ruled_obj, flat_obj, max_levels)
+    section = rule_section(
+        rule, True, reason, ruled_obj, flat_obj, max_levels, objective
+    )
     section["max_bid"] = np.exp(np.asarray(ruled.inputs.problem.max_log_bid)).tolist()
     return ruled, rule, section
 

@@ -126,8 +126,10 @@ def rule_section(
     objective: float | None,
     flat_objective: float | None,
     max_levels: int,
+    objective_name: str = "conversions",
 ) -> dict:
-    """plan.json's "bid_rules": whether the plan bids by the rule, why, and the rule."""
+    """plan.json's "bid_rules": whether the plan bids by the rule, why, the rule,
+    and per audience its largest multipliers in plain words ("explanations")."""
     out = {
         "used": bool(used),
         "reason": reason,
@@ -139,6 +141,7 @@ def rule_section(
         out["factor_range"] = list(rule.factor_range)
         out["flat_audiences"] = rule.flat
         out["rule"] = rule.to_json()
+        out["explanations"] = explain(rule.table(), objective_name, top=5)
     return out
 
 

@@ -1,15 +1,13 @@
 """The report's bid-rule section: per audience its bid multipliers, largest first,
-in plain words ("desktop impressions get 1.8x the bid: they convert 2.1x as often")."""
+in plain words ("desktop impressions get 1.8x the bid: they convert 2.1x as often"),
+as plan.json's "bid_rules" section holds them."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from optimizer.market.rules import Rule
-from optimizer.plan.bid_rules import explain
 
-
-def bid_rules(inputs: Any, top: int = 5) -> dict | None:
+def bid_rules(inputs: Any) -> dict | None:
     """None without a rule section in plan.json; else the reason and, when the
     plan bids by the rule, one entry per audience (its largest effects)."""
     info = (inputs.plan or {}).get("bid_rules")
@@ -18,18 +16,16 @@ def bid_rules(inputs: Any, top: int = 5) -> dict | None:
     out = {"used": bool(info.get("used")), "reason": info.get("reason", ""), "rows": []}
     if not out["used"] or "rule" not in info:
         return out
-    rule = Rule.from_json(info["rule"])
-    objective = (inputs.plan.get("scenario") or {}).get("objective") or "conversions"
-    lines = explain(rule.table(), objective, top)
-    for name in rule.names:
-        flat = rule.flat.get(name)
+    flat = info.get("flat_audiences") or {}
+    lines = info.get("explanations") or {}
+    for name in info["rule"]["names"]:
         out["rows"].append(
             {
                 "audience": name,
-                "lines": [] if flat else lines.get(name, []),
-                "flat": f"flat bid: {flat}" if flat else "",
+                "lines": [] if name in flat else lines.get(name, []),
+                "flat": f"flat bid: {flat[name]}" if name in flat else "",
             }
         )
-    low, high = rule.factor_range
+    low, high = info.get("factor_range", (0.1, 10.0))
     out["range"] = f"{low:g}x to {high:g}x"
     return out
