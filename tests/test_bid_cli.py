@@ -96,3 +96,28 @@ def test_plan_bids_by_rule_and_bid_scores_auctions(rule_model):
 def test_bad_factor_range_is_a_clear_error(rule_model):
     out = _plan(rule_model, rule_model["root"] / "x", "--factor-range", "2:10")
     assert out.exit_code != 0 and "--factor-range" in out.output
+
+
+def test_plan_json_rebuilds_the_rule_market(rule_model):
+    """simulate / whatif / frontier rebuild the plan's market from plan.json."""
+    import numpy as np
+
+    from optimizer.market.store import load_market, load_rule_rows
+    from optimizer.plan.bid_rules import market_for_plan, rule_market_for, rule_section
+
+    market = load_market(rule_model["model"])
+    rows = load_rule_rows(rule_model["model"])
+    rule, ruled = rule_market_for(market, rows, "conversions", 4, (0.2, 5.0))
+    doc = {"bid_rules": rule_section(rule, True, "test", 1.0, 1.0, 4)}
+    doc["bid_rules"]["max_bid"] = [0.5] * len(market.names)
+    doc = json.loads(json.dumps(doc))  # as written to and read from plan.json
+    again, same = market_for_plan(market, rows, doc)
+    assert same.factors == rule.factors
+    for field in ("weight", "p_conv", "price_loc", "log_bid_factor"):
+        np.testing.assert_array_equal(
+            getattr(again.params, field), getattr(ruled.params, field)
+        )
+    np.testing.assert_allclose(np.exp(again.params.log_bid_cap), 0.5)
+    assert np.abs(np.asarray(ruled.params.log_bid_factor)).max() <= np.log(5.0) + 1e-12
+    flat, none = market_for_plan(market, rows, {})
+    assert none is None and flat.params.log_bid_factor is None
