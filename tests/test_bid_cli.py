@@ -85,6 +85,14 @@ def test_plan_bids_by_rule_and_bid_scores_auctions(rule_model):
         rtol=1e-6,
     )
 
+    # In chunks of 64 rows: the same file (one header, every row once).
+    from optimizer.commands.bid import score_auctions
+
+    score_auctions(
+        rule_model["model"], root / "ruled", root / "auctions.csv", root / "b64.csv", 64
+    )
+    pd.testing.assert_frame_equal(pd.read_csv(root / "b64.csv"), bids)
+
     auctions.drop(columns=["region"]).to_csv(root / "short.csv", index=False)
     bad = CliRunner().invoke(
         main, [*args, "--events", str(root / "short.csv"), "--out", str(root / "c.csv")]
