@@ -24,7 +24,7 @@ RUNS      ?= 200
 SCENARIO  ?= simulations/scenarios/*.toml
 N_AUDIENCES ?= 24
 
-.PHONY: demo test bench bench-allocator bench-quality bench-scaleout bench-cli lint fmt data train plan simulate whatif frontier report clean install browser
+.PHONY: demo test bench bench-allocator bench-quality bench-rules bench-scaleout bench-cli lint fmt data train plan simulate whatif frontier report clean install browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -103,6 +103,9 @@ bench-allocator: $(STAMP)
 
 bench-quality: $(STAMP)
 	$(BIN)/python -m benchmarks.run quality
+
+bench-rules: $(STAMP)
+	$(BIN)/python -m benchmarks.run rules
 
 bench-scaleout: $(STAMP)
 	$(BIN)/python -m benchmarks.run scaleout

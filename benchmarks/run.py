@@ -33,6 +33,7 @@ ORDER = (
     "scaleout",
     "cli",
     "quality",
+    "rules",
 )
 USAGE = (
     f"usage: python -m benchmarks.run {{all|{'|'.join(ORDER)}}} [training sizes ...]"
@@ -97,6 +98,12 @@ def _quality(_: list[str]) -> None:
         quality.main()
 
 
+def _rules(_: list[str]) -> None:
+    from benchmarks import bench_rules
+
+    bench_rules.main()
+
+
 BENCHMARKS: dict[str, Callable[[list[str]], None]] = {
     "allocator": _allocator,
     "frontier": _frontier,
@@ -105,6 +112,7 @@ BENCHMARKS: dict[str, Callable[[list[str]], None]] = {
     "scaleout": _scaleout,
     "cli": _cli,
     "quality": _quality,
+    "rules": _rules,
 }
 
 

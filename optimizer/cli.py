@@ -13,6 +13,7 @@ import click
 
 from optimizer import __version__
 from optimizer.commands import options as opt
+from optimizer.commands.bid import bid_command, bid_rule_options, rule_flags
 from optimizer.commands.runtime import (
     device_mesh,
     echo,
@@ -183,6 +184,7 @@ def predict(ctx: click.Context, model_dir: Path, events: Path, out_file: Path) -
 @opt.min_budget_option
 @opt.currency_option
 @opt.spend_all_option
+@bid_rule_options
 @opt.out_folder_option("Folder for plan.csv and plan.json.")
 @opt.csv_format_options
 @opt.devices_option
@@ -214,6 +216,7 @@ def plan(
         out_dir,
         target_conversions,
         mesh=device_mesh(devices, "audiences"),
+        rules=rule_flags(flags),
     ):
         echo(ctx, line)
 
@@ -409,6 +412,8 @@ def frontier(
     ):
         echo(ctx, line)
 
+
+main.add_command(bid_command)  # adplan bid: score auctions with the plan's bids
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

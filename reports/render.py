@@ -19,6 +19,7 @@ from reports import sections, text
 from reports.formatting import timestamp
 from reports.inputs import ReportInputs, read_inputs
 from reports.sections.backtest import backtest as backtest_section
+from reports.sections.rules import bid_rules as bid_rules_section
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("reports", "templates"),
@@ -63,6 +64,7 @@ def build_context(inputs: ReportInputs, generated: str) -> dict[str, Any]:
         ],
         "provenance": sections.provenance(inputs, generated),
         "backtest": backtest_section(inputs.backtest),
+        "bid_rules": bid_rules_section(inputs),
     }
 
 

@@ -54,7 +54,8 @@ def pipeline(tmp_path_factory) -> dict[str, Path]:
     _run(["train", "--events", str(market / "events.csv"), "--out", str(model),
           "--epochs", "3", "--seed", "5"])  # fmt: skip
     _run(["plan", "--model", str(model), "--budget", "250", "--days", "7",
-          "--audiences", str(market / "audiences.csv"), "--out", str(plan)])  # fmt: skip
+          "--audiences", str(market / "audiences.csv"), "--out", str(plan),
+          "--flat-bids"])  # fmt: skip
     _run(["simulate", "--model", str(model), "--plan", str(plan), "--runs", "20",
           "--seed", "5", "--out", str(root / "sim")])  # fmt: skip
     _run(["whatif", "--model", str(model), "--plan", str(plan),

@@ -33,6 +33,7 @@ from optimizer.allocate.problem import (
     capacity,
     gain_at,
     log_bid_bounds,
+    market,
     spend_at,
 )
 
@@ -89,11 +90,11 @@ def _curvature(
         return response.log_marginal(p, ui, config)
 
     log_m_val, dlogm_du = jax.vmap(jax.value_and_grad(log_m, argnums=1))(
-        problem.params, u
+        market(problem), u
     )
     ds_du = problem.auctions * jnp.exp(
         jax.vmap(response.log_spend_slope, in_axes=(0, 0, None))(
-            problem.params, u, config
+            market(problem), u, config
         )
     )
     m = jnp.exp(log_m_val)

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from optimizer.allocate import response
 from optimizer.allocate.allocator import Allocation
 from optimizer.allocate.config import SolveConfig
-from optimizer.allocate.problem import Problem
+from optimizer.allocate.problem import Problem, market
 
 
 @jax.tree_util.register_dataclass
@@ -55,7 +55,7 @@ def bound_prices(
     at_bid = (spend > tol) & (u >= problem.max_log_bid - 1e-4) & ~at_upper
     slope = problem.auctions * jnp.exp(
         jax.vmap(response.log_spend_slope, in_axes=(0, 0, None))(
-            problem.params, u, config
+            market(problem), u, config
         )
     )  # d spend / d log bid
     return BoundPrices(

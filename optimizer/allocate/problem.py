@@ -60,6 +60,9 @@ def make_problem(
     """A Problem with defaults: no bounds, no max bid, no group caps (float64 money)."""
     a = params.n_audiences
     f64 = jnp.float64
+    if params.log_bid_factor is not None:
+        cap = None if max_bid is None else jnp.log(jnp.asarray(max_bid, f64))
+        params = dataclasses.replace(params, log_bid_cap=cap)
     return Problem(
         params=params,
         days=jnp.asarray(days, f64),
@@ -78,38 +81,56 @@ def make_problem(
     )
 
 
+def market(problem: Problem) -> MarketParams:
+    """The problem's market; under a bid rule each stratum's bid is capped at the
+    problem's max bid (so base x factor never exceeds it)."""
+    p = problem.params
+    if p.log_bid_factor is None:
+        return p
+    return dataclasses.replace(p, log_bid_cap=problem.max_log_bid)
+
+
 def log_bid_bounds(problem: Problem) -> tuple[jax.Array, jax.Array]:
-    """(A,) lowest and highest log bid worth considering."""
-    low, high = jax.vmap(response.bid_range)(problem.params)
-    return low, jnp.maximum(jnp.minimum(high, problem.max_log_bid), low)
+    """(A,) lowest and highest log (base) bid worth considering.
+
+    Under a bid rule the base may rise until the lowest-factor stratum meets the
+    max bid; every stratum's own bid is capped there."""
+    p = problem.params
+    low, high = jax.vmap(response.bid_range)(p)
+    top = problem.max_log_bid
+    if p.log_bid_factor is not None:
+        live = p.weight > 0
+        least = jnp.min(jnp.where(live, p.log_bid_factor, jnp.inf), axis=1)
+        top = top - least - 1e-9
+    return low, jnp.maximum(jnp.minimum(high, top), low)
 
 
 def capacity(problem: Problem, config: SolveConfig) -> jax.Array:
     """(A,) the most each audience can spend over the horizon at its highest bid."""
     _, high = log_bid_bounds(problem)
     return problem.auctions * jax.vmap(response.spend, in_axes=(0, 0, None))(
-        problem.params, high, config
+        market(problem), high, config
     )
 
 
 def spend_at(problem: Problem, u: jax.Array, config: SolveConfig) -> jax.Array:
     """(A,) spend over the horizon at log bids ``u``."""
     return problem.auctions * jax.vmap(response.spend, in_axes=(0, 0, None))(
-        problem.params, u, config
+        market(problem), u, config
     )
 
 
 def gain_at(problem: Problem, u: jax.Array, config: SolveConfig) -> jax.Array:
     """(A,) objective over the horizon at log bids ``u``."""
     return problem.auctions * jax.vmap(response.gain, in_axes=(0, 0, None))(
-        problem.params, u, config
+        market(problem), u, config
     )
 
 
 def log_marginal_at(problem: Problem, u: jax.Array, config: SolveConfig) -> jax.Array:
     """(A,) log marginal objective per currency at log bids ``u``."""
     return jax.vmap(response.log_marginal, in_axes=(0, 0, None))(
-        problem.params, u, config
+        market(problem), u, config
     )
 
 

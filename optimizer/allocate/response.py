@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from jax.scipy.special import log_ndtr, logsumexp
 
 from optimizer.allocate.config import SolveConfig
-from optimizer.market.params import MarketParams, price_cells
+from optimizer.market.params import MarketParams, price_cells, stratum_log_bids
 
 _LOG_SQRT_2PI = 0.5 * jnp.log(2 * jnp.pi)
 
@@ -37,6 +37,9 @@ def per_unit_gain(p: MarketParams, config: SolveConfig) -> jax.Array:
 def spend(p: MarketParams, u: jax.Array, config: SolveConfig) -> jax.Array:
     """Expected spend per auction at bid exp(u)."""
     d, m, s, w = price_cells(p, u)
+    if config.first_price and p.log_bid_factor is not None:
+        ub = stratum_log_bids(p, u)[0][:, None]
+        return jnp.sum(w * jnp.exp(ub + log_ndtr(d)))
     if config.first_price:
         return jnp.exp(u) * jnp.sum(w * jnp.exp(log_ndtr(d)))
     return jnp.sum(w * jnp.exp(m + 0.5 * s**2 + log_ndtr(d - s)))
@@ -51,6 +54,13 @@ def gain(p: MarketParams, u: jax.Array, config: SolveConfig) -> jax.Array:
 def log_spend_slope(p: MarketParams, u: jax.Array, config: SolveConfig) -> jax.Array:
     """log of d spend / d u (spend per auction per unit of log bid)."""
     d, _, s, w = price_cells(p, u)
+    if p.log_bid_factor is not None:
+        ub, live = stratum_log_bids(p, u)
+        log_wl = _log_w(w * live[:, None]) + ub[:, None]
+        log_density = logsumexp(log_wl - jnp.log(s) - 0.5 * d**2) - _LOG_SQRT_2PI
+        if config.first_price:
+            return jnp.logaddexp(logsumexp(log_wl + log_ndtr(d)), log_density)
+        return log_density
     log_density = (
         logsumexp(_log_w(w) - jnp.log(s) - 0.5 * d**2) - _LOG_SQRT_2PI
     )  # d win / d u
@@ -63,13 +73,17 @@ def log_marginal(p: MarketParams, u: jax.Array, config: SolveConfig) -> jax.Arra
     """log of d gain / d spend at bid exp(u) (objective per extra currency unit)."""
     d, _, s, w = price_cells(p, u)
     g = per_unit_gain(p, config)[:, None]
+    if p.log_bid_factor is not None:
+        g = g * stratum_log_bids(p, u)[1][:, None]
     log_gain_slope = logsumexp(_log_w(w * g) - jnp.log(s) - 0.5 * d**2) - _LOG_SQRT_2PI
     return log_gain_slope - log_spend_slope(p, u, config)
 
 
 def bid_range(p: MarketParams) -> tuple[jax.Array, jax.Array]:
-    """(low, high) log bids: spend ~ 0 below, win rate > 99.5% above."""
+    """(low, high) log (base) bids: spend ~ 0 below, win rate > 99.5% above."""
     m = p.price_loc[:, None] + p.mix_loc[None, :]
+    if p.log_bid_factor is not None:
+        m = m - p.log_bid_factor[:, None]
     live = (p.weight[:, None] * p.mix_weight[None, :]) > 0
     s = p.mix_scale[None, :]
     low = jnp.min(jnp.where(live, m - 7.0 * s, jnp.inf))

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from jax.sharding import Mesh
 
+from optimizer.commands.bid import RULE_FLAGS
+from optimizer.commands.rules import rule_lines, solve_with_rules
 from optimizer.errors import InputError
 from optimizer.io.atomic import check_writable
 from optimizer.io.files import (
@@ -54,8 +56,9 @@ def read_rates_metrics(model_dir: Path) -> dict:
 
 def scenario_from_flags(scenario_file: Path | None, flags: dict) -> Scenario:
     """The plan's scenario: defaults < scenario file < command-line flags
-    (``--max-bid-cpm`` becomes ``max_bid`` per impression)."""
-    flags = dict(flags)
+    (``--max-bid-cpm`` becomes ``max_bid`` per impression; bid-rule flags are
+    not part of the scenario)."""
+    flags = {k: v for k, v in flags.items() if k not in RULE_FLAGS}
     cpm = flags.pop("max_bid_cpm")
     if cpm is not None:
         if flags["max_bid"] is not None:
@@ -74,16 +77,25 @@ def write_plan(
     out_dir: Path,
     target_conversions: float | None,
     mesh: Mesh | None = None,
+    rules: tuple[bool, str, int] = (False, "0.1:10", 8),
 ) -> list[str]:
     """Solve and write plan.csv and plan.json into ``out_dir``; return summary lines.
 
-    ``mesh``: shard the audiences over these devices (same plan)."""
+    ``mesh``: shard the audiences over these devices (same plan). ``rules``:
+    (bid by a rule, --factor-range text, --max-levels); with a rule the plan also
+    writes bid_rules.csv."""
     check_writable(out_dir, folder=True)
     info = check_model_folder(model_dir)
     market = load_market(model_dir)
     settings = read_settings(settings_file, market.names) if settings_file else None
-    solved = solve_plan(
-        market, scenario, settings, target_conversions=target_conversions, mesh=mesh
+
+    def solve(m):
+        return solve_plan(
+            m, scenario, settings, target_conversions=target_conversions, mesh=mesh
+        )
+
+    solved, rule, section = solve_with_rules(
+        model_dir, market, scenario.objective, rules, solve
     )
     frame = plan_frame(solved)
     provenance = {
@@ -110,9 +122,13 @@ def write_plan(
     from simulations.simulator.band import band_widening
 
     doc["warnings"] += band_note(band_widening(model_dir))
-    lines = summary_lines(doc)  # before writing: nothing can fail after
+    if rules[0]:  # with --flat-bids plan.json stays as before rules existed
+        doc["bid_rules"] = section
+    lines = summary_lines(doc) + rule_lines(section)  # nothing can fail after
     with atomic_dir(out_dir) as tmp:
         write_csv(tmp / "plan.csv", frame)
+        if section["used"]:
+            write_csv(tmp / "bid_rules.csv", rule.table())
         write_json(tmp / "plan.json", doc)
         write_json(tmp / "curves.json", response_curves(solved))
     return [

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from optimizer.commands.rules import plan_market, truth_params_for
 from optimizer.errors import InputError
 from optimizer.io.atomic import check_writable
 from optimizer.io.files import atomic_dir, check_model_folder, write_csv, write_json
@@ -60,6 +61,7 @@ def write_simulation(
     info = check_model_folder(model_dir)
     market = load_market(model_dir)
     doc, bid, budget = read_plan(plan_dir, market.names, info.get("model_id"))
+    market = plan_market(model_dir, market, doc)
     days = doc["days"]
     if abs(days - round(days)) > 1e-9:
         raise InputError(
@@ -107,9 +109,7 @@ def write_simulation(
             raise InputError(
                 f"truth file {truth_file}: audiences {missing[:5]} are not in this market; use the truth.json generated with the event log."
             )
-        true_params = truth.market_params().take(
-            jnp.asarray([truth.audiences.index(n) for n in market.names])
-        )
+        true_params = truth_params_for(truth, doc, market.names)
         truth_result = _run(
             true_params, bid, budget, days, first_price, pacing, runs, seed + 1, quiet
         )

@@ -41,7 +41,7 @@ from optimizer.log.stream import (
 )
 from optimizer.log.totals import LogTotals, merge_totals
 from optimizer.market.fit import fit_market
-from optimizer.market.store import save_market
+from optimizer.market.store import save_market, save_rule_rows
 from optimizer.plan.health import model_health
 from optimizer.rates import data_parallel
 from optimizer.rates import rows as train_rows
@@ -207,6 +207,7 @@ def train_model(
             write_csv(tmp / "bad_rows.csv", bad.frame())
         rates.save(tmp)
         save_market(tmp, market)
+        save_rule_rows(tmp, market)
         model_id = hashlib.sha256((tmp / "market.json").read_bytes()).hexdigest()[:12]
         write_json(
             tmp / "metrics.json", {"rates": rates.metrics, "market": market.metrics}

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
+from optimizer.commands.rules import plan_market
 from optimizer.errors import InputError
 from optimizer.io.atomic import check_writable
 from optimizer.io.files import atomic_dir, check_model_folder, write_csv, write_json
@@ -112,6 +113,7 @@ def write_whatif(
     doc = None
     if plan_dir is not None:
         doc, bid, cap = read_plan(plan_dir, market.names, model_id)
+        market = plan_market(model_dir, market, doc)
         base_data = {
             k: v for k, v in doc.get("scenario", {}).items() if v not in (None, {}, [])
         }
@@ -212,6 +214,10 @@ def write_frontier(
     check_writable(out_dir, folder=True)
     model_id = check_model_folder(model_dir).get("model_id")
     market = load_market(model_dir)
+    if plan_dir is not None:  # the frontier bids as the plan does
+        market = plan_market(
+            model_dir, market, read_plan(plan_dir, market.names, model_id)[0]
+        )
     grid = parse_budgets(budgets)
     scenario = load_scenario(
         scenario_file, {"days": days, "objective": objective, "budget": float(grid[-1])}

@@ -24,6 +24,7 @@ from optimizer.market.landscape import (
     subsample,
 )
 from optimizer.market.params import MarketParams
+from optimizer.market.rules import rule_rows
 from optimizer.market.spread import Spread, fit_spread, log_shift
 from optimizer.market.volume import daily_counts, volume_per_day
 
@@ -74,6 +75,9 @@ class FittedMarket:
     has_value: bool  # whether the log carried revenue
     metrics: dict
     evidence: RateEvidence | None = None  # None: a market not fitted to a log
+    # Per sampled row: rule features, rate shift, anchored p_click and p_conv,
+    # what bid rules are fitted from (rule_rows.parquet); None: not kept.
+    rule_rows: pd.DataFrame | None = None
 
     @property
     def first_price(self) -> bool:
@@ -335,6 +339,16 @@ def fit_market(
         ),
     }
     evidence = RateEvidence(observed_conv, expected_conv, spreads["conversion"])
+    rows = rule_rows(events, shift, p_click, p_conversion)
     return FittedMarket(
-        names, auction_type, params, bid, spend, ceiling, has_value, metrics, evidence
+        names,
+        auction_type,
+        params,
+        bid,
+        spend,
+        ceiling,
+        has_value,
+        metrics,
+        evidence,
+        rows,
     )

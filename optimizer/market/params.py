@@ -44,6 +44,10 @@ class MarketParams:
         mix_weight: (A, J) price-component shares (rows sum to 1).
         mix_loc: (A, J) component location of log price.
         mix_scale: (A, J) component standard deviation of log price (> 0).
+        log_bid_factor: (A, K) log bid multiplier of each stratum under a bid rule
+            (bid in stratum k = base bid x exp(factor)); None = one flat bid.
+        log_bid_cap: (A,) log max bid per impression applied per stratum under a
+            rule (base x factor never above it); None = no cap inside the market.
     """
 
     volume_per_day: jax.Array
@@ -56,6 +60,8 @@ class MarketParams:
     mix_weight: jax.Array
     mix_loc: jax.Array
     mix_scale: jax.Array
+    log_bid_factor: jax.Array | None = None
+    log_bid_cap: jax.Array | None = None
 
     @property
     def n_audiences(self) -> int:
@@ -102,14 +108,34 @@ class Outcomes:
         )
 
 
+def stratum_log_bids(
+    p: MarketParams, log_bid: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """One audience's (K,) log bid per stratum at base log bid ``log_bid`` and
+    (K,) 1.0 where it moves with the base (0.0 where the max bid caps it).
+
+    Without a rule (``log_bid_factor`` None) every stratum bids the base."""
+    k = p.weight.shape[0]
+    if p.log_bid_factor is None:
+        return jnp.broadcast_to(log_bid, (k,)), jnp.ones(k)
+    ub = log_bid + p.log_bid_factor
+    if p.log_bid_cap is None:
+        return ub, jnp.ones(k)
+    return jnp.minimum(ub, p.log_bid_cap), (ub < p.log_bid_cap).astype(ub.dtype)
+
+
 def price_cells(
     p: MarketParams, log_bid: jax.Array
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """One audience's (K, J) cells of stratum k x price component j at a bid:
-    standardized log bid d, log-price location m, scale s and joint share w."""
+    standardized log bid d, log-price location m, scale s and joint share w.
+
+    Under a bid rule stratum k bids ``log_bid + log_bid_factor[k]`` (capped)."""
     m = p.price_loc[:, None] + p.mix_loc[None, :]
     s = jnp.broadcast_to(p.mix_scale[None, :], m.shape)
     w = p.weight[:, None] * p.mix_weight[None, :]
+    if p.log_bid_factor is not None:
+        log_bid = stratum_log_bids(p, log_bid)[0][:, None]
     return (log_bid - m) / s, m, s, w
 
 
@@ -120,7 +146,7 @@ def _stratum_wins(p: MarketParams, bid: jax.Array) -> jax.Array:
 
 
 def stratum_wins(params: MarketParams, bid: jax.Array) -> jax.Array:
-    """(A, K) share of each audience's auctions won in each stratum at ``bid`` (A,)."""
+    """(A, K) share of each audience's auctions won in each stratum at base ``bid`` (A,)."""
     return jax.vmap(_stratum_wins)(params, jnp.asarray(bid, MONEY))
 
 
@@ -133,7 +159,9 @@ def _per_auction(p: MarketParams, bid: jax.Array, first_price: bool) -> jax.Arra
     d, m, s, w = price_cells(p, jnp.log(bid))
     win_k = jnp.sum(w * ndtr(d), axis=1)  # (K,) joint share won per stratum
     win = jnp.sum(win_k)
-    if first_price:
+    if first_price and p.log_bid_factor is not None:
+        spend = jnp.sum(jnp.exp(stratum_log_bids(p, jnp.log(bid))[0]) * win_k)
+    elif first_price:
         spend = bid * win
     else:
         spend = jnp.sum(w * jnp.exp(m + 0.5 * s**2) * ndtr(d - s))
@@ -190,4 +218,19 @@ def shift_market(
         mix_loc=params.mix_loc
         + jnp.broadcast_to(log_shift, params.volume_per_day.shape)[:, None],
         p_conv=jnp.clip(params.p_conv * rate, 0.0, params.p_click),
+    )
+
+
+def with_rule(
+    params: MarketParams,
+    log_bid_factor: jax.Array | None,
+    max_bid: jax.Array | None = None,
+) -> MarketParams:
+    """``params`` bidding base x exp(log_bid_factor) (A, K) per stratum, each stratum's
+    bid capped at ``max_bid`` (A,) currency per impression (None: no cap)."""
+    if log_bid_factor is None:
+        return dataclasses.replace(params, log_bid_factor=None, log_bid_cap=None)
+    cap = None if max_bid is None else jnp.log(jnp.asarray(max_bid, MONEY))
+    return dataclasses.replace(
+        params, log_bid_factor=jnp.asarray(log_bid_factor, MONEY), log_bid_cap=cap
     )

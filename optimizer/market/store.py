@@ -26,6 +26,7 @@ def params_to_json(params: MarketParams) -> dict[str, list]:
     return {
         f.name: jnp.asarray(getattr(params, f.name)).tolist()
         for f in dataclasses.fields(params)
+        if getattr(params, f.name) is not None
     }
 
 
@@ -35,6 +36,7 @@ def params_from_json(data: dict[str, list]) -> MarketParams:
         **{
             f.name: jnp.asarray(data[f.name], MONEY)
             for f in dataclasses.fields(MarketParams)
+            if f.name in data or f.default is dataclasses.MISSING
         }
     )
 
@@ -98,6 +100,7 @@ def load_market(model_dir: str | Path) -> FittedMarket:
         if not all(
             bool(jnp.all(jnp.isfinite(getattr(params, f.name))))
             for f in dataclasses.fields(params)
+            if getattr(params, f.name) is not None
         ):
             raise ValueError("non-finite parameters")
         return FittedMarket(
@@ -114,4 +117,31 @@ def load_market(model_dir: str | Path) -> FittedMarket:
     except (ValueError, KeyError, TypeError) as exc:
         raise InputError(
             f"model {model_dir}: market.json is damaged or from another tool ({exc}). Retrain with adplan train."
+        ) from exc
+
+
+RULE_ROWS = "rule_rows.parquet"
+
+
+def save_rule_rows(model_dir: Path, market: FittedMarket) -> None:
+    """Write rule_rows.parquet (what bid rules are fitted from), when the fit kept it."""
+    if market.rule_rows is not None:
+        market.rule_rows.to_parquet(Path(model_dir) / RULE_ROWS, index=False)
+
+
+def load_rule_rows(model_dir: str | Path):
+    """rule_rows.parquet of a model folder as a DataFrame, or None for a model
+    trained before bid rules (checked against model.json's SHA-256 when recorded)."""
+    import pandas as pd
+
+    path = Path(model_dir) / RULE_ROWS
+    if not path.is_file():
+        return None
+    if (Path(model_dir) / "model.json").is_file():
+        check_model_folder(model_dir, only=(RULE_ROWS,))
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError) as exc:
+        raise InputError(
+            f"model {model_dir}: {RULE_ROWS} is damaged ({exc}). Retrain with adplan train."
         ) from exc

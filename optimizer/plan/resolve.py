@@ -27,6 +27,7 @@ from optimizer.market.fit import FittedMarket
 from optimizer.market.params import (
     Outcomes,
     expected_outcomes,
+    with_rule,
 )
 from optimizer.plan.min_budget import enforce_min_budget
 from optimizer.plan.scenario import Scenario
@@ -253,7 +254,7 @@ def current_outcomes(market: FittedMarket, inputs: PlanInputs) -> Outcomes:
     """Expected outcomes of the log's recent bids over the plan's horizon, uncapped."""
     p = inputs.problem
     return _outcomes(
-        p.params,
+        with_rule(p.params, None),  # the log's bids were flat
         jnp.asarray(market.current_bid),
         p.days,
         None,

@@ -107,7 +107,7 @@ def _draw_won(
     cell = audience * n_cells + column
     cell = jnp.where(scaled - column < t.alias_prob[cell], cell, t.alias_cell[cell])
     if first_price:
-        price = t.bid[audience]
+        price = t.cell_bid[cell]
     else:
         # Inverse CDF of the log-normal truncated to price < bid; u is in (0, 1].
         z = ndtri(u_price * t.win_share[cell])

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import ndtr
 
-from optimizer.market.params import MONEY, MarketParams, per_auction
+from optimizer.market.params import MONEY, MarketParams, per_auction, stratum_log_bids
 
 
 @jax.tree_util.register_dataclass
@@ -34,8 +34,9 @@ class Tables:
         win_rate: (A,) P(win) per auction.
         hourly_spend: (A, 24) expected uncapped spend per hour of day, currency.
         rate: (A, 24) expected auctions per hour of day.
-        bid: (A,) currency per impression.
+        bid: (A,) currency per impression (the base bid under a bid rule).
         budget: (A,) currency over the horizon.
+        cell_bid: (C,) bid in the cell's stratum (base x rule factor, capped).
     """
 
     alias_prob: jax.Array
@@ -51,6 +52,7 @@ class Tables:
     rate: jax.Array
     bid: jax.Array
     budget: jax.Array
+    cell_bid: jax.Array
 
 
 def _flat_cells(x: jax.Array, n_components: int) -> jax.Array:
@@ -98,7 +100,13 @@ def lookup_tables(
     n_components = params.mix_weight.shape[1]
     log_loc = params.price_loc[:, :, None] + params.mix_loc[:, None, :]  # (A, K, J)
     log_scale = jnp.broadcast_to(params.mix_scale[:, None, :], log_loc.shape)
-    win_share = ndtr((jnp.log(bid)[:, None, None] - log_loc) / log_scale)
+    if params.log_bid_factor is None:
+        log_bid = jnp.broadcast_to(jnp.log(bid)[:, None], params.weight.shape)
+        stratum_bid = jnp.broadcast_to(bid[:, None], params.weight.shape)
+    else:
+        log_bid = jax.vmap(lambda p, u: stratum_log_bids(p, u)[0])(params, jnp.log(bid))
+        stratum_bid = jnp.exp(log_bid)
+    win_share = ndtr((log_bid[:, :, None] - log_loc) / log_scale)
     joint = params.weight[:, :, None] * params.mix_weight[:, None, :] * win_share
     joint = joint.reshape(joint.shape[0], -1)
     win_rate = jnp.sum(joint, axis=1)
@@ -121,4 +129,5 @@ def lookup_tables(
         rate=rate,
         bid=bid,
         budget=budget,
+        cell_bid=_flat_cells(stratum_bid, n_components),
     )

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from optimizer.market.fit import ANCHOR_EVENTS, FittedMarket, RateEvidence
-from optimizer.market.params import MarketParams, stratum_wins
+from optimizer.market.params import MarketParams, stratum_wins, with_rule
 from optimizer.market.spread import BOUNDS as SPREAD_BOUNDS
 from simulations.simulator.run import simulate
 
@@ -268,7 +268,8 @@ def spread_tilts(market: FittedMarket, rng: np.random.Generator, n: int) -> np.n
     weight = np.asarray(params.weight) * live
     centre = (weight * log_p).sum(-1) / np.maximum(weight.sum(-1), 1e-300)
     tilt = np.where(live, np.exp(delta[:, None, None] * (log_p - centre[:, None])), 1.0)
-    at_bid = np.asarray(stratum_wins(params, market.current_bid)) * p_conv  # (A, K)
+    flat = with_rule(params, None)  # the log's bids were flat
+    at_bid = np.asarray(stratum_wins(flat, market.current_bid)) * p_conv  # (A, K)
     norm = (tilt * at_bid).sum(-1) / np.maximum(at_bid.sum(-1), 1e-300)
     return tilt / np.where(norm > 0, norm, 1.0)[..., None]
 

@@ -1,0 +1,304 @@
+"""Per-impression bid rules: bid(x) = base_a x prod_f factor_f(x_f), fitted per audience.
+
+A rule lets the rate network set the bids: each audience's bid for an impression
+is its base bid (chosen by the allocator) times one multiplier per feature level
+(device, placement, region, ..., hour of day), the form DSPs accept as bid
+multipliers. The factors track value-based bidding, bid proportional to the
+predicted rate: per audience, a ridge regression of the network's log predicted
+rate on one-hot feature levels (rare levels shrink toward factor 1; at most
+``max_levels`` levels per feature, the rarer ones pooled into "other"), factors
+clipped to ``factor_range`` (also the combined multiplier), and centred so the
+impression-weighted geometric-mean multiplier is 1. Where the fitted spread of
+multipliers is within twice its standard error (the network sees no structure
+the features can carry), the audience bids flat (every factor 1).
+
+The market model follows the rule with strata of equal impressions sorted by the
+rule's multiplier, then by the predicted-rate shift, each with its mean log
+multiplier (``MarketParams.log_bid_factor``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from optimizer.io.schema import feature_columns
+from optimizer.market.params import MarketParams, with_rule
+
+HOUR = "hour_of_day"
+OTHER = "other"
+DEFAULT_RANGE = (0.1, 10.0)
+DEFAULT_MAX_LEVELS = 8
+RULE_STRATA = 32
+_MIN_LEVEL_ROWS = 30  # levels with fewer sampled rows go to "other"
+_PRIOR_ROWS = 50.0  # ridge weight, in rows: a level with n rows keeps ~n/(n+50)
+_MIN_SPREAD = 0.02  # log multiplier spread below which a rule is not worth it
+
+
+def rule_features(events: pd.DataFrame) -> list[str]:
+    """The log's categorical feature columns a rule can use (audience excluded),
+    and hour of day when the log has timestamps."""
+    categorical, _ = feature_columns(events)
+    names = [c for c in categorical if c != "audience"]
+    return names + ([HOUR] if "timestamp" in events.columns else [])
+
+
+def rule_columns(events: pd.DataFrame, features: list[str]) -> pd.DataFrame:
+    """(n rows) audience and each rule feature as strings (hour from ``timestamp``)."""
+    out = {"audience": events["audience"].astype(str).to_numpy()}
+    for f in features:
+        if f == HOUR:
+            ts = pd.to_datetime(events["timestamp"], utc=True)
+            out[f] = ts.dt.hour.astype(str).to_numpy()
+        else:
+            out[f] = events[f].astype(str).to_numpy()
+    return pd.DataFrame(out)
+
+
+RULE_ROWS_PER_AUDIENCE = 10_000
+ROW_FIELDS = ("shift", "p_click", "p_conv")
+
+
+def rule_rows(
+    events: pd.DataFrame,
+    shift: np.ndarray,
+    p_click: np.ndarray,
+    p_conv: np.ndarray,
+    per_audience: int = RULE_ROWS_PER_AUDIENCE,
+) -> pd.DataFrame:
+    """What a rule is fitted from, kept in the model folder: audience, rule
+    features (strings), and per row the predicted-rate shift and the anchored
+    p_click, p_conv; at most ``per_audience`` rows per audience (seeded sample)."""
+    frame = rule_columns(events, rule_features(events))
+    frame["shift"], frame["p_click"], frame["p_conv"] = shift, p_click, p_conv
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(frame))
+    rank = frame.iloc[order].groupby("audience", sort=False).cumcount().to_numpy()
+    keep = np.sort(order[rank < per_audience])
+    return frame.iloc[keep].reset_index(drop=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """A fitted bid rule over audiences ``names``.
+
+    Attributes:
+        features: feature columns the rule reads.
+        factors: audience -> feature -> level -> multiplier (dimensionless);
+            level "other" takes the pooled rare levels.
+        pooled: audience -> feature -> levels pooled into "other".
+        ratios: audience -> feature -> level -> the level's predicted rate over
+            the audience's (geometric means), for plain-words explanations.
+        shares: audience -> feature -> level -> share of the audience's impressions.
+        flat: audience -> why it bids flat (all factors 1); absent = it uses the rule.
+        factor_range: (low, high) clip of every multiplier.
+    """
+
+    names: list[str]
+    features: list[str]
+    factors: dict
+    pooled: dict
+    ratios: dict
+    shares: dict
+    flat: dict
+    factor_range: tuple[float, float]
+
+    @property
+    def is_flat(self) -> bool:
+        return all(n in self.flat for n in self.names)
+
+    def table(self) -> pd.DataFrame:
+        """bid_rules.csv: audience, feature, level, factor, share, rate_ratio."""
+        rows = [
+            (a, f, lvl, fac, self.shares[a][f][lvl], self.ratios[a][f][lvl])
+            for a in self.names
+            for f in self.features
+            for lvl, fac in self.factors[a][f].items()
+        ]
+        return pd.DataFrame(
+            rows,
+            columns=["audience", "feature", "level", "factor", "share", "rate_ratio"],
+        )
+
+    def row_log_factor(self, frame: pd.DataFrame) -> tuple[np.ndarray, int]:
+        """(n,) log multiplier of each row of ``frame`` (audience + feature columns
+        as strings) and the number of rows with a level the rule never saw
+        (those levels get factor 1; so do audiences outside the rule)."""
+        total = np.zeros(len(frame))
+        unseen = np.zeros(len(frame), bool)
+        aud = frame["audience"].astype(str)
+        for f in self.features:
+            lookup = {}
+            for a in self.names:
+                levels = self.factors[a][f]
+                for lvl, fac in levels.items():
+                    lookup[f"{a}\x1f{lvl}"] = math.log(fac)
+                for lvl in self.pooled[a][f]:
+                    lookup[f"{a}\x1f{lvl}"] = math.log(levels.get(OTHER, 1.0))
+            keys = aud + "\x1f" + frame[f].astype(str)
+            vals = keys.map(lookup)
+            unseen |= vals.isna().to_numpy() & aud.isin(self.names).to_numpy()
+            total += vals.fillna(0.0).to_numpy(float)
+        lo, hi = np.log(self.factor_range)
+        return np.clip(total, lo, hi), int(unseen.sum())
+
+    def to_json(self) -> dict:
+        return {
+            "format": "adplan-bid-rule/1",
+            **{
+                k: getattr(self, k)
+                for k in ("names", "features", "factors", "pooled", "ratios")
+            },
+            "shares": self.shares,
+            "flat": self.flat,
+            "factor_range": list(self.factor_range),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> Rule:
+        fields = {k: data[k] for k in ("names", "features", "factors", "pooled")}
+        return cls(
+            **fields,
+            ratios=data["ratios"],
+            shares=data["shares"],
+            flat=data["flat"],
+            factor_range=tuple(data["factor_range"]),
+        )
+
+
+def _levels(values: np.ndarray, max_levels: int) -> tuple[list[str], list[str]]:
+    """(kept levels by count, pooled levels): at most ``max_levels`` kept in all,
+    "other" among them when anything is pooled."""
+    counts = pd.Series(values).value_counts(sort=True)
+    common = [str(v) for v, c in counts.items() if c >= _MIN_LEVEL_ROWS]
+    room = max_levels if len(common) == len(counts) else max_levels - 1
+    kept = common[: max(room, 1)]
+    pooled = [str(v) for v in counts.index if str(v) not in kept]
+    return kept + ([OTHER] if pooled else []), pooled
+
+
+def _fit_audience(
+    cols: pd.DataFrame, y: np.ndarray, features: list[str], max_levels: int, log_range
+) -> tuple[dict, dict, dict, dict, str | None]:
+    """One audience's (factors, pooled, ratios, shares, flat reason or None)."""
+    n = len(y)
+    blocks, names, pooled, ratios, shares = [], [], {}, {}, {}
+    for f in features:
+        kept, pooled[f] = _levels(cols[f].to_numpy(), max_levels)
+        level = np.where(cols[f].isin(pooled[f]), OTHER, cols[f].to_numpy())
+        onehot = (level[:, None] == np.asarray(kept)[None, :]).astype(float)
+        blocks.append(onehot)
+        names.append(kept)
+        share = onehot.mean(0)
+        mean_y = (onehot * y[:, None]).sum(0) / np.maximum(onehot.sum(0), 1)
+        ratios[f] = dict(zip(kept, np.exp(mean_y - y.mean()).tolist(), strict=True))
+        shares[f] = dict(zip(kept, share.tolist(), strict=True))
+    x = np.concatenate(blocks, axis=1)
+    centred = y - y.mean()
+    gram = x.T @ x + _PRIOR_ROWS * np.eye(x.shape[1])
+    beta = np.linalg.solve(gram, x.T @ centred)
+    fitted = x @ beta
+    sigma2 = np.mean((centred - fitted) ** 2)
+    inv = np.linalg.inv(gram)
+    se_fit = math.sqrt(sigma2 * np.mean(np.einsum("ij,jk,ik->i", x, inv, x)))
+    spread = float(np.std(fitted))
+    lo, hi = log_range
+    factors, start = {}, 0
+    for f, kept in zip(features, names, strict=True):
+        b = np.clip(beta[start : start + len(kept)], lo, hi)
+        share = np.array([shares[f][k] for k in kept])
+        b = np.clip(b - np.sum(share * b) / max(share.sum(), 1e-12), lo, hi)
+        factors[f] = dict(zip(kept, np.exp(b).tolist(), strict=True))
+        start += len(kept)
+    reason = None
+    if n < 2 * _MIN_LEVEL_ROWS:
+        reason = f"too few impressions in the log sample ({n})"
+    elif spread < max(_MIN_SPREAD, 2.0 * se_fit):
+        reason = (
+            f"the network's predicted rates barely differ across the features "
+            f"(spread {spread:.3f} in log rate, standard error {se_fit:.3f})"
+        )
+    if reason is not None:
+        factors = {f: dict.fromkeys(factors[f], 1.0) for f in features}
+    return factors, pooled, ratios, shares, reason
+
+
+def fit_rule(
+    cols: pd.DataFrame,
+    log_rate: np.ndarray,
+    names: list[str],
+    features: list[str],
+    max_levels: int = DEFAULT_MAX_LEVELS,
+    factor_range: tuple[float, float] = DEFAULT_RANGE,
+) -> Rule:
+    """Fit a rule to the network's predicted log rates.
+
+    Args:
+        cols: (n rows) audience and feature columns (strings), see :func:`rule_columns`.
+        log_rate: (n,) log predicted conversion (or click) rate per won impression.
+        names: audiences, in the market's order.
+    """
+    log_range = tuple(np.log(factor_range))
+    parts = {n: {} for n in ("factors", "pooled", "ratios", "shares")}
+    flat = {}
+    aud = cols["audience"].to_numpy()
+    for name in names:
+        rows = np.flatnonzero(aud == name)
+        out = _fit_audience(
+            cols.iloc[rows], log_rate[rows], features, max_levels, log_range
+        )
+        for key, value in zip(parts, out[:4], strict=True):
+            parts[key][name] = value
+        if out[4] is not None:
+            flat[name] = out[4]
+    return Rule(
+        names, list(features), **parts, flat=flat, factor_range=tuple(factor_range)
+    )
+
+
+def rule_strata(
+    codes: np.ndarray,
+    log_factor: np.ndarray,
+    shift: np.ndarray,
+    p_click: np.ndarray,
+    p_conv: np.ndarray,
+    a: int,
+    k: int = RULE_STRATA,
+) -> dict[str, np.ndarray]:
+    """Equal-count strata per audience sorted by rule multiplier, then rate shift:
+    (A, K) weight, p_click, p_conv, shift and log_factor (stratum means)."""
+    keys = ("weight", "p_click", "p_conv", "shift", "log_factor")
+    out = {n: np.zeros((a, k)) for n in keys}
+    order = np.lexsort((shift, log_factor, codes))
+    bounds = np.searchsorted(codes[order], np.arange(a + 1))
+    for i in range(a):
+        rows = order[bounds[i] : bounds[i + 1]]
+        parts = [p for p in np.array_split(rows, min(k, len(rows))) if len(p)]
+        for j, part in enumerate(parts):
+            out["weight"][i, j] = len(part) / len(rows)
+            for name, x in zip(
+                keys[1:], (p_click, p_conv, shift, log_factor), strict=True
+            ):
+                out[name][i, j] = x[part].mean()
+    return out
+
+
+def rule_market(
+    flat: MarketParams, strata: dict, mu: np.ndarray, beta: np.ndarray
+) -> MarketParams:
+    """The flat market re-stratified for a rule (same landscapes, volumes, values):
+    price_loc = mu + beta x stratum shift, as the flat fit; ``mu``, ``beta`` (A,)."""
+    k = strata["weight"].shape[1]
+    params = dataclasses.replace(
+        flat,
+        weight=jnp.asarray(strata["weight"]),
+        p_click=jnp.asarray(strata["p_click"]),
+        p_conv=jnp.asarray(strata["p_conv"]),
+        value=jnp.repeat(flat.value[:, :1], k, axis=1),
+        price_loc=jnp.asarray(mu[:, None] + beta[:, None] * strata["shift"]),
+    )
+    return with_rule(params, jnp.asarray(strata["log_factor"]))
