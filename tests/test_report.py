@@ -805,6 +805,9 @@ window.addEventListener("load", function () {
     function (svg) { return svg.getBoundingClientRect().width; });
   body.setAttribute("data-chart-width", Math.max.apply(null, widths));
   body.setAttribute("data-body-width", body.clientWidth);
+  var foot = table.querySelector("tfoot");
+  body.setAttribute("data-footer-repeats",
+    foot && getComputedStyle(foot).display === "table-footer-group" ? 1 : 0);
   if (window.parent !== window) { window.parent.postMessage(body.outerHTML.slice(0, 400), "*"); }
 });
 </script></body>"""
@@ -847,7 +850,8 @@ def _measured(page: Path, workdir: Path, width: int | None = None) -> dict[str, 
 @browser
 def test_phone_width_and_print(hostile_report, tmp_path):
     """At 400 px nothing but a table or chart frame scrolls sideways and chart text
-    stays readable; printed on A4 the plan table fits the page width."""
+    stays readable; printed on A4 the plan table fits the page width and its total
+    row prints once."""
     path, _ = hostile_report
     phone = _measured(path, tmp_path / "phone", 400)
     assert phone["page-width"] <= phone["view-width"] <= 400, phone
@@ -856,6 +860,9 @@ def test_phone_width_and_print(hostile_report, tmp_path):
     paper = _measured(path, tmp_path / "paper")
     assert paper["table-width"] <= paper["frame-width"] + 1, paper
     assert paper["chart-width"] <= paper["body-width"] + 1, paper
+    # The plan's Total row prints once, after the last audience, not at the foot of
+    # every page beside a partial list.
+    assert paper["footer-repeats"] == 0, paper
 
     pdf = tmp_path / "report.pdf"
     printed = run_chromium(
