@@ -26,8 +26,14 @@ os.environ["ADPLAN_NO_BACKTEST"] = "1"
 @pytest.fixture(scope="session", autouse=True)
 def _compilation_cache_in_tmp(tmp_path_factory):
     """adplan commands under test keep compiled programs in a temporary folder,
-    never in the user's ~/.cache (subprocesses inherit it)."""
-    os.environ["ADPLAN_CACHE_DIR"] = str(tmp_path_factory.mktemp("jax-cache"))
+    never in the user's ~/.cache (subprocesses inherit it). Test processes of one
+    run (pytest-xdist workers) share it, as planners' runs share theirs."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the run's folder, above each worker's own
+    folder = base / "jax-cache"
+    folder.mkdir(exist_ok=True)
+    os.environ["ADPLAN_CACHE_DIR"] = str(folder)
 
 
 @pytest.fixture(scope="session")

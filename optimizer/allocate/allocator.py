@@ -235,24 +235,36 @@ def allocate(
         )
         return _certify(problem, u, lower, upper, config, n, valid)
 
-    def restart(first: Allocation) -> Allocation:
-        # A response with two price modes has more than one local optimum; the
-        # steps may settle in the worse one. At the plan's prices the dual's
-        # global per-audience search names each audience's best basin: descend
-        # again from there and keep the better plan.
-        price = first.dual_price
+    def basin_start(best: Allocation) -> jax.Array:
+        # At the plan's prices the dual's global per-audience search names each
+        # audience's best basin (bids there).
+        price = best.dual_price
         if problem.group_cap.shape[0]:
-            price = price + first.group_price[problem.group]
-        u_star = inner_solution(problem, price, config, 32, 24, 2)
-        second = descend(u_star)
-        better = second.objective > first.objective
-        return jax.tree_util.tree_map(
-            lambda x, y: jnp.where(better, x, y), second, first
-        )
+            price = price + best.group_price[problem.group]
+        return inner_solution(problem, price, config, 32, 24, 2)
 
-    first = descend(u0)
-    loose = first.duality_gap > _RESTART_GAP * jnp.maximum(first.objective, 1e-300)
-    return jax.lax.cond(loose, restart, lambda f: f, first)
+    def attempt(carry):
+        k, u_start, best = carry
+        alloc = descend(u_start)
+        better = alloc.objective > best.objective
+        best = jax.tree_util.tree_map(lambda x, y: jnp.where(better, x, y), alloc, best)
+        return k + 1, basin_start(best), best
+
+    def again(carry):
+        # A response with two price modes has more than one local optimum and
+        # the steps may settle in the worse one: a plan whose duality gap is
+        # loose descends once more from the dual's basins (the better plan kept).
+        k, _, best = carry
+        loose = best.duality_gap > _RESTART_GAP * jnp.maximum(best.objective, 1e-300)
+        return (k == 0) | ((k < 2) & loose)
+
+    shapes = jax.eval_shape(descend, u0)
+    worst = jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape, x.dtype), shapes)
+    worst = dataclasses.replace(
+        worst, objective=jnp.asarray(-jnp.inf, shapes.objective.dtype)
+    )
+    _, _, best = jax.lax.while_loop(again, attempt, (0, u0, worst))
+    return best
 
 
 def _without_padding_volume(problem: Problem, valid: jax.Array | None) -> Problem:
