@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -13,7 +14,7 @@ from optimizer.allocate.allocator import allocate
 from optimizer.allocate.config import SolveConfig
 from optimizer.allocate.problem import capacity, make_problem, market
 from optimizer.market.params import expected_outcomes, stratum_log_bids, with_rule
-from optimizer.market.rules import fit_rule
+from optimizer.market.rules import fit_rule, rule_strata
 from simulations.simulator.run import simulate
 from tests.markets import random_market
 
@@ -75,6 +76,18 @@ def test_no_structure_bids_flat():
     rule = fit_rule(cols, y, ["a", "b"], ["device", "placement"])
     assert rule.is_flat and set(rule.flat) == {"a", "b"}
     assert np.all(rule.table()["factor"] == 1.0)
+
+
+def test_an_audience_without_rows_bids_flat():
+    cols, y = _log(2)
+    rule = fit_rule(cols, y, ["a", "b", "c"], ["device", "placement"])
+    assert set(rule.flat) == {"c"} and "no won impressions" in rule.flat["c"]
+    assert (rule.table().query("audience == 'c'")["factor"] == 1.0).all()
+    codes = pd.Categorical(cols["audience"], categories=["a", "b", "c"]).codes
+    zeros = np.zeros(len(cols))
+    strata = rule_strata(codes.astype(np.int64), zeros, zeros, zeros, zeros, 3)
+    assert strata["weight"][:2].sum(1) == pytest.approx(1.0)
+    assert (strata["weight"][2] == 0).all()  # left for the planner to fill flat
 
 
 def test_factors_of_one_reproduce_the_flat_plan():

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from optimizer.allocate.problem import capacity
 from optimizer.cli import main
+from optimizer.commands.rules import plan_market
 from optimizer.market.store import load_market
 from optimizer.plan.health import model_health
 from optimizer.plan.resolve import resolve
@@ -131,8 +132,9 @@ def test_min_budget_pauses_and_plan_reoptimizes(trained, tmp_path):
     assert code == 0, output
     plan = pd.read_csv(tmp_path / "p" / "plan.csv")
     budget = plan["budget"].to_numpy()
-    # Paused, or at least 60, or all that the audience can spend at its max bid.
-    market = load_market(trained["model"])
+    # Paused, or at least 60, or all that the audience can spend at its max bid
+    # (bidding as the plan does: by its rule when it has one).
+    market = plan_market(trained["model"], load_market(trained["model"]), doc)
     inputs = resolve(market, Scenario(budget=300.0, days=7.0))
     can = np.asarray(capacity(inputs.problem, inputs.config))
     assert np.all((budget == 0) | (budget >= np.minimum(60, can) - 0.01))

@@ -61,6 +61,14 @@ def _copy_model(trained, dst: Path, rename: dict[str, str] | None = None) -> Pat
         text = json.dumps(data)
     (dst / "market.json").write_text(text)
     (dst / "model.json").write_text(json.dumps(info))
+    if rename:  # the rule sample renamed too, but for the first audience: it has
+        # no rows then and bids flat
+        rows = pd.read_parquet(dst / "rule_rows.parquet")
+        first = info["audiences"][0]
+        rows["audience"] = rows["audience"].replace(
+            {k: v for k, v in rename.items() if v != first}
+        )
+        rows.to_parquet(dst / "rule_rows.parquet", index=False)
     _reseal(dst)
     return dst
 

@@ -51,9 +51,8 @@ def test_partial_first_and_last_days_count_by_their_share():
     stamps = pd.Series(
         pd.date_range("2026-01-01 12:00", "2026-01-03 11:59", freq="6min", tz="UTC")
     )
-    daily = daily_counts(
-        np.zeros(len(stamps), np.int64), stamps, np.ones(1), FLAT_HOURS
-    )
+    per_day = stamps.dt.strftime("%Y-%m-%d").value_counts().to_dict()
+    daily = daily_counts({"a": per_day}, ["a"], stamps.min(), stamps.max(), FLAT_HOURS)
     np.testing.assert_allclose(daily.exposure, [0.5, 1.0, 0.5], atol=0.01)
     np.testing.assert_allclose(daily.counts[0] / daily.exposure, 240.0, rtol=0.01)
     volume, _ = volume_per_day(daily)

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 
 from optimizer.allocate import response
 from optimizer.allocate.config import DEFAULT_CONFIG, SolveConfig
-from optimizer.allocate.exact import dual_value
+from optimizer.allocate.exact import dual_value, inner_solution
 from optimizer.allocate.problem import (
     Problem,
     bid_for_spend,
@@ -36,6 +36,10 @@ from optimizer.allocate.problem import (
     market,
     spend_at,
 )
+
+# A plan whose duality gap exceeds this share of its objective may sit in a worse
+# local optimum: the allocator descends once more from the dual's best basins.
+_RESTART_GAP = 1e-4
 
 
 @jax.tree_util.register_dataclass
@@ -223,12 +227,32 @@ def allocate(
         u, moved = step(u)
         return i + 1, u, moved
 
-    # Stop once no audience's spend moves by more than 1e-12 of an even share.
-    tol = 1e-12 * budget / n
-    _, u, _ = jax.lax.while_loop(
-        lambda c: (c[0] < iterations) & (c[2] > tol), body, (0, u0, jnp.inf)
-    )
-    return _certify(problem, u, lower, upper, config, n, valid)
+    def descend(u_start):
+        # Stop once no audience's spend moves by more than 1e-12 of an even share.
+        tol = 1e-12 * budget / n
+        _, u, _ = jax.lax.while_loop(
+            lambda c: (c[0] < iterations) & (c[2] > tol), body, (0, u_start, jnp.inf)
+        )
+        return _certify(problem, u, lower, upper, config, n, valid)
+
+    def restart(first: Allocation) -> Allocation:
+        # A response with two price modes has more than one local optimum; the
+        # steps may settle in the worse one. At the plan's prices the dual's
+        # global per-audience search names each audience's best basin: descend
+        # again from there and keep the better plan.
+        price = first.dual_price
+        if problem.group_cap.shape[0]:
+            price = price + first.group_price[problem.group]
+        u_star = inner_solution(problem, price, config, 32, 24, 2)
+        second = descend(u_star)
+        better = second.objective > first.objective
+        return jax.tree_util.tree_map(
+            lambda x, y: jnp.where(better, x, y), second, first
+        )
+
+    first = descend(u0)
+    loose = first.duality_gap > _RESTART_GAP * jnp.maximum(first.objective, 1e-300)
+    return jax.lax.cond(loose, restart, lambda f: f, first)
 
 
 def _without_padding_volume(problem: Problem, valid: jax.Array | None) -> Problem:
@@ -286,7 +310,12 @@ def _certify(
         audience_price = price + group_price[problem.group]
     else:
         audience_price = jnp.broadcast_to(price, m.shape)
-    cap = cap * jnp.minimum(1.0, budget / jnp.maximum(jnp.sum(cap), 1e-300))
+    # Over budget (the last step's bids overshoot): cut the spend above each
+    # audience's lower bound in proportion, so no bound breaks.
+    floor = jnp.minimum(lower, cap)
+    room = jnp.sum(cap - floor)
+    cut = jnp.clip((budget - jnp.sum(floor)) / jnp.maximum(room, 1e-300), 0.0, 1.0)
+    cap = jnp.where(jnp.sum(cap) > budget, floor + (cap - floor) * cut, cap)
     share = jnp.where(s > 0, cap / jnp.maximum(s, 1e-300), 0.0)
     gains = gain_at(problem, u, config) * share
     total = jnp.sum(gains)

@@ -28,8 +28,9 @@ class LogTotals:
         clicks, conversions: on won auctions, per audience.
         revenue: revenue of converting auctions, per audience (currency).
         revenue_total: revenue over all rows, None when the log has no revenue column.
+        daily: auctions per audience and UTC date (ISO), for the volume forecast.
         days: distinct UTC dates (ISO) in the log.
-        last: latest timestamp (ISO 8601, UTC).
+        first, last: earliest and latest timestamps (ISO 8601, UTC).
     """
 
     auctions: dict[str, int]
@@ -38,7 +39,9 @@ class LogTotals:
     conversions: dict[str, int]
     revenue: dict[str, float]
     revenue_total: float | None
+    daily: dict[str, dict[str, int]]
     days: list[str]
+    first: str
     last: str
 
 
@@ -48,6 +51,7 @@ def log_totals(events: pd.DataFrame) -> LogTotals:
         {
             "audience": events["audience"].astype(str).to_numpy(),
             "hour": events["timestamp"].dt.hour.to_numpy(),
+            "day": events["timestamp"].dt.strftime("%Y-%m-%d").to_numpy(),
             "click": events["click"].to_numpy() * (events["won"].to_numpy() == 1),
             "conversion": events["conversion"].to_numpy()
             * (events["won"].to_numpy() == 1),
@@ -66,6 +70,9 @@ def log_totals(events: pd.DataFrame) -> LogTotals:
         .unstack(fill_value=0)
         .reindex(columns=range(24), fill_value=0)
     )
+    daily: dict[str, dict[str, int]] = {}
+    for (name, day), n in frame.groupby(["audience", "day"]).size().items():
+        daily.setdefault(name, {})[day] = int(n)
     return LogTotals(
         auctions={k: int(v) for k, v in grouped.size().items()},
         hours={k: [int(x) for x in row] for k, row in hours.iterrows()},
@@ -75,7 +82,9 @@ def log_totals(events: pd.DataFrame) -> LogTotals:
         revenue_total=(
             float(events["revenue"].sum()) if "revenue" in events.columns else None
         ),
-        days=sorted(events["timestamp"].dt.strftime("%Y-%m-%d").unique().tolist()),
+        daily=daily,
+        days=sorted(frame["day"].unique().tolist()),
+        first=events["timestamp"].min().isoformat(),
         last=events["timestamp"].max().isoformat(),
     )
 
@@ -91,6 +100,12 @@ def merge_totals(parts: list[LogTotals]) -> LogTotals:
         return out
 
     revenue_totals = [p.revenue_total for p in parts if p.revenue_total is not None]
+    daily: dict[str, dict[str, int]] = {}
+    for part in parts:
+        for name, days in part.daily.items():
+            mine = daily.setdefault(name, {})
+            for day, n in days.items():
+                mine[day] = mine.get(day, 0) + int(n)
     return LogTotals(
         auctions={k: int(v) for k, v in add("auctions", 0).items()},
         hours={k: [int(x) for x in v] for k, v in add("hours", np.zeros(24)).items()},
@@ -98,7 +113,9 @@ def merge_totals(parts: list[LogTotals]) -> LogTotals:
         conversions={k: int(v) for k, v in add("conversions", 0).items()},
         revenue={k: float(v) for k, v in add("revenue", 0.0).items()},
         revenue_total=sum(revenue_totals) if revenue_totals else None,
+        daily=daily,
         days=sorted(set().union(*(p.days for p in parts))),
+        first=min(pd.Timestamp(p.first) for p in parts).isoformat(),
         last=max(pd.Timestamp(p.last) for p in parts).isoformat(),
     )
 

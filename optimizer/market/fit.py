@@ -296,7 +296,13 @@ def fit_market(
     n_days = max(len(totals.days), 1)
     hours = np.array([totals.hours[n] for n in names], float).sum(0)
     volume, volume_choice = volume_per_day(
-        daily_counts(codes, events["timestamp"], weight, hours / hours.sum())
+        daily_counts(
+            totals.daily,
+            names,
+            pd.Timestamp(totals.first),
+            pd.Timestamp(totals.last),
+            hours / hours.sum(),
+        )
     )
     params = MarketParams(
         volume_per_day=jnp.asarray(volume),

@@ -186,6 +186,10 @@ def _fit_audience(
 ) -> tuple[dict, dict, dict, dict, str | None]:
     """One audience's (factors, pooled, ratios, shares, flat reason or None)."""
     n = len(y)
+    if n == 0:
+        one = {f: {OTHER: 1.0} for f in features}
+        empty = {f: [] for f in features}
+        return one, empty, one, one, "no won impressions in the log sample"
     blocks, names, pooled, ratios, shares = [], [], {}, {}, {}
     for f in features:
         kept, pooled[f] = _levels(cols[f].to_numpy(), max_levels)
@@ -277,6 +281,8 @@ def rule_strata(
     bounds = np.searchsorted(codes[order], np.arange(a + 1))
     for i in range(a):
         rows = order[bounds[i] : bounds[i + 1]]
+        if not len(rows):  # no rows: left all zero for the caller to fill
+            continue
         parts = [p for p in np.array_split(rows, min(k, len(rows))) if len(p)]
         for j, part in enumerate(parts):
             out["weight"][i, j] = len(part) / len(rows)

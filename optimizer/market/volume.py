@@ -40,26 +40,25 @@ class DailyCounts:
 
 
 def daily_counts(
-    codes: np.ndarray,
-    timestamps: pd.Series,
-    weight: np.ndarray,
+    daily: dict[str, dict[str, int]],
+    names: list[str],
+    first: pd.Timestamp,
+    last: pd.Timestamp,
     hour_share: np.ndarray,
 ) -> DailyCounts:
-    """Counts per (audience, day) of a log's rows.
+    """Counts per (audience, day) of a whole log, from its exact totals.
 
     Args:
-        codes: (n,) audience index per row.
-        timestamps: (n,) UTC timestamps of the rows.
-        weight: (A,) auctions per row of each audience (1 for a whole log).
+        daily: auctions per audience name and UTC date (ISO 8601).
+        names: (A,) audiences, in the market's order.
+        first, last: the log's earliest and latest timestamps (UTC).
         hour_share: (24,) share of a day's auctions in each UTC hour (sums to 1).
     """
-    a = len(weight)
-    day = timestamps.dt.floor("D")
-    first, last = timestamps.min(), timestamps.max()
-    days = pd.date_range(day.min(), day.max(), freq="D")
-    index = ((day - days[0]) // pd.Timedelta(days=1)).to_numpy().astype(np.int64)
-    counts = np.zeros((a, len(days)))
-    np.add.at(counts, (codes, index), weight[codes])
+    days = pd.date_range(first.floor("D"), last.floor("D"), freq="D")
+    keys = days.strftime("%Y-%m-%d")
+    counts = np.array(
+        [[daily.get(name, {}).get(k, 0) for k in keys] for name in names], float
+    )
     exposure = np.ones(len(days))
     cum = np.concatenate([[0.0], np.cumsum(hour_share)])
     start_hour = first.hour + first.minute / 60.0

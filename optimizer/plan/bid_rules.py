@@ -64,7 +64,21 @@ def _strata_market(market: FittedMarket, rows: pd.DataFrame, rule: Rule):
         *(rows[f].to_numpy(float)[keep] for f in ROW_FIELDS),
         len(market.names),
     )
+    _fill_empty(strata, market)
     return rule_market(market.params, strata, *_landscape(market))
+
+
+def _fill_empty(strata: dict[str, np.ndarray], market: FittedMarket) -> None:
+    """Audiences without rule rows (no won impression in the model's sample) keep
+    one stratum of the flat market's mean rates, bid 1x: they bid flat."""
+    empty = strata["weight"].sum(1) == 0
+    if not empty.any():
+        return
+    w = np.asarray(market.params.weight)
+    for name in ("p_click", "p_conv"):
+        mean = (w * np.asarray(getattr(market.params, name))).sum(1) / w.sum(1)
+        strata[name][empty, 0] = mean[empty]
+    strata["weight"][empty, 0] = 1.0
 
 
 def rule_market_for(
