@@ -33,6 +33,12 @@ from optimizer.plan.output import (
 from optimizer.plan.resolve import solve_plan
 from optimizer.plan.scenario import Scenario, load_scenario
 
+DAILY_NOTES = [
+    "Model from a daily platform report: the platform sets the bids, so the plan is "
+    "a daily budget per ad set; plan.csv's bid column is empty (plan.json's 'bid' is "
+    "the expected average price per impression at that budget, used by the simulator)."
+]
+
 
 def read_model_info(model_dir: Path) -> dict:
     """model.json of a trained model folder."""
@@ -122,11 +128,16 @@ def write_plan(
     from simulations.simulator.band import band_widening
 
     doc["warnings"] += band_note(band_widening(model_dir))
+    daily = info.get("input_kind") == "daily"
+    if daily:  # the platform bids: plan.csv gives budgets, its bid column stays empty
+        doc["warnings"] += [*DAILY_NOTES, *market.metrics.get("daily_notes", [])]
     if rules[0]:  # with --flat-bids plan.json stays as before rules existed
         doc["bid_rules"] = section
     lines = summary_lines(doc) + rule_lines(section)  # nothing can fail after
     with atomic_dir(out_dir) as tmp:
-        write_csv(tmp / "plan.csv", frame)
+        write_csv(
+            tmp / "plan.csv", frame.assign(bid=None, bid_cpm=None) if daily else frame
+        )
         if section["used"]:
             write_csv(tmp / "bid_rules.csv", rule.table())
         write_json(tmp / "plan.json", doc)
