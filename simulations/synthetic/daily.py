@@ -10,6 +10,7 @@ daily budget per ad set exactly under the truth, the same way.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
@@ -21,18 +22,26 @@ _VOLUME_SD = 0.08  # sd of the log day-to-day volume shock
 _BISECTIONS = 60
 
 
+@jax.jit
+def _bisect(params: MarketParams, daily_budget: jax.Array) -> jax.Array:
+    centre = params.mix_loc[:, 0] + jnp.mean(params.price_loc, axis=1)
+    bounds = (centre - 12.0, centre + jnp.log(1000.0))
+
+    def step(_, lohi):
+        lo, hi = lohi
+        mid = 0.5 * (lo + hi)
+        spend = params.volume_per_day * per_auction(params, jnp.exp(mid), True)[:, 1]
+        over = spend > daily_budget
+        return jnp.where(over, lo, mid), jnp.where(over, mid, hi)
+
+    lo, hi = jax.lax.fori_loop(0, _BISECTIONS, step, bounds)
+    return jnp.exp(0.5 * (lo + hi))
+
+
 def bids_for_budgets(params: MarketParams, daily_budget: np.ndarray) -> np.ndarray:
     """(A,) the flat first-price bid whose expected spend per day is ``daily_budget``
-    (capped at 1,000x the median price: a budget no bid can spend buys all it can)."""
-    centre = np.exp(np.asarray(params.mix_loc[:, 0] + params.price_loc.mean(1)))
-    lo, hi = np.log(centre) - 12.0, np.log(centre) + np.log(1000.0)
-    volume = np.asarray(params.volume_per_day)
-    for _ in range(_BISECTIONS):
-        mid = 0.5 * (lo + hi)
-        spend = volume * np.asarray(per_auction(params, jnp.exp(mid), True)[:, 1])
-        over = spend > daily_budget
-        hi, lo = np.where(over, mid, hi), np.where(over, lo, mid)
-    return np.exp(0.5 * (lo + hi))
+    (at most 1,000x the median price: a budget no bid can spend buys all it can)."""
+    return np.asarray(_bisect(params, jnp.asarray(daily_budget, jnp.float64)))
 
 
 def budget_outcomes(
