@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -94,6 +95,8 @@ def write_plan(
     info = check_model_folder(model_dir)
     market = load_market(model_dir)
     settings = read_settings(settings_file, market.names) if settings_file else None
+    if info.get("currency") and not scenario.currency:  # from the report's header
+        scenario = dataclasses.replace(scenario, currency=info["currency"])
 
     def solve(m):
         return solve_plan(
