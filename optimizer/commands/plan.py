@@ -37,7 +37,11 @@ from optimizer.plan.scenario import Scenario, load_scenario
 DAILY_NOTES = [
     "Model from a daily platform report: the platform sets the bids, so the plan is "
     "a daily budget per ad set; plan.csv's bid column is empty (plan.json's 'bid' is "
-    "the expected average price per impression at that budget, used by the simulator)."
+    "the expected average price per impression at that budget, used by the simulator).",
+    "What daily data can tell: each ad set's spend-to-impressions curve (from how "
+    "its daily spend varied) and its conversions per impression; not the auction "
+    "prices behind the platform's bids, nor differences between breakdowns (their "
+    "rows are summed per ad set and day).",
 ]
 
 
@@ -136,7 +140,9 @@ def write_plan(
         doc["warnings"] += [*DAILY_NOTES, *market.metrics.get("daily_notes", [])]
     if rules[0]:  # with --flat-bids plan.json stays as before rules existed
         doc["bid_rules"] = section
-    lines = summary_lines(doc) + rule_lines(section)  # nothing can fail after
+    lines = summary_lines(doc) + (
+        [] if daily else rule_lines(section)
+    )  # nothing can fail after
     with atomic_dir(out_dir) as tmp:
         write_csv(
             tmp / "plan.csv", frame.assign(bid=None, bid_cpm=None) if daily else frame
