@@ -17,7 +17,6 @@ from pathlib import Path
 import click
 
 from optimizer.commands.runtime import echo, enable_x64, friendly_errors
-from optimizer.errors import InputError
 
 PRESET_NAMES = ("adplan", "dv360", "google_ads", "meta")  # optimizer.io.daily.PRESETS
 INPUT_KINDS = ("auto", "auctions", "daily")
@@ -101,27 +100,25 @@ def detect_input_kind(
         return input_kind
     if preset is not None or mapping is not None:
         return "daily"
-    if Path(path).is_dir():
+    path = Path(path)
+    if not path.is_file():  # a folder of auction-log chunks, or the log's own message
         return "auctions"
     from optimizer.io.daily import looks_daily
-    from optimizer.io.schema import read_table
 
-    head = (
-        read_table(path, "input")
-        if Path(path).suffix.lower() in (".parquet", ".pq")
-        else None
-    )
-    if head is None:
-        import pandas as pd
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            import pyarrow.parquet as pq
 
-        from optimizer.io.csv_format import read_csv_kwargs
-        from optimizer.io.schema import read_table
+            columns = pq.read_schema(path).names
+        else:
+            import pandas as pd
 
-        try:
-            head = pd.read_csv(path, nrows=0, **read_csv_kwargs(path))
-        except (OSError, ValueError) as exc:
-            raise InputError(f"input {path}: could not be read ({exc}).") from exc
-    headers = [str(c).strip() for c in head.columns]
+            from optimizer.io.csv_format import read_csv_kwargs
+
+            columns = pd.read_csv(path, nrows=0, **read_csv_kwargs(path)).columns
+    except (OSError, ValueError):
+        return "auctions"  # the auction-log reader words the error
+    headers = [str(c).strip() for c in columns]
     return "daily" if looks_daily(headers) and "bid" not in headers else "auctions"
 
 
