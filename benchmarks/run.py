@@ -96,6 +96,9 @@ def _quality(_: list[str]) -> None:
         quality.main(quick=True)
     else:
         quality.main()
+    from benchmarks import bench_daily  # the daily-report cases (issue 19)
+
+    bench_daily.main(quick=_quick())
 
 
 def _rules(_: list[str]) -> None:

@@ -14,6 +14,7 @@ import click
 from optimizer import __version__
 from optimizer.commands import options as opt
 from optimizer.commands.bid import bid_command, bid_rule_options, rule_flags
+from optimizer.commands.daily import daily_generate_option, daily_options
 from optimizer.commands.runtime import (
     device_mesh,
     echo,
@@ -40,7 +41,7 @@ def main(ctx: click.Context, quiet: bool, no_cache: bool) -> None:
 @main.command(
     epilog=example("adplan generate --out out/market --audiences 24 --days 14 --seed 0")
 )
-@opt.out_folder_option("Folder for events.csv, audiences.csv and truth.json.")
+@opt.out_folder_option("Folder for events.csv (daily.csv), audiences.csv, truth.json.")
 @opt.audience_count_option
 @opt.log_days_option
 @opt.seed_option("Random seed (same seed, same market).")
@@ -48,6 +49,7 @@ def main(ctx: click.Context, quiet: bool, no_cache: bool) -> None:
 @opt.competition_slope_option
 @opt.realism_option
 @click.pass_context
+@daily_generate_option
 @friendly_errors
 def generate(
     ctx: click.Context,
@@ -91,6 +93,7 @@ def generate(
 @opt.csv_format_options
 @opt.no_backtest_option
 @click.pass_context
+@daily_options
 @friendly_errors
 def train(
     ctx: click.Context,
@@ -108,12 +111,10 @@ def train(
     bad_rows: str,
     no_backtest: bool,
 ) -> None:
-    """Learn conversion rates and the market (volumes, bid landscapes) from a log.
+    """Learn conversion rates and the market from an auction log or a daily report.
 
-    Training uses every GPU (or device) of the machine; with --coordinator,
-    --num-processes and --process-id, several machines train one model together,
-    each reading its share of the log's chunks.
-    """
+    Uses every GPU of the machine; --coordinator, --num-processes and --process-id
+    let several machines train one model from an auction log's chunks."""
     enable_x64()
     from optimizer import distributed
 
@@ -296,7 +297,6 @@ def report(
     from reports import write_report
 
     check_writable(out_file, folder=False)
-
     path = write_report(
         model_dir,
         plan_dir,

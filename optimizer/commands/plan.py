@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -32,6 +33,16 @@ from optimizer.plan.output import (
 )
 from optimizer.plan.resolve import solve_plan
 from optimizer.plan.scenario import Scenario, load_scenario
+
+DAILY_NOTES = [
+    "Model from a daily platform report: the platform sets the bids, so the plan is "
+    "a daily budget per ad set; plan.csv's bid column is empty (plan.json's 'bid' is "
+    "the expected average price per impression at that budget, used by the simulator).",
+    "What daily data can tell: each ad set's spend-to-impressions curve (from how "
+    "its daily spend varied) and its conversions per impression; not the auction "
+    "prices behind the platform's bids, nor differences between breakdowns (their "
+    "rows are summed per ad set and day).",
+]
 
 
 def read_model_info(model_dir: Path) -> dict:
@@ -88,6 +99,8 @@ def write_plan(
     info = check_model_folder(model_dir)
     market = load_market(model_dir)
     settings = read_settings(settings_file, market.names) if settings_file else None
+    if info.get("currency") and not scenario.currency:  # from the report's header
+        scenario = dataclasses.replace(scenario, currency=info["currency"])
 
     def solve(m):
         return solve_plan(
@@ -122,11 +135,18 @@ def write_plan(
     from simulations.simulator.band import band_widening
 
     doc["warnings"] += band_note(band_widening(model_dir))
+    daily = info.get("input_kind") == "daily"
+    if daily:  # the platform bids: plan.csv gives budgets, its bid column stays empty
+        doc["warnings"] += [*DAILY_NOTES, *market.metrics.get("daily_notes", [])]
     if rules[0]:  # with --flat-bids plan.json stays as before rules existed
         doc["bid_rules"] = section
-    lines = summary_lines(doc) + rule_lines(section)  # nothing can fail after
+    lines = summary_lines(doc) + (
+        [] if daily else rule_lines(section)
+    )  # nothing can fail after
     with atomic_dir(out_dir) as tmp:
-        write_csv(tmp / "plan.csv", frame)
+        write_csv(
+            tmp / "plan.csv", frame.assign(bid=None, bid_cpm=None) if daily else frame
+        )
         if section["used"]:
             write_csv(tmp / "bid_rules.csv", rule.table())
         write_json(tmp / "plan.json", doc)

@@ -159,7 +159,8 @@ def _describe(present: list[str], missing: list[str]) -> str:
         return (
             ". This looks like a daily platform report (date, spend, impressions, ...): "
             "adplan needs one row per auction (timestamp, audience, bid, won, cost, "
-            "click, conversion); see README 'Input formats'."
+            "click, conversion); to plan budgets from a daily report, map its columns "
+            "(adplan train --mapping FILE.toml; README 'Quickstart with a platform export')."
         )
     return "".join(_suggest(c, present) for c in missing) + "."
 

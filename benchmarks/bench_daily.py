@@ -1,0 +1,139 @@
+"""Daily-report cases of the quality benchmark (issue 19).
+
+Per seed: a first-price synthetic market seen only as the platform's daily report
+(:mod:`simulations.synthetic.daily`, budgets varying over the days), adplan's
+daily-report model fitted to it, and a budget over the next ``HORIZON`` days equal
+to the report's average daily spend. Every plan is a daily budget per ad set,
+scored exactly on the truth (the platform bidding to spend it). Regret is against
+the true optimum (the best of the truth's exact bid-and-cap optimum and every
+plan here); beside adplan: keep-current (the last week's split, scaled), an even
+split, and the MMM-style baseline (per ad set conv/day = a (1 - exp(-spend/b))
+fitted to the daily rows, split by SLSQP). Also the forecast error of adplan's
+total conversions. Writes ``benchmarks/results/quality_daily.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+RESULTS = Path(__file__).resolve().parent / "results" / "quality_daily.json"
+HORIZON = 14
+N_ADSETS, LOG_DAYS = 8, 28
+
+
+def _mmm_split(report: pd.DataFrame, names: list[str], daily_budget: float):
+    """The MMM-style baseline's daily budgets (SLSQP on fitted saturating curves)."""
+    from scipy.optimize import minimize
+
+    from benchmarks.bench_quality import _fit_mmm, _saturating
+
+    rows = [report[report["audience"] == n] for n in names]
+    curves = _fit_mmm(
+        {
+            "spend": [r["spend"].to_numpy() for r in rows],
+            "conversions": [r["conversions"].to_numpy() for r in rows],
+        }
+    )
+    n = len(names)
+    x0 = np.full(n, daily_budget / n)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        best = minimize(
+            lambda x: -np.sum(_saturating(x, curves[:, 0], curves[:, 1])),
+            x0,
+            method="SLSQP",
+            bounds=[(0.0, daily_budget)] * n,
+            constraints=[{"type": "eq", "fun": lambda x: np.sum(x) - daily_budget}],
+        )
+    return np.clip(best.x, 0.0, None)
+
+
+def run_case(seed: int) -> dict:
+    """One market: every method's true conversions, regret and adplan's forecast."""
+    from optimizer.io.daily import daily_totals
+    from optimizer.market.daily import fit_daily_market
+    from optimizer.plan.output import plan_frame
+    from optimizer.plan.resolve import solve_plan
+    from optimizer.plan.scenario import load_scenario
+    from simulations.synthetic.daily import budget_outcomes, daily_report
+    from simulations.synthetic.generate import make_truth
+    from simulations.synthetic.truth import Truth
+
+    data = make_truth(N_ADSETS, LOG_DAYS, seed, "first_price", 0.0, "demo")
+    truth = Truth(data)
+    true_params = truth.market_params()
+    names = [a["audience"] for a in data["audiences"]]
+    report = daily_report(
+        true_params, names, truth.usual_bids(), LOG_DAYS, seed, data["start"]
+    )
+    report["date"] = pd.to_datetime(report["date"])
+    market = fit_daily_market(daily_totals(report), [])
+    order = [names.index(n) for n in market.names]
+    params = true_params.take(jnp.asarray(order))
+    daily_budget = float(report["spend"].sum()) / LOG_DAYS
+    budget = daily_budget * HORIZON
+    scenario = load_scenario(None, {"budget": budget, "days": float(HORIZON)})
+    t0 = time.perf_counter()
+    solved = solve_plan(market, scenario, None)
+    seconds = time.perf_counter() - t0
+    frame = plan_frame(solved)
+    recent = report[report["date"] > report["date"].max() - pd.Timedelta(days=7)]
+    last = recent.groupby("audience")["spend"].sum().loc[market.names].to_numpy()
+    reindexed = report.copy()
+    plans = {
+        "adplan": frame["budget"].to_numpy() / HORIZON,
+        "keep_current": last / last.sum() * daily_budget,
+        "even_split": np.full(len(order), daily_budget / len(order)),
+        "mmm_slsqp": _mmm_split(reindexed, market.names, daily_budget),
+    }
+    scored = {
+        k: float(budget_outcomes(params, v, HORIZON)["conversions"].sum())
+        for k, v in plans.items()
+    }
+    exact = float(truth.optimal_plan(budget, HORIZON).objective)
+    optimum = max(exact, *scored.values())
+    forecast = float(frame["expected_conversions"].sum())
+    return {
+        "seed": seed,
+        "budget": budget,
+        "true_optimum": optimum,
+        "conversions": scored,
+        "regret": {k: 1.0 - v / optimum for k, v in scored.items()},
+        "forecast_error": abs(forecast - scored["adplan"]) / scored["adplan"],
+        "identified": sum(f["identified"] for f in market.metrics["landscapes"]),
+        "plan_seconds": seconds,
+    }
+
+
+def main(quick: bool = False) -> dict:
+    seeds = range(3) if quick else range(8)
+    cases = [run_case(s) for s in seeds]
+    methods = list(cases[0]["regret"])
+    summary = {
+        "median_regret": {
+            m: float(np.median([c["regret"][m] for c in cases])) for m in methods
+        },
+        "median_forecast_error": float(np.median([c["forecast_error"] for c in cases])),
+    }
+    print(f"daily-report cases ({len(cases)} markets, {N_ADSETS} ad sets, "
+          f"{LOG_DAYS} days of report, {HORIZON}-day plan at the report's spend rate)")  # fmt: skip
+    for m in methods:
+        print(f"  median regret {m:<13} {summary['median_regret'][m]:7.2%}")
+    print(f"  adplan forecast error of total conversions (median) {summary['median_forecast_error']:.1%}")  # fmt: skip
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"summary": summary, "cases": cases}, indent=1))
+    return summary
+
+
+if __name__ == "__main__":
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    main()

@@ -1,0 +1,207 @@
+"""Daily platform reports at the file ends: ``adplan train`` on one (detected or
+``--input-kind daily``) and ``adplan generate --daily``.
+
+The model folder of a daily report holds market.json, metrics.json and
+model.json (``input_kind`` = "daily"); there is no rate network (the rates are
+per ad set from counts), so every command that plans from market.json works on
+it as on an auction-log model.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+from pathlib import Path
+
+import click
+
+from optimizer.commands.runtime import echo, enable_x64, friendly_errors
+
+PRESET_NAMES = ("adplan", "dv360", "google_ads", "meta")  # optimizer.io.daily.PRESETS
+INPUT_KINDS = ("auto", "auctions", "daily")
+
+
+def daily_options(command):
+    """``--input-kind``, ``--preset``, ``--mapping`` for ``adplan train``: a daily
+    report is trained here; an auction log goes on to ``command``."""
+
+    @functools.wraps(command)
+    def wrapper(ctx: click.Context, **kwargs):
+        given = {k: kwargs.pop(k) for k in ("input_kind", "preset", "mapping")}
+        kind = friendly_errors(detect_input_kind)(kwargs["events"], **given)
+        if kind == "auctions":
+            if given["preset"] or given["mapping"]:
+                raise click.UsageError("--preset and --mapping are for daily reports.")
+            return command(ctx, **kwargs)
+        enable_x64()
+        lines = friendly_errors(train_daily)(
+            kwargs["events"], kwargs["model_dir"], given["preset"], given["mapping"]
+        )
+        for line in lines:
+            echo(ctx, line)
+        return None
+
+    options = [
+        click.option(
+            "--input-kind",
+            type=click.Choice(INPUT_KINDS),
+            default="auto",
+            show_default=True,
+            help="What --events is: an auction log, a daily platform report "
+            "(one row per ad set and day), or auto (by its columns).",
+        ),
+        click.option(
+            "--preset",
+            type=click.Choice(PRESET_NAMES),
+            default=None,
+            help="Daily report header preset (default: recognized from the header).",
+        ),
+        click.option(
+            "--mapping",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            default=None,
+            help='TOML file mapping another export\'s headers ([columns] spend = "Cost").',
+        ),
+    ]
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def daily_generate_option(command):
+    """``--daily`` for ``adplan generate``: write the daily report a platform
+    would show for the synthetic market instead of its auction log."""
+
+    @functools.wraps(command)
+    def wrapper(ctx: click.Context, **kwargs):
+        if not kwargs.pop("daily"):
+            return command(ctx, **kwargs)
+        enable_x64()
+        lines = friendly_errors(write_daily_market)(
+            kwargs["out_dir"], kwargs["n_audiences"], kwargs["days"], kwargs["seed"]
+        )
+        for line in lines:
+            echo(ctx, line)
+        return None
+
+    return click.option(
+        "--daily",
+        is_flag=True,
+        help="Write daily.csv (one row per ad set and day, first price) instead of events.csv.",
+    )(wrapper)
+
+
+def detect_input_kind(
+    path: Path, input_kind: str, preset: str | None, mapping: Path | None
+) -> str:
+    """'auctions' or 'daily': as given, else by the file's columns."""
+    if input_kind != "auto":
+        return input_kind
+    if preset is not None or mapping is not None:
+        return "daily"
+    path = Path(path)
+    if not path.is_file():  # a folder of auction-log chunks, or the log's own message
+        return "auctions"
+    from optimizer.io.daily import looks_daily
+
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            import pyarrow.parquet as pq
+
+            columns = pq.read_schema(path).names
+        else:
+            import pandas as pd
+
+            from optimizer.io.csv_format import read_csv_kwargs
+
+            columns = pd.read_csv(path, nrows=0, **read_csv_kwargs(path)).columns
+    except (OSError, ValueError):
+        return "auctions"  # the auction-log reader words the error
+    headers = [str(c).strip() for c in columns]
+    return "daily" if looks_daily(headers) and "bid" not in headers else "auctions"
+
+
+def train_daily(
+    path: Path, model_dir: Path, preset: str | None, mapping: Path | None
+) -> list[str]:
+    """Fit a daily report's market into ``model_dir``; return summary lines."""
+    from optimizer.io.atomic import check_writable
+    from optimizer.io.daily import daily_totals, fail_if_empty, read_daily_report
+    from optimizer.io.files import (
+        atomic_dir,
+        file_sha256,
+        folder_checksums,
+        library_versions,
+        write_json,
+    )
+    from optimizer.market.daily import fit_daily_market
+    from optimizer.market.store import save_market
+
+    check_writable(model_dir, folder=True)
+    frame, info = read_daily_report(path, preset, mapping)
+    days = daily_totals(frame)
+    fail_if_empty(days, Path(path))
+    market = fit_daily_market(days, info["notes"])
+    metrics = {"rates": {"heads": {}}, "market": market.metrics}
+    with atomic_dir(model_dir) as tmp:
+        save_market(tmp, market)
+        model_id = hashlib.sha256((tmp / "market.json").read_bytes()).hexdigest()[:12]
+        write_json(tmp / "metrics.json", metrics)
+        write_json(
+            tmp / "model.json",
+            {
+                "format": "adplan-model/1",
+                "input_kind": "daily",
+                "model_id": model_id,
+                "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "events_file": str(path),
+                "events_sha256": file_sha256(path),
+                "rows": len(frame),
+                "audiences": market.names,
+                "auction_type": market.auction_type,
+                "preset": info["preset"],
+                "currency": info["currency"],
+                "breakdowns": info["breakdowns"],
+                "versions": library_versions(),
+                "sha256": folder_checksums(tmp),
+            },
+        )
+    fits = market.metrics["landscapes"]
+    known = sum(f["identified"] for f in fits)
+    currency = f", currency {info['currency']}" if info["currency"] else ""
+    return [
+        f"Daily report: {len(frame):,} rows, {days['date'].nunique()} days, "
+        f"{len(market.names)} ad sets (preset {info['preset']}{currency}).",
+        f"  model folder: {model_dir} (model id {model_id}; bids are set by the "
+        "platform: the plan is a budget per ad set)",
+        f"  spend curves: {known} of {len(fits)} learned from day-to-day spend variation",
+        *(f"  note: {n}" for n in market.metrics["daily_notes"]),
+    ]
+
+
+def write_daily_market(out_dir: Path, n: int, days: int, seed: int) -> list[str]:
+    """``adplan generate --daily``: daily.csv, audiences.csv and truth.json."""
+    from optimizer.io.atomic import check_writable
+    from optimizer.io.files import atomic_dir, dumps_json, write_csv
+    from simulations.synthetic.daily import daily_report
+    from simulations.synthetic.generate import audience_settings, make_truth
+    from simulations.synthetic.truth import Truth
+
+    check_writable(out_dir, folder=True)
+    data = make_truth(n, days, seed, "first_price", 0.0, "demo")
+    truth = Truth(data)
+    names = [a["audience"] for a in data["audiences"]]
+    report = daily_report(
+        truth.market_params(), names, truth.usual_bids(), days, seed, data["start"]
+    )
+    with atomic_dir(out_dir) as tmp:
+        write_csv(tmp / "daily.csv", report)
+        write_csv(tmp / "audiences.csv", audience_settings(data))
+        (tmp / "truth.json").write_text(dumps_json(data) + "\n", encoding="utf-8")
+    return [
+        f"Synthetic daily report: {n} ad sets, {days} days (first price; the platform "
+        "bids to spend each day's budget).",
+        f"  daily report:       {out_dir / 'daily.csv'}",
+        f"  true market:        {out_dir / 'truth.json'}",
+    ]

@@ -1,0 +1,200 @@
+"""Daily platform reports: presets, mapping files, the checks, and the fitted curves."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+
+from optimizer.commands.daily import PRESET_NAMES, detect_input_kind
+from optimizer.errors import InputError
+from optimizer.io.daily import PRESETS, daily_totals, read_daily_report
+from optimizer.market.daily import fit_daily_market
+from optimizer.market.params import MarketParams
+from simulations.synthetic.daily import budget_outcomes, daily_report
+
+META = (
+    "Day,Ad set name,Age,Amount spent (EUR),Impressions,Link clicks,Results,Results value\n"
+    "2026-03-01,Prospecting,18-24,12.50,1000,20,2,80\n"
+    "2026-03-01,Prospecting,25-34,7.50,600,9,1,40\n"
+    "2026-03-01,Retargeting,18-24,5.00,300,8,3,120\n"
+    "2026-03-02,Prospecting,18-24,15.00,1150,25,1,40\n"
+    "2026-03-02,Prospecting,25-34,8.00,620,10,0,0\n"
+    "2026-03-02,Retargeting,18-24,5.00,310,2,4,160\n"
+)
+GOOGLE = (
+    "Day,Campaign,Cost,Impr.,Clicks,Conversions,Conv. value\n"
+    "2026-03-01,Brand,10.00,500,40,4,200\n"
+    "2026-03-02,Brand,11.00,520,42,5,250\n"
+)
+DV360 = (
+    "Date,Line Item,Revenue (Adv Currency),Impressions,Clicks,Total Conversions\n"
+    "2026/03/01,LI-1,30.0,10000,12,1\n"
+    "2026/03/02,LI-1,33.0,10500,15,2\n"
+)
+
+
+def _write(tmp_path, text, name="report.csv"):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_preset_names_match_the_presets():
+    assert tuple(sorted(PRESETS)) == PRESET_NAMES
+
+
+@pytest.mark.parametrize(
+    ("text", "preset", "currency", "spend", "breakdowns"),
+    [
+        (META, "meta", "EUR", 53.0, ["Age"]),
+        (GOOGLE, "google_ads", None, 21.0, []),
+        (DV360, "dv360", None, 63.0, []),
+    ],
+)
+def test_each_preset_is_recognized(tmp_path, text, preset, currency, spend, breakdowns):
+    frame, info = read_daily_report(_write(tmp_path, text))
+    assert info["preset"] == preset
+    assert info["currency"] == currency
+    assert info["breakdowns"] == breakdowns
+    assert frame["spend"].sum() == pytest.approx(spend)
+    assert frame["date"].dt.day.tolist()[:1] == [1]
+    assert detect_input_kind(tmp_path / "report.csv", "auto", None, None) == "daily"
+
+
+def test_breakdown_rows_sum_per_day_and_view_through_is_accepted(tmp_path):
+    frame, info = read_daily_report(_write(tmp_path, META))
+    days = daily_totals(frame)
+    first = days[(days["audience"] == "Prospecting")].iloc[0]
+    assert first["spend"] == pytest.approx(20.0)
+    assert first["impressions"] == 1600
+    assert any("more conversions than clicks" in n for n in info["notes"])
+
+
+def test_forcing_a_preset_that_does_not_fit_names_what_is_missing(tmp_path):
+    with pytest.raises(
+        InputError, match=r"closest: dv360, missing date, audience, spend, clicks, conv"
+    ):
+        read_daily_report(_write(tmp_path, META), preset="dv360")
+    with pytest.raises(InputError, match="--preset 'tiktok'"):
+        read_daily_report(_write(tmp_path, META), preset="tiktok")
+
+
+def test_mapping_file_maps_any_export(tmp_path):
+    text = "When,Name,Money,Views,Taps,Sales\n2026-03-01,A,5,100,3,1\n2026-03-02,A,6,110,4,0\n"
+    mapping = _write(
+        tmp_path,
+        'currency = "USD"\n[columns]\ndate = "When"\naudience = "Name"\n'
+        'spend = "Money"\nimpressions = "Views"\nclicks = "Taps"\nconversions = "Sales"\n',
+        "map.toml",
+    )
+    frame, info = read_daily_report(_write(tmp_path, text), mapping=mapping)
+    assert info["preset"] == "mapping map.toml"
+    assert info["currency"] == "USD"
+    assert frame["conversions"].tolist() == [1.0, 0.0]
+    bad = _write(tmp_path, '[columns]\nbudget = "Money"\n', "bad.toml")
+    with pytest.raises(InputError, match="unknown: budget"):
+        read_daily_report(tmp_path / "report.csv", mapping=bad)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda t: t.replace("12.50", "-12.50"),
+            r"column 'Amount spent \(EUR\)' is negative in 1 row\(s\) \(first at data row 1\)",
+        ),
+        (
+            lambda t: t.replace("2026-03-02,Retargeting", ",Retargeting"),
+            r"column 'Day' is empty in 1 row\(s\) \(first at data row 6\)",
+        ),
+        (
+            lambda t: t.replace(
+                "2026-03-02,Prospecting,25-34", "yesterday,Prospecting,25-34"
+            ),
+            r"column 'Day' is not a date in 1 row\(s\) \(first at data row 5\)",
+        ),
+        (
+            lambda t: t.replace(
+                "2026-03-02,Prospecting,25-34", "2026-03-02,Prospecting,18-24"
+            ),
+            r"repeats an earlier row's .* in 1 row\(s\) \(first at data row 5\)",
+        ),
+        (
+            lambda t: t.replace(",1150,", ",many,"),
+            r"column 'Impressions' is not a number in 1 row\(s\) \(first at data row 4\)",
+        ),
+    ],
+)
+def test_bad_rows_are_named(tmp_path, edit, message):
+    path = _write(tmp_path, edit(META))
+    with pytest.raises(InputError, match=message) as info:
+        read_daily_report(path)
+    assert str(path) in str(info.value)
+
+
+def test_an_ad_set_that_never_spent_is_a_note(tmp_path):
+    text = META + "2026-03-01,Paused,18-24,0,0,0,0,0\n"
+    frame, info = read_daily_report(_write(tmp_path, text))
+    assert any("'Paused' never spent" in n for n in info["notes"])
+    market = fit_daily_market(daily_totals(frame), info["notes"])
+    assert "Paused" not in market.names
+
+
+def _known_market(n: int) -> MarketParams:
+    a = jnp.ones((n, 1))
+    return MarketParams(
+        volume_per_day=jnp.asarray(np.linspace(20000, 60000, n)),
+        hour_profile=jnp.full((n, 24), 1 / 24),
+        weight=a,
+        p_click=0.02 * a,
+        p_conv=jnp.asarray(np.linspace(0.001, 0.003, n))[:, None],
+        value=50.0 * a,
+        price_loc=0.0 * a,
+        mix_weight=a,
+        mix_loc=jnp.asarray(np.log(np.linspace(0.004, 0.01, n)))[:, None],
+        mix_scale=0.5 * a,
+    )
+
+
+def test_known_curves_are_recovered_and_a_flat_one_is_flagged():
+    n = 4
+    truth = _known_market(n)
+    names = [f"ad_{i}" for i in range(n)]
+    usual = np.exp(np.asarray(truth.mix_loc[:, 0]))  # median price: ~50% win rate
+    report = daily_report(truth, names, usual, 60, 0, "2026-01-01")
+    report["date"] = pd.to_datetime(report["date"])
+    flat = report["audience"] == "ad_3"  # its budget never moved: one spend level
+    fixed = float(report.loc[flat, "daily_budget"].median())
+    exact = budget_outcomes(truth, np.full(n, fixed), 60.0)
+    report.loc[flat, "spend"] = round(exact["spend"][3] / 60, 2)
+    report.loc[flat, "impressions"] = round(exact["impressions"][3] / 60)
+    market = fit_daily_market(daily_totals(report), [])
+    fits = {f["audience"]: f for f in market.metrics["landscapes"]}
+    assert [fits[f"ad_{i}"]["identified"] for i in range(n)] == [
+        True,
+        True,
+        True,
+        False,
+    ]
+    assert any("'ad_3' never varied" in note for note in market.metrics["daily_notes"])
+    # The learned curves give the true conversions at budgets 0.6x and 1.6x the usual.
+    usual_budget = report.groupby("audience")["spend"].mean().loc[names].to_numpy()
+    for factor in (0.6, 1.6):
+        budget = factor * usual_budget[:3]
+        true = budget_outcomes(truth.take(jnp.arange(3)), budget, 1.0)["conversions"]
+        got = budget_outcomes(market.params.take(jnp.arange(3)), budget, 1.0)[
+            "conversions"
+        ]
+        np.testing.assert_allclose(got, true, rtol=0.12)
+    np.testing.assert_allclose(
+        np.asarray(market.params.mix_scale[:3, 0]), 0.5, rtol=0.35
+    )
+
+
+def test_truth_spends_exactly_the_daily_budget():
+    truth = _known_market(3)
+    out = budget_outcomes(truth, np.array([10.0, 0.0, 50.0]), 7.0)
+    np.testing.assert_allclose(out["spend"], [70.0, 0.0, 350.0], rtol=1e-9)
+    assert out["conversions"][1] == 0.0
