@@ -253,6 +253,7 @@ def test_plan_whatif_frontier_on_four_devices_match_one(trained, tmp_path):
                 "7",
                 "--out",
                 str(out / "plan"),
+                "--flat-bids",  # the sharding of the solves, not the rule fit
                 *flag,
             ],
             [

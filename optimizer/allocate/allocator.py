@@ -25,7 +25,7 @@ import jax.numpy as jnp
 
 from optimizer.allocate import response
 from optimizer.allocate.config import DEFAULT_CONFIG, SolveConfig
-from optimizer.allocate.exact import dual_value, inner_solution
+from optimizer.allocate.exact import dual_terms
 from optimizer.allocate.problem import (
     Problem,
     bid_for_spend,
@@ -235,35 +235,28 @@ def allocate(
         )
         return _certify(problem, u, lower, upper, config, n, valid)
 
-    def basin_start(best: Allocation) -> jax.Array:
-        # At the plan's prices the dual's global per-audience search names each
-        # audience's best basin (bids there).
-        price = best.dual_price
-        if problem.group_cap.shape[0]:
-            price = price + best.group_price[problem.group]
-        return inner_solution(problem, price, config, 32, 24, 2)
-
     def attempt(carry):
-        k, u_start, best = carry
-        alloc = descend(u_start)
+        # A response with two price modes has more than one local optimum and
+        # the steps may settle in the worse one. The certificate's dual names each
+        # audience's globally best bid at the plan's prices: a plan whose duality
+        # gap is loose descends once more from there (the better plan kept).
+        k, u_start, best, _ = carry
+        alloc, u_dual = descend(u_start)
         better = alloc.objective > best.objective
         best = jax.tree_util.tree_map(lambda x, y: jnp.where(better, x, y), alloc, best)
-        return k + 1, basin_start(best), best
+        loose = alloc.duality_gap > _RESTART_GAP * jnp.maximum(alloc.objective, 1e-300)
+        return k + 1, u_dual, best, loose
 
-    def again(carry):
-        # A response with two price modes has more than one local optimum and
-        # the steps may settle in the worse one: a plan whose duality gap is
-        # loose descends once more from the dual's basins (the better plan kept).
-        k, _, best = carry
-        loose = best.duality_gap > _RESTART_GAP * jnp.maximum(best.objective, 1e-300)
-        return (k == 0) | ((k < 2) & loose)
-
-    shapes = jax.eval_shape(descend, u0)
+    shapes = jax.eval_shape(descend, u0)[0]
     worst = jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape, x.dtype), shapes)
     worst = dataclasses.replace(
         worst, objective=jnp.asarray(-jnp.inf, shapes.objective.dtype)
     )
-    _, _, best = jax.lax.while_loop(again, attempt, (0, u0, worst))
+    _, _, best, _ = jax.lax.while_loop(
+        lambda c: (c[0] == 0) | ((c[0] < 2) & c[3]),
+        attempt,
+        (0, u0, worst, jnp.asarray(True)),
+    )
     return best
 
 
@@ -289,8 +282,9 @@ def _certify(
     config: SolveConfig,
     n: jax.Array | int,
     valid: jax.Array | None,
-) -> Allocation:
-    """Final caps (never over budget, bounds or group caps), outcomes, certificate.
+) -> tuple[Allocation, jax.Array]:
+    """Final caps (never over budget, bounds or group caps), outcomes, certificate,
+    and the (A,) log bids attaining the certificate's dual bound.
 
     ``n`` real audiences; padding (``valid`` False, zero volume) has zero cap and
     gain and is left out of the KKT residual.
@@ -346,9 +340,10 @@ def _certify(
     )
     # Weak duality: D(price) >= optimum, evaluated globally per audience (a
     # 24-point bid grid, its two best local maxima refined by 32 bisection steps).
-    dual = price * budget + dual_value(
+    dual_rest, u_dual = dual_terms(
         problem, audience_price, config, grid_points=24, steps=32, peaks=2
     )
+    dual = price * budget + dual_rest
     if problem.group_cap.shape[0]:
         dual = dual + jnp.sum(
             jnp.where(
@@ -366,7 +361,7 @@ def _certify(
         kkt_residual=kkt,
         duality_gap=jnp.maximum(dual - total, 0.0),
         group_price=group_price,
-    )
+    ), u_dual
 
 
 @jax.jit(static_argnames=("config",))
