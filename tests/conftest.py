@@ -6,7 +6,11 @@ JAX is made strict where it can be: implicit rank promotion (adding a (n,) array
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
 
 import jax
 import pytest
@@ -23,74 +27,96 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 os.environ["ADPLAN_NO_BACKTEST"] = "1"
 
 
+def _run_folder(tmp_path_factory) -> Path:
+    """This test run's temporary folder, shared by its pytest-xdist workers."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def _built_once(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """``name``, a folder in the run's folder that ``build`` fills once per run.
+
+    The first worker to ask builds it while the others wait on a lock (each would
+    otherwise build the same files from the same seeds); a build that fails
+    leaves no ``.done`` mark, so the next one to ask builds it again."""
+    base = _run_folder(tmp_path_factory)
+    folder = base / name
+    with open(base / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / ".done").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            (folder / ".done").write_text("")
+    return folder
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _compilation_cache_in_tmp(tmp_path_factory):
     """adplan commands under test keep compiled programs in a temporary folder,
     never in the user's ~/.cache (subprocesses inherit it). Test processes of one
     run (pytest-xdist workers) share it, as planners' runs share theirs."""
-    base = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        base = base.parent  # the run's folder, above each worker's own
-    folder = base / "jax-cache"
+    folder = _run_folder(tmp_path_factory) / "jax-cache"
     folder.mkdir(exist_ok=True)
     os.environ["ADPLAN_CACHE_DIR"] = str(folder)
 
 
 @pytest.fixture(scope="session")
 def small_market(tmp_path_factory):
-    """A 6-audience, 7-day synthetic market written to disk (events, settings, truth)."""
+    """A 6-audience, 7-day synthetic market written to disk (events, settings, truth);
+    built once per run, read-only for tests."""
     from click.testing import CliRunner
 
     from optimizer.cli import main
 
-    out = tmp_path_factory.mktemp("market")
-    result = CliRunner().invoke(
-        main,
-        [
-            "generate",
-            "--out",
-            str(out),
-            "--audiences",
-            "6",
-            "--days",
-            "7",
-            "--seed",
-            "3",
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    return out
+    def build(out: Path) -> None:
+        result = CliRunner().invoke(
+            main,
+            [
+                *("generate", "--out", str(out / "market")),
+                *("--audiences", "6", "--days", "7", "--seed", "3"),
+            ],
+        )
+        assert result.exit_code == 0, result.output
+
+    return _built_once(tmp_path_factory, "small-market", build) / "market"
 
 
 @pytest.fixture(scope="session")
 def trained(small_market, tmp_path_factory):
-    """small_market trained by ``adplan train`` (few epochs) and planned once."""
+    """small_market trained by ``adplan train`` (few epochs) and planned once; built
+    once per run, read-only for tests."""
     from click.testing import CliRunner
 
     from optimizer.cli import main
 
-    root = tmp_path_factory.mktemp("pipeline")
-    runner = CliRunner()
-    model, plan = root / "model", root / "plan"
-    result = runner.invoke(
-        main,
-        [
-            "-q",
-            "train",
-            "--events",
-            str(small_market / "events.csv"),
-            "--out",
-            str(model),
-            "--epochs",
-            "4",
-        ],
-        env={"ADPLAN_NO_BACKTEST": None},  # with the band check, as a planner runs it
-    )
-    assert result.exit_code == 0, result.output
-    args = ["-q", "plan", "--model", str(model), "--budget", "300", "--days", "7"]
-    result = runner.invoke(
-        main,
-        [*args, "--audiences", str(small_market / "audiences.csv"), "--out", str(plan)],
-    )
-    assert result.exit_code == 0, result.output
-    return {"market": small_market, "model": model, "plan": plan, "root": root}
+    def build(root: Path) -> None:
+        runner = CliRunner()
+        model, plan = root / "model", root / "plan"
+        result = runner.invoke(
+            main,
+            [
+                *("-q", "train", "--events", str(small_market / "events.csv")),
+                *("--out", str(model), "--epochs", "4"),
+            ],
+            env={"ADPLAN_NO_BACKTEST": None},  # with the band check, as planners run it
+        )
+        assert result.exit_code == 0, result.output
+        args = ["-q", "plan", "--model", str(model), "--budget", "300", "--days", "7"]
+        result = runner.invoke(
+            main,
+            [
+                *args,
+                *("--audiences", str(small_market / "audiences.csv")),
+                *("--out", str(plan)),
+            ],
+        )
+        assert result.exit_code == 0, result.output
+
+    root = _built_once(tmp_path_factory, "pipeline", build)
+    return {
+        "market": small_market,
+        "model": root / "model",
+        "plan": root / "plan",
+        "root": root,
+    }
