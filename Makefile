@@ -24,7 +24,7 @@ RUNS      ?= 200
 SCENARIO  ?= simulations/scenarios/*.toml
 N_AUDIENCES ?= 24
 
-.PHONY: demo test bench bench-allocator bench-quality bench-rules bench-scaleout bench-cli lint fmt data train plan simulate whatif frontier report clean install browser
+.PHONY: demo test test-devices bench bench-allocator bench-quality bench-rules bench-scaleout bench-cli lint fmt data train plan simulate whatif frontier report clean install browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -85,7 +85,11 @@ browser:
 TEST_WORKERS ?= 2
 
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -q $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
+	$(BIN)/python -m pytest -q -m "not devices" $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
+
+# Sharding over emulated devices and multi-process training (about 4 minutes).
+test-devices: $(STAMP)
+	$(BIN)/python -m pytest -q -m devices $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -120,3 +120,18 @@ def trained(small_market, tmp_path_factory):
         "plan": root / "plan",
         "root": root,
     }
+
+
+# Sharding over several emulated devices and multi-process training: run by
+# ``make test-devices``, not by ``make test`` (they keep it under 15 minutes).
+DEVICE_FILES = {
+    "test_distributed.py",
+    "test_allocator_sharding.py",
+    "test_simulator_sharding.py",
+}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.path.name in DEVICE_FILES:
+            item.add_marker(pytest.mark.devices)
