@@ -117,18 +117,6 @@ def inner_solution(
     ]
 
 
-def dual_value(
-    problem: Problem,
-    price: jax.Array,
-    config: SolveConfig,
-    grid_points: int = _GRID,
-    steps: int = 40,
-    peaks: int = _PEAKS,
-) -> jax.Array:
-    """D(price) >= optimum for any price >= 0 (weak duality); price () or (A,)."""
-    return dual_terms(problem, price, config, grid_points, steps, peaks)[0]
-
-
 def dual_terms(
     problem: Problem,
     price: jax.Array,
@@ -137,8 +125,8 @@ def dual_terms(
     steps: int = 40,
     peaks: int = _PEAKS,
 ) -> tuple[jax.Array, jax.Array]:
-    """D(price) (as :func:`dual_value`) and the (A,) log bids that attain it: each
-    audience's globally best bid at ``price``."""
+    """D(price) >= optimum for any price >= 0 (weak duality; price () or (A,)), and
+    the (A,) log bids that attain it: each audience's globally best bid at ``price``."""
     u = inner_solution(problem, price, config, steps, grid_points, peaks)
     price = jnp.broadcast_to(price, u.shape)
     value = jnp.sum(gain_at(problem, u, config) - price * spend_at(problem, u, config))

@@ -34,13 +34,14 @@ def daily_options(command):
             if given["preset"] or given["mapping"]:
                 raise click.UsageError("--preset and --mapping are for daily reports.")
             return command(ctx, **kwargs)
-        enable_x64()
-        lines = friendly_errors(train_daily)(
-            kwargs["events"], kwargs["model_dir"], given["preset"], given["mapping"]
+        return _run_daily(
+            ctx,
+            train_daily,
+            kwargs["events"],
+            kwargs["model_dir"],
+            given["preset"],
+            given["mapping"],
         )
-        for line in lines:
-            echo(ctx, line)
-        return None
 
     options = [
         click.option(
@@ -69,6 +70,13 @@ def daily_options(command):
     return wrapper
 
 
+def _run_daily(ctx: click.Context, job, *args) -> None:
+    """``job(*args)`` in float64, its lines echoed; errors as one clear message."""
+    enable_x64()
+    for line in friendly_errors(job)(*args):
+        echo(ctx, line)
+
+
 def daily_generate_option(command):
     """``--daily`` for ``adplan generate``: write the daily report a platform
     would show for the synthetic market instead of its auction log."""
@@ -77,13 +85,14 @@ def daily_generate_option(command):
     def wrapper(ctx: click.Context, **kwargs):
         if not kwargs.pop("daily"):
             return command(ctx, **kwargs)
-        enable_x64()
-        lines = friendly_errors(write_daily_market)(
-            kwargs["out_dir"], kwargs["n_audiences"], kwargs["days"], kwargs["seed"]
+        return _run_daily(
+            ctx,
+            write_daily_market,
+            kwargs["out_dir"],
+            kwargs["n_audiences"],
+            kwargs["days"],
+            kwargs["seed"],
         )
-        for line in lines:
-            echo(ctx, line)
-        return None
 
     return click.option(
         "--daily",
