@@ -14,7 +14,12 @@ import click
 from optimizer import __version__
 from optimizer.commands import options as opt
 from optimizer.commands.bid import bid_command, bid_rule_options, rule_flags
-from optimizer.commands.daily import daily_generate_option, daily_options
+from optimizer.commands.daily import (
+    backtest_daily_job,
+    daily_generate_option,
+    daily_options,
+    train_daily_job,
+)
 from optimizer.commands.runtime import (
     device_mesh,
     echo,
@@ -93,7 +98,7 @@ def generate(
 @opt.csv_format_options
 @opt.no_backtest_option
 @click.pass_context
-@daily_options
+@daily_options(train_daily_job)
 @friendly_errors
 def train(
     ctx: click.Context,
@@ -430,6 +435,7 @@ if __name__ == "__main__":  # pragma: no cover
 @opt.runs_option
 @opt.out_folder_option("Folder for backtest.csv, backtest.json and the model trained.")
 @click.pass_context
+@daily_options(backtest_daily_job)
 @friendly_errors
 def backtest(
     ctx: click.Context,
@@ -441,7 +447,8 @@ def backtest(
     runs: int,
     out_dir: Path,
 ) -> None:
-    """Check the forecast on your log: train without its last days, forecast them."""
+    """Check the forecast on your log or daily report: fit it without its last
+    days, forecast them, compare."""
     enable_x64()
     from optimizer.commands.backtest import run_backtest
 

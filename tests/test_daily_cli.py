@@ -21,8 +21,11 @@ META = {
 }
 
 
-def _run(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args])
+_WITH_BACKTEST = {"ADPLAN_NO_BACKTEST": None}  # as planners run train
+
+
+def _run(*args, env=None):
+    result = CliRunner().invoke(main, [str(a) for a in args], env=env)
     assert result.exit_code == 0, result.output
     return result.output
 
@@ -32,12 +35,18 @@ def test_meta_export_to_plan_and_report(tmp_path):
     _run("generate", "--daily", "--out", market, "--audiences", "4", "--days", "21")
     export = tmp_path / "meta_export.csv"
     frame = pd.read_csv(market / "daily.csv").rename(columns=META)
+    flat = frame["Ad set name"] == frame["Ad set name"].iloc[0]  # never varied
+    measures = [c for c in META.values() if c not in ("Day", "Ad set name")]
+    frame.loc[flat, measures] = frame.loc[flat, measures].iloc[0].to_numpy()
     frame.to_csv(export, index=False)
     model, plan = tmp_path / "model", tmp_path / "plan"
-    out = _run("train", "--events", export, "--out", model)
+    out = _run("train", "--events", export, "--out", model, env=_WITH_BACKTEST)
     assert "preset meta, currency EUR" in out
+    assert "at the daily spend the report shows" in out  # the band was checked
     info = json.loads((model / "model.json").read_text())
     assert info["input_kind"] == "daily" and info["preset"] == "meta"
+    band = json.loads((model / "band.json").read_text())
+    assert band["unidentified"] == [frame["Ad set name"].iloc[0]]
     budget = 14 * frame["Amount spent (EUR)"].sum() / 21
     out = _run(
         "plan",
@@ -58,6 +67,11 @@ def test_meta_export_to_plan_and_report(tmp_path):
     doc = json.loads((plan / "plan.json").read_text())
     assert any("platform sets the bids" in w for w in doc["warnings"])
     assert doc["currency"] == "EUR"
+    out = _run("simulate", "--model", model, "--plan", plan, "--out", tmp_path / "sim")
+    assert "band checked on the log's last 5 day(s)" in out
+    assert "1 ad set(s) with a guessed spend curve" in out
+    sim = json.loads((tmp_path / "sim" / "summary.json").read_text())
+    assert list(sim["band_widening_guessed_curves"]) == band["unidentified"]
     report = tmp_path / "report.html"
     _run("report", "--model", model, "--plan", plan, "--out", report)
     html = report.read_text()

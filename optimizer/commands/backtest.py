@@ -44,15 +44,25 @@ MAX_WIDENING = 10.0  # beyond this the band says nothing; the backtest says why
 _BASIS = {"spend": "impressions", "value": "conversions"}
 
 
-def split_days(events: pd.DataFrame, holdout_days: int | None, where) -> tuple:
-    """(train rows, held-out rows, held-out days, first held-out day) of a log."""
-    day = pd.to_datetime(events["timestamp"], utc=True).dt.floor("D")
+def split_days(
+    events: pd.DataFrame,
+    holdout_days: int | None,
+    where,
+    column: str = "timestamp",
+    what: str = "event log",
+    min_train_days: int = 1,
+) -> tuple:
+    """(train rows, held-out rows, held-out days, first held-out day) of a log
+    (or of a daily report: ``column`` "date"); by default its last quarter of days
+    is held out, and at least ``min_train_days`` days are left to train on."""
+    day = pd.to_datetime(events[column], utc=True).dt.floor("D")
     days = np.sort(day.unique())
     n = max(1, len(days) // 4) if holdout_days is None else holdout_days
-    if len(days) < 2 or n >= len(days):
+    if len(days) < 2 or n < 1 or len(days) - n < min_train_days:
         raise InputError(
-            f"event log {where}: it covers {len(days)} day(s), too few to hold out "
-            f"{n} and train on the rest. Use a longer log or a smaller --holdout-days."
+            f"{what} {where}: it covers {len(days)} day(s), too few to hold out "
+            f"{n} and train on at least {min_train_days} day(s) before them. "
+            f"Use a longer {what} or a smaller --holdout-days."
         )
     cutoff = days[-n]
     late = (day >= cutoff).to_numpy()
@@ -349,7 +359,12 @@ def summary_lines(summary: dict, where: Path | None = None) -> list[str]:
     worst = summary["worst_error"] or {}
     lines = [
         f"Backtest: trained without the last {summary['holdout_days']} day(s) "
-        f"(from {summary['holdout_from'][:10]}), then forecast them at the bids the log used.",
+        f"(from {summary['holdout_from'][:10]}), then forecast them at the "
+        + (
+            "daily spend the report shows."
+            if summary.get("input_kind") == "daily"
+            else "bids the log used."
+        ),
         f"  the P10-P90 band held {summary['coverage']:.0%} of "
         f"{summary['outcomes']} audience outcomes (it should hold about 80%)",
     ]
@@ -365,6 +380,14 @@ def summary_lines(summary: dict, where: Path | None = None) -> list[str]:
         lines.append(
             f"  to hold 80% the band must be wider: {parts} (checked on the other "
             f"half of the audiences: {summary['coverage_widened_crossfit']:.0%} inside)"
+        )
+    guessed = summary.get("widening_unidentified_by_metric")
+    if guessed:
+        worst = max(guessed, key=guessed.get)
+        lines.append(
+            f"  a spend curve guessed from the other ad sets (as for an ad set whose "
+            f"spend never varied) held {summary['coverage_unidentified_guess']:.0%}; "
+            f"such ad sets' bands are widened up to {guessed[worst]:.2f}x ({worst})"
         )
     if where is not None:
         lines.append(f"Written to {where / 'backtest.csv'}")

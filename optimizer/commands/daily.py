@@ -22,27 +22,65 @@ PRESET_NAMES = ("adplan", "dv360", "google_ads", "meta")  # optimizer.io.daily.P
 INPUT_KINDS = ("auto", "auctions", "daily")
 
 
-def daily_options(command):
-    """``--input-kind``, ``--preset``, ``--mapping`` for ``adplan train``: a daily
-    report is trained here; an auction log goes on to ``command``."""
+def daily_options(daily_job):
+    """``--input-kind``, ``--preset``, ``--mapping`` for a command that reads
+    ``--events``: a daily report goes to ``daily_job(kwargs, preset, mapping,
+    quiet)`` (its lines echoed), an auction log to the command itself."""
 
-    @functools.wraps(command)
-    def wrapper(ctx: click.Context, **kwargs):
-        given = {k: kwargs.pop(k) for k in ("input_kind", "preset", "mapping")}
-        kind = friendly_errors(detect_input_kind)(kwargs["events"], **given)
-        if kind == "auctions":
-            if given["preset"] or given["mapping"]:
-                raise click.UsageError("--preset and --mapping are for daily reports.")
-            return command(ctx, **kwargs)
-        return _run_daily(
-            ctx,
-            train_daily,
-            kwargs["events"],
-            kwargs["model_dir"],
-            given["preset"],
-            given["mapping"],
-        )
+    def decorate(command):
+        @functools.wraps(command)
+        def wrapper(ctx: click.Context, **kwargs):
+            given = {k: kwargs.pop(k) for k in ("input_kind", "preset", "mapping")}
+            kind = friendly_errors(detect_input_kind)(kwargs["events"], **given)
+            if kind == "auctions":
+                if given["preset"] or given["mapping"]:
+                    raise click.UsageError(
+                        "--preset and --mapping are for daily reports."
+                    )
+                return command(ctx, **kwargs)
+            quiet = ctx.obj["quiet"]
+            return _run_daily(
+                ctx, daily_job, kwargs, given["preset"], given["mapping"], quiet
+            )
 
+        return _with_daily_options(wrapper)
+
+    return decorate
+
+
+def train_daily_job(kwargs: dict, preset, mapping, quiet: bool) -> list[str]:
+    """``adplan train`` on a daily report (and its backtest unless --no-backtest)."""
+    return train_daily(
+        kwargs["events"],
+        kwargs["model_dir"],
+        preset,
+        mapping,
+        backtest=not kwargs["no_backtest"],
+        seed=kwargs["seed"],
+        quiet=quiet,
+    )
+
+
+def backtest_daily_job(kwargs: dict, preset, mapping, quiet: bool) -> list[str]:
+    """``adplan backtest`` on a daily report: backtest.csv/.json in --out."""
+    from optimizer.commands.backtest import summary_lines, write_backtest
+    from optimizer.commands.backtest_daily import backtest_daily
+
+    table, summary = backtest_daily(
+        kwargs["events"],
+        preset,
+        mapping,
+        holdout_days=kwargs["holdout_days"],
+        audiences=kwargs["settings_file"],
+        seed=kwargs["seed"],
+        runs=kwargs["runs"],
+    )
+    write_backtest(kwargs["out_dir"], table, summary)
+    return summary_lines(summary, kwargs["out_dir"])
+
+
+def _with_daily_options(wrapper):
+    """``wrapper`` with the three daily-report options."""
     options = [
         click.option(
             "--input-kind",
@@ -132,9 +170,20 @@ def detect_input_kind(
 
 
 def train_daily(
-    path: Path, model_dir: Path, preset: str | None, mapping: Path | None
+    path: Path,
+    model_dir: Path,
+    preset: str | None,
+    mapping: Path | None,
+    *,
+    backtest: bool = True,
+    seed: int = 0,
+    quiet: bool = True,
 ) -> list[str]:
-    """Fit a daily report's market into ``model_dir``; return summary lines."""
+    """Fit a daily report's market into ``model_dir``; return summary lines.
+
+    Unless ``backtest`` is False, the forecast is first checked on the report's
+    last quarter of days (:func:`backtest_daily`) and the band's calibration
+    stored beside the model (band.json), as for an auction log."""
     from optimizer.io.atomic import check_writable
     from optimizer.io.daily import daily_totals, fail_if_empty, read_daily_report
     from optimizer.io.files import (
@@ -153,8 +202,13 @@ def train_daily(
     fail_if_empty(days, Path(path))
     market = fit_daily_market(days, info["notes"])
     metrics = {"rates": {"heads": {}}, "market": market.metrics}
+    band, band_lines = (
+        _band(path, preset, mapping, seed, quiet) if backtest else ({}, [])
+    )
     with atomic_dir(model_dir) as tmp:
         save_market(tmp, market)
+        if band:
+            write_json(tmp / "band.json", band)
         model_id = hashlib.sha256((tmp / "market.json").read_bytes()).hexdigest()[:12]
         write_json(tmp / "metrics.json", metrics)
         write_json(
@@ -186,7 +240,26 @@ def train_daily(
         "platform: the plan is a budget per ad set)",
         f"  spend curves: {known} of {len(fits)} learned from day-to-day spend variation",
         *(f"  note: {n}" for n in market.metrics["daily_notes"]),
+        *band_lines,
     ]
+
+
+def _band(path: Path, preset, mapping, seed: int, quiet: bool) -> tuple[dict, list]:
+    """The daily backtest's summary (band.json) and its lines; ({}, a note) where
+    the report is too short to hold days out."""
+    from optimizer.commands.backtest import summary_lines
+    from optimizer.commands.backtest_daily import backtest_daily
+    from optimizer.errors import InputError
+
+    if not quiet:
+        print("Checking the forecast on the report's last days ...", flush=True)
+    try:
+        _, summary = backtest_daily(
+            path, preset, mapping, holdout_days=None, audiences=None, seed=seed, runs=60
+        )
+    except InputError as exc:
+        return {}, [f"  band not checked (backtest skipped): {exc}"]
+    return summary, summary_lines(summary)
 
 
 def write_daily_market(out_dir: Path, n: int, days: int, seed: int) -> list[str]:

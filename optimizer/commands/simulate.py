@@ -45,7 +45,12 @@ def write_simulation(
     rate_uncertainty: bool = True,
 ) -> list[str]:
     """Simulate the plan and write summary.csv/.json, paths.csv (and truth_summary.csv)."""
-    from simulations.simulator.band import band_factors, band_widening, widen_summary
+    from simulations.simulator.band import (
+        band_factors,
+        band_widening,
+        guessed_curve_factors,
+        widen_summary,
+    )
     from simulations.simulator.summary import (
         budget_out_summary,
         hourly_paths,
@@ -83,9 +88,10 @@ def write_simulation(
     # The factors were measured on the full band (luck and rates): a luck-only run
     # is shown as simulated.
     widening = band_factors(band) if rate_uncertainty else {}
-    if any(f > 1.0 for f in widening.values()):
+    guessed = guessed_curve_factors(band, market) if rate_uncertainty else {}
+    if any(f > 1.0 for f in widening.values()) or guessed:
         caps = dict(zip(market.names, np.asarray(budget, float).tolist(), strict=True))
-        summary = widen_summary(summary, widening, caps)
+        summary = widen_summary(summary, widening, caps, guessed)
     out = {
         "runs": runs,
         "seed": seed,
@@ -94,6 +100,7 @@ def write_simulation(
         "rate_uncertainty": rate_uncertainty,
         "uncertainty": uncertainty,
         "band_widening": widening,
+        "band_widening_guessed_curves": guessed,
         "band_check": band,
         "model_id": doc.get("provenance", {}).get("model_id"),
         "rows": summary.to_dict(orient="records"),
@@ -130,6 +137,13 @@ def write_simulation(
     if uncertainty is not None:
         lines.append(uncertainty_text(uncertainty))
     lines.append(_band_text(band, widening))
+    if guessed:
+        worst = max(next(iter(guessed.values())).values())
+        lines.append(
+            f"  {len(guessed)} ad set(s) with a guessed spend curve (spend never varied): "
+            f"their ranges are widened up to {worst:.2f}x, as much as a guessed curve "
+            "missed by on the report's last days."
+        )
     with atomic_dir(out_dir) as tmp:
         write_csv(tmp / "summary.csv", summary)
         write_json(tmp / "summary.json", out)

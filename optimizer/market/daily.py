@@ -56,8 +56,14 @@ def _grid_fit(
     return out[0], out[1], out[2]
 
 
-def _landscapes(days: pd.DataFrame, names: list[str]) -> tuple[dict, list[str]]:
-    """(s, m, log V, identified) arrays per ad set and plain-words notes."""
+def _landscapes(
+    days: pd.DataFrame, names: list[str], guess_all: bool = False
+) -> tuple[dict, list[str]]:
+    """(s, m, log V, identified) arrays per ad set and plain-words notes.
+
+    ``guess_all``: every curve is the guess an unidentified one gets (pooled s,
+    the *other* ad sets' typical place on their curve), to measure how wrong
+    that guess is where spend did vary (the backtest's check)."""
     fits, points = {}, {}
     for name in names:
         rows = days[(days["audience"] == name) & (days["spend"] > 0)]
@@ -78,17 +84,18 @@ def _landscapes(days: pd.DataFrame, names: list[str]) -> tuple[dict, list[str]]:
         pooled = float(np.log(_S_GRID[int(np.argmin(total))]))
     else:
         noise, pooled = 1.0, float(np.log(_DEFAULT_S))
-    z = []
+    z = {}
     for i, name in enumerate(names):
         if name in fits:
             mi, lvi, sse = fits[name]
             score = sse + noise * (np.log(_S_GRID) - pooled) ** 2 / _S_PRIOR_SD**2
             j = int(np.argmin(score))
             s[i], m[i], log_v[i] = _S_GRID[j], mi[j], lvi[j]
-            z.append(np.mean((points[name][0] - m[i]) / s[i]))
-    typical = float(np.median(z)) if z else _DEFAULT_Z
-    for i in np.flatnonzero(~known):
+            z[name] = np.mean((points[name][0] - m[i]) / s[i])
+    for i in range(a) if guess_all else np.flatnonzero(~known):
         x, y = points[names[i]]
+        others = [v for n, v in z.items() if n != names[i]]
+        typical = float(np.median(others)) if others else _DEFAULT_Z
         s[i] = np.exp(pooled)
         m[i] = (np.mean(x) if len(x) else np.log(1e-3)) - s[i] * typical
         log_v[i] = np.mean(y) - log_ndtr(typical) if len(y) else 0.0
@@ -141,16 +148,19 @@ def _landscape_metrics(names, fit, n_days) -> list[dict]:
     return rows
 
 
-def fit_daily_market(days: pd.DataFrame, report_notes: list[str]) -> FittedMarket:
+def fit_daily_market(
+    days: pd.DataFrame, report_notes: list[str], guess_curves: bool = False
+) -> FittedMarket:
     """The market of every ad set that spent, from per-(audience, date) totals
-    (:func:`optimizer.io.daily.daily_totals`)."""
+    (:func:`optimizer.io.daily.daily_totals`); ``guess_curves``: every spend curve
+    guessed as an unidentified one is (see :func:`_landscapes`)."""
     spent = days.groupby("audience")["spend"].sum()
     names = sorted(spent.index[spent.to_numpy() > 0])
     per = days.groupby("audience")[
         ["spend", "impressions", "clicks", "conversions"]
     ].sum()
     per = per.loc[names]
-    fit, notes = _landscapes(days, names)
+    fit, notes = _landscapes(days, names, guess_curves)
     a = len(names)
     impressions = per["impressions"].to_numpy()
     p_click = _shrunk(per["clicks"].to_numpy(), impressions)

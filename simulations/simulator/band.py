@@ -26,13 +26,12 @@ def band_widening(model_dir) -> dict | None:
         ) from exc
 
 
-def band_factors(band: dict | None) -> dict[str, float]:
-    """Widening factor (>= 1) per summary metric from band.json: its own metric's,
-    and for CPA and ROAS the larger of the two metrics they divide."""
-    f = {
-        m: max(1.0, float(x))
-        for m, x in ((band or {}).get("widening_by_metric") or {}).items()
-    }
+def band_factors(
+    band: dict | None, key: str = "widening_by_metric"
+) -> dict[str, float]:
+    """Widening factor (>= 1) per summary metric from band.json's ``key``: its own
+    metric's, and for CPA and ROAS the larger of the two metrics they divide."""
+    f = {m: max(1.0, float(x)) for m, x in ((band or {}).get(key) or {}).items()}
     if not f:
         return {}
     f["cpa"] = max(f.get("spend", 1.0), f.get("conversions", 1.0))
@@ -40,12 +39,34 @@ def band_factors(band: dict | None) -> dict[str, float]:
     return f
 
 
-def widen_summary(summary, factors: dict[str, float], budgets: dict[str, float]):
+def guessed_curve_factors(band: dict | None, market) -> dict[str, dict[str, float]]:
+    """Per ad set of a daily-report model whose spend curve is a guess (its spend
+    never varied): the larger of the band's factor and the one a guessed curve
+    needed in the backtest (``widening_unidentified_by_metric``), per metric."""
+    guessed = band_factors(band, "widening_unidentified_by_metric")
+    if not guessed:
+        return {}
+    general = band_factors(band)
+    both = {m: max(f, general.get(m, 1.0)) for m, f in guessed.items()}
+    curves = market.metrics.get("landscapes", [])
+    return {c["audience"]: both for c in curves if c.get("identified") is False}
+
+
+def widen_summary(
+    summary,
+    factors: dict[str, float],
+    budgets: dict[str, float],
+    by_audience: dict[str, dict[str, float]] | None = None,
+):
     """A summary table (audience, metric, mean, p10, p50, p90, row columns) with each
-    P10-P90 band stretched ``factors[metric]`` times around its mean, never below 0
-    and, for spend, never above the audience's budget (the total's: their sum)."""
+    P10-P90 band stretched ``factors[metric]`` times around its mean (an audience in
+    ``by_audience``: its own factors), never below 0 and, for spend, never above
+    the audience's budget (the total's: their sum)."""
     out = summary.copy()
-    f = out["metric"].map(factors).fillna(1.0).to_numpy(float)
+    f = out["metric"].map(factors).fillna(1.0).to_numpy(float, copy=True)
+    for name, own in (by_audience or {}).items():
+        mine = (out["audience"] == name).to_numpy()
+        f[mine] = out.loc[mine, "metric"].map(own).fillna(1.0).to_numpy(float)
     out["p10"] = np.maximum(out["mean"] - f * (out["mean"] - out["p10"]), 0.0)
     out["p90"] = out["mean"] + f * (out["p90"] - out["mean"])
     cap = np.where(
