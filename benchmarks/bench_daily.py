@@ -9,7 +9,9 @@ the true optimum (the best of the truth's exact bid-and-cap optimum and every
 plan here); beside adplan: keep-current (the last week's split, scaled), an even
 split, and the MMM-style baseline (per ad set conv/day = a (1 - exp(-spend/b))
 fitted to the daily rows, split by SLSQP). Also the forecast error of adplan's
-total conversions. Writes ``benchmarks/results/quality_daily.json``.
+total conversions, and the backtest's band coverage on the report's last week
+(learned curves, and curves guessed as for an ad set whose spend never varied).
+Writes ``benchmarks/results/quality_daily.json``.
 """
 
 from __future__ import annotations
@@ -100,6 +102,7 @@ def run_case(seed: int) -> dict:
     exact = float(truth.optimal_plan(budget, HORIZON).objective)
     optimum = max(exact, *scored.values())
     forecast = float(frame["expected_conversions"].sum())
+    check = _backtest(report, seed)
     return {
         "seed": seed,
         "budget": budget,
@@ -109,7 +112,34 @@ def run_case(seed: int) -> dict:
         "forecast_error": abs(forecast - scored["adplan"]) / scored["adplan"],
         "identified": sum(f["identified"] for f in market.metrics["landscapes"]),
         "plan_seconds": seconds,
+        "backtest": check,
     }
+
+
+def _backtest(report: pd.DataFrame, seed: int) -> dict:
+    """``adplan backtest``'s check of the report (last quarter of days held out):
+    how often the P10-P90 held the held-out outcomes, before and after widening
+    (the widened figure out of sample: each half of the ad sets by the other's
+    factors), and the same for curves guessed as for an ad set that never varied."""
+    from optimizer.commands.backtest import calibration, split_days
+    from optimizer.commands.backtest_daily import MIN_TRAIN_DAYS, compare_daily
+    from optimizer.io.daily import daily_totals
+    from optimizer.market.daily import fit_daily_market
+
+    days = daily_totals(report)
+    train, held, n, _ = split_days(days, None, "", "date", "", MIN_TRAIN_DAYS)
+    out = {}
+    for kind, guess in (("fitted", False), ("guessed", True)):
+        market = fit_daily_market(train, [], guess_curves=guess)
+        table = compare_daily(market, held, n, 60, seed)
+        c = calibration(table[table["metric"] != "spend"])
+        out[kind] = {
+            "coverage": c["coverage"],
+            "coverage_widened_crossfit": c["coverage_widened_crossfit"],
+            "median_abs_error": c["median_abs_error"],
+            "widening_by_metric": c["widening_by_metric"],
+        }
+    return out
 
 
 def main(quick: bool = False) -> dict:
@@ -121,12 +151,24 @@ def main(quick: bool = False) -> dict:
             m: float(np.median([c["regret"][m] for c in cases])) for m in methods
         },
         "median_forecast_error": float(np.median([c["forecast_error"] for c in cases])),
+        "backtest": {
+            kind: {
+                k: float(np.median([c["backtest"][kind][k] for c in cases]))
+                for k in ("coverage", "coverage_widened_crossfit", "median_abs_error")
+            }
+            for kind in ("fitted", "guessed")
+        },
     }
     print(f"daily-report cases ({len(cases)} markets, {N_ADSETS} ad sets, "
           f"{LOG_DAYS} days of report, {HORIZON}-day plan at the report's spend rate)")  # fmt: skip
     for m in methods:
         print(f"  median regret {m:<13} {summary['median_regret'][m]:7.2%}")
     print(f"  adplan forecast error of total conversions (median) {summary['median_forecast_error']:.1%}")  # fmt: skip
+    for kind, label in (("fitted", "learned curves"), ("guessed", "guessed curves")):
+        b = summary["backtest"][kind]
+        print(f"  backtest, {label:<14}: P10-P90 held {b['coverage']:.0%} of held-out outcomes "
+              f"(median over markets), widened {b['coverage_widened_crossfit']:.0%} "
+              f"(out of sample; 80% wanted), median error {b['median_abs_error']:.1%}")  # fmt: skip
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"summary": summary, "cases": cases}, indent=1))
     return summary

@@ -12,14 +12,10 @@ from typing import Any
 import click
 
 from optimizer import __version__
+from optimizer.commands import daily
 from optimizer.commands import options as opt
+from optimizer.commands.backtest_cli import backtest_command
 from optimizer.commands.bid import bid_command, bid_rule_options, rule_flags
-from optimizer.commands.daily import (
-    backtest_daily_job,
-    daily_generate_option,
-    daily_options,
-    train_daily_job,
-)
 from optimizer.commands.runtime import (
     device_mesh,
     echo,
@@ -54,7 +50,7 @@ def main(ctx: click.Context, quiet: bool, no_cache: bool) -> None:
 @opt.competition_slope_option
 @opt.realism_option
 @click.pass_context
-@daily_generate_option
+@daily.daily_generate_option
 @friendly_errors
 def generate(
     ctx: click.Context,
@@ -98,7 +94,7 @@ def generate(
 @opt.csv_format_options
 @opt.no_backtest_option
 @click.pass_context
-@daily_options(train_daily_job)
+@daily.train_inputs
 @friendly_errors
 def train(
     ctx: click.Context,
@@ -419,39 +415,7 @@ def frontier(
 
 
 main.add_command(bid_command)  # adplan bid: score auctions with the plan's bids
+main.add_command(backtest_command)  # adplan backtest: the forecast checked on the log
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
-
-
-@main.command()
-@opt.events_option(
-    "Event log (CSV or Parquet); or a folder of such files.", dir_okay=True
-)
-@opt.holdout_days_option
-@opt.settings_option("Audience settings CSV (value_per_conversion is used).")
-@opt.epochs_option
-@opt.seed_option("Random seed (same seed and data, same backtest).")
-@opt.runs_option
-@opt.out_folder_option("Folder for backtest.csv, backtest.json and the model trained.")
-@click.pass_context
-@daily_options(backtest_daily_job)
-@friendly_errors
-def backtest(
-    ctx: click.Context,
-    events: Path,
-    holdout_days: int | None,
-    settings_file: Path | None,
-    epochs: int,
-    seed: int,
-    runs: int,
-    out_dir: Path,
-) -> None:
-    """Check the forecast on your log or daily report: fit it without its last
-    days, forecast them, compare."""
-    enable_x64()
-    from optimizer.commands.backtest import run_backtest
-
-    args = (events, out_dir, holdout_days, settings_file, epochs, seed, runs)
-    for line in run_backtest(*args, quiet=ctx.obj["quiet"]):
-        echo(ctx, line)

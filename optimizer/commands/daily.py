@@ -79,6 +79,10 @@ def backtest_daily_job(kwargs: dict, preset, mapping, quiet: bool) -> list[str]:
     return summary_lines(summary, kwargs["out_dir"])
 
 
+train_inputs = daily_options(train_daily_job)  # adplan train --events
+backtest_inputs = daily_options(backtest_daily_job)  # adplan backtest --events
+
+
 def _with_daily_options(wrapper):
     """``wrapper`` with the three daily-report options."""
     options = [
