@@ -55,10 +55,15 @@ def _built_once(tmp_path_factory, name: str, build: Callable[[Path], None]) -> P
 def _compilation_cache_in_tmp(tmp_path_factory):
     """adplan commands under test keep compiled programs in a temporary folder,
     never in the user's ~/.cache (subprocesses inherit it). Test processes of one
-    run (pytest-xdist workers) share it, as planners' runs share theirs."""
+    run (pytest-xdist workers) share it, as planners' runs share theirs, and so do
+    tests that call the library directly (a program one worker compiled, the
+    other reads)."""
+    from optimizer.devices import use_compilation_cache
+
     folder = _run_folder(tmp_path_factory) / "jax-cache"
     folder.mkdir(exist_ok=True)
     os.environ["ADPLAN_CACHE_DIR"] = str(folder)
+    use_compilation_cache(folder)  # library-level tests share it too, not only CLI runs
 
 
 @pytest.fixture(scope="session")

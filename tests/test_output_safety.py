@@ -231,3 +231,17 @@ def test_truncated_network_weights_fail_every_command(trained, tmp_path):
     code, output = run("predict", "--model", model, "--events",
                        trained["market"] / "events.csv", "--out", tmp_path / "p.csv")  # fmt: skip
     assert code == 1 and "params.msgpack" in output
+
+
+def test_rerunning_report_replaces_its_file(trained, tmp_path):
+    """`make demo` twice: the second report overwrites the first (it was refused as
+    'a part of the path is a file')."""
+    out = tmp_path / "report.html"
+    args = ["report", "--model", str(trained["model"]), "--plan", str(trained["plan"])]
+    for _ in range(2):
+        result = CliRunner().invoke(main, [*args, "--out", str(out)])
+        assert result.exit_code == 0, result.output
+    assert out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    inside = tmp_path / "report.html" / "x.html"  # a file where a folder must be
+    result = CliRunner().invoke(main, [*args, "--out", str(inside)])
+    assert result.exit_code != 0 and "Traceback" not in result.output

@@ -256,7 +256,8 @@ def check_writable(
     if target.exists() and folder != target.is_dir():
         kind = "a file, not a folder" if folder else "a folder, not a file"
         raise InputError(f"--out {target} is {kind}. Give --out another name.")
-    where = _nearest_existing(target)
+    # An output file is replaced: what must be writable is the folder it goes in.
+    where = _nearest_existing(target if folder else target.parent)
     if not where.is_dir():
         raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(where))
     fd, probe = tempfile.mkstemp(prefix=f"{TAG}{os.getpid()}-probe-", dir=where)
