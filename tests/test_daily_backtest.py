@@ -14,6 +14,7 @@ from optimizer.commands.backtest import calibration, split_days
 from optimizer.commands.backtest_daily import compare_daily, cost_per_impression
 from optimizer.io.daily import daily_totals, read_daily_report
 from optimizer.market.daily import fit_daily_market
+from reports.sections.backtest import backtest as backtest_section
 from simulations.simulator.band import guessed_curve_factors, widen_summary
 
 
@@ -62,6 +63,9 @@ def test_backtest_of_a_daily_report_writes_the_log_backtest_table(report, tmp_pa
     assert summary["outcomes"] == 6 * 4  # every metric but spend, per ad set
     assert 0.4 <= summary["coverage"] <= 1.0
     assert summary["widening_unidentified_by_metric"]["conversions"] >= 1.0
+    words = " ".join(backtest_section(summary)["sentences"])  # the report's section
+    assert "daily spend the report shows" in words and "spend was given" in words
+    assert "spend curve guessed from the other ad sets" in words
 
 
 def test_too_short_a_report_is_refused_with_the_fix(report, tmp_path):

@@ -63,13 +63,23 @@ def _chart(rows: list[dict]) -> str:
 
 
 def _sentences(doc: dict) -> list[str]:
+    daily = doc.get("input_kind") == "daily"
     out = [
-        f"The model was trained without the log's last {doc['holdout_days']} day(s) "
-        f"(from {str(doc['holdout_from'])[:10]}) and then forecast them at the bids the "
-        "log actually used on those days.",
+        f"The model was trained without the {'report' if daily else 'log'}'s last "
+        f"{doc['holdout_days']} day(s) (from {str(doc['holdout_from'])[:10]}) and then "
+        "forecast them at the "
+        + (
+            "daily spend the report shows for each ad set on those days."
+            if daily
+            else "bids the log actually used on those days."
+        ),
         f"Its P10-P90 range held {doc['coverage']:.0%} of {doc['outcomes']} audience "
-        "outcomes (spend, impressions, clicks, conversions, value); a well-calibrated "
-        "range holds about 80%.",
+        + (
+            "outcomes (impressions, clicks, conversions, value; spend was given); "
+            if daily
+            else "outcomes (spend, impressions, clicks, conversions, value); "
+        )
+        + "a well-calibrated range holds about 80%.",
     ]
     worst = doc.get("worst_error")
     if worst:
@@ -86,6 +96,14 @@ def _sentences(doc: dict) -> list[str]:
         )
     else:
         out.append("The range needed no widening.")
+    guessed = doc.get("widening_unidentified_by_metric")
+    if guessed:
+        worst = max(guessed, key=guessed.get)
+        out.append(
+            "A spend curve guessed from the other ad sets (what an ad set whose spend "
+            f"never varied gets) held {doc['coverage_unidentified_guess']:.0%}; such ad "
+            f"sets' ranges are widened up to {guessed[worst]:.2f} times ({worst})."
+        )
     bands = doc.get("coverage_bid_bands")
     if bands is not None:
         out.append(
