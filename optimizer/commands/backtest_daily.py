@@ -68,7 +68,6 @@ def _points(market: FittedMarket, held: pd.DataFrame, n_days: int) -> pd.DataFra
             "audience": rows["audience"].to_numpy(),
             "bid": cost_per_impression(market, a, spend),
             "share": np.full(len(rows), 1.0 / n_days),
-            "held": rows.index.to_numpy(),
         }
     ).reset_index(drop=True)
 
@@ -114,19 +113,35 @@ def backtest_daily(
     seed: int,
     runs: int,
 ) -> tuple[pd.DataFrame, dict]:
-    """Fit the report minus its last days, check the forecast of those days;
-    return the comparison table and its summary (band.json's content)."""
+    """Read the report at ``path`` and :func:`backtest_days` it."""
     from optimizer.io.daily import daily_totals, fail_if_empty, read_daily_report
-    from optimizer.market.daily import fit_daily_market
 
     frame, info = read_daily_report(path, preset, mapping)
     days = daily_totals(frame)
     fail_if_empty(days, Path(path))
+    return backtest_days(days, info["notes"], path, holdout_days, audiences, seed, runs)
+
+
+def backtest_days(
+    days: pd.DataFrame,
+    notes: list[str],
+    path: Path,
+    holdout_days: int | None,
+    audiences: Path | None,
+    seed: int,
+    runs: int,
+) -> tuple[pd.DataFrame, dict]:
+    """Fit a report's per-(audience, date) totals minus their last days, check the
+    forecast of those days; return the comparison table and its summary
+    (band.json's content). ``path`` names the report in messages."""
+    from optimizer.io.daily import fail_if_empty
+    from optimizer.market.daily import fit_daily_market
+
     train, held, n_days, cutoff = split_days(
         days, holdout_days, path, "date", "daily report", MIN_TRAIN_DAYS
     )
     fail_if_empty(train, Path(path))
-    market = _with_values(fit_daily_market(train, info["notes"]), audiences)
+    market = _with_values(fit_daily_market(train, notes), audiences)
     table = compare_daily(market, held, n_days, runs, seed)
     identified = [
         f["audience"] for f in market.metrics["landscapes"] if f["identified"]

@@ -207,7 +207,7 @@ def train_daily(
     market = fit_daily_market(days, info["notes"])
     metrics = {"rates": {"heads": {}}, "market": market.metrics}
     band, band_lines = (
-        _band(path, preset, mapping, seed, quiet) if backtest else ({}, [])
+        _band(days, info["notes"], path, seed, quiet) if backtest else ({}, [])
     )
     with atomic_dir(model_dir) as tmp:
         save_market(tmp, market)
@@ -248,19 +248,17 @@ def train_daily(
     ]
 
 
-def _band(path: Path, preset, mapping, seed: int, quiet: bool) -> tuple[dict, list]:
-    """The daily backtest's summary (band.json) and its lines; ({}, a note) where
-    the report is too short to hold days out."""
+def _band(days, notes, path: Path, seed: int, quiet: bool) -> tuple[dict, list]:
+    """The daily backtest's summary (band.json) and its lines, from the report's
+    totals already read; ({}, a note) where it is too short to hold days out."""
     from optimizer.commands.backtest import summary_lines
-    from optimizer.commands.backtest_daily import backtest_daily
+    from optimizer.commands.backtest_daily import backtest_days
     from optimizer.errors import InputError
 
     if not quiet:
         print("Checking the forecast on the report's last days ...", flush=True)
     try:
-        _, summary = backtest_daily(
-            path, preset, mapping, holdout_days=None, audiences=None, seed=seed, runs=60
-        )
+        _, summary = backtest_days(days, notes, path, None, None, seed, 60)
     except InputError as exc:
         return {}, [f"  band not checked (backtest skipped): {exc}"]
     return summary, summary_lines(summary)
