@@ -21,6 +21,7 @@ from jax.sharding import Mesh
 from optimizer import devices
 from optimizer.allocate.allocator import Allocation, allocate, allocate_path
 from optimizer.allocate.config import DEFAULT_CONFIG, SolveConfig
+from optimizer.allocate.many import allocate_many, allocate_stacked
 from optimizer.allocate.problem import Problem
 from optimizer.allocate.sharded import allocate_path_sharded
 from optimizer.errors import InputError
@@ -203,11 +204,6 @@ def breaks_scenario(
     return "; ".join(found)
 
 
-@jax.jit(static_argnames=("config",))
-def _allocate_many(batch: Problem, config: SolveConfig) -> Allocation:
-    return jax.vmap(lambda p: allocate(p, config))(batch)
-
-
 def allocate_batch(
     batch: Problem, config: SolveConfig = DEFAULT_CONFIG, mesh: Mesh | None = None
 ) -> Allocation:
@@ -219,8 +215,8 @@ def allocate_batch(
     scenario's plan is the same as without ``mesh``.
     """
     if mesh is None:
-        return _allocate_many(batch, config)
-    return _solve_sharded(lambda b: _allocate_many(b, config), (batch,), mesh)
+        return allocate_many(batch, config)
+    return _solve_sharded(lambda b: allocate_stacked(b, config), (batch,), mesh)
 
 
 def _solve_sharded(solve, batch: tuple, mesh: Mesh):

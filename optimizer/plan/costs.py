@@ -18,8 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from optimizer.allocate.duals import bound_prices
+from optimizer.allocate.many import allocate_many
 from optimizer.allocate.problem import Problem
-from optimizer.plan.min_budget import solve_many
 from optimizer.plan.resolve import SolvedPlan, target_budget
 from optimizer.plan.scenario import Scenario
 
@@ -182,7 +182,7 @@ def constraint_costs(plan: SolvedPlan, scenario: Scenario) -> list[dict]:
     if len(batch) == 1:
         return []
     stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *batch)
-    objective = np.asarray(solve_many(stacked, inputs.config).objective)
+    objective = np.asarray(allocate_many(stacked, inputs.config).objective)
     gains = np.maximum(objective[1:] - objective[0], 0.0)
     units = {"max_bid": "CPM", "min_roas": "ROAS"}
     cur, obj = inputs.currency, inputs.config.objective

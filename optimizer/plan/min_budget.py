@@ -18,18 +18,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from optimizer.allocate.allocator import Allocation, allocate
+from optimizer.allocate.allocator import Allocation
 from optimizer.allocate.config import SolveConfig
+from optimizer.allocate.many import allocate_many
 from optimizer.allocate.problem import Problem, capacity
 
 ENUMERATE = 6  # most marginal audiences whose 2^k pause/raise choices are solved
 _ROUNDS = 8  # most fix-and-re-solve rounds
-
-
-@jax.jit(static_argnames=("config",))
-def solve_many(batch: Problem, config: SolveConfig) -> Allocation:
-    """Plans of stacked problems (leading axis S), one vmapped solve."""
-    return jax.vmap(lambda p: allocate(p, config))(batch)
 
 
 def _feasible(problem: Problem, lower: np.ndarray) -> bool:
@@ -104,7 +99,7 @@ def enforce_min_budget(
             lambda *xs: jnp.stack(xs),
             *[_with_bounds(problem, lo, hi) for _, lo, hi in candidates],
         )
-        objective = np.asarray(solve_many(batch, config).objective)
+        objective = np.asarray(allocate_many(batch, config).objective)
         best = candidates[int(np.argmax(objective))][0]
         raised[choose[np.array(best, bool)]] = True
         paused[choose[~np.array(best, bool)]] = True

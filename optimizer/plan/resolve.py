@@ -20,6 +20,7 @@ from jax.sharding import Mesh
 
 from optimizer.allocate.allocator import Allocation, allocate
 from optimizer.allocate.config import SolveConfig
+from optimizer.allocate.many import allocate_many
 from optimizer.allocate.problem import Problem, capacity, make_problem
 from optimizer.allocate.sharded import allocate_sharded
 from optimizer.errors import InfeasibleError, InputError
@@ -41,7 +42,7 @@ from optimizer.plan.settings import (
     setting,
 )
 
-_SEARCH_POINTS = 33  # budgets per batched solve when searching for targets
+_SEARCH_POINTS = 16  # budgets per batched solve when searching for targets (a bucket)
 # Default min_budget: this share of the total budget over the horizon (the same
 # share of the daily budget each day).
 DEFAULT_MIN_SHARE = 0.01
@@ -198,35 +199,40 @@ def outcomes_of(inputs: PlanInputs, allocation: Allocation) -> Outcomes:
     )
 
 
-@jax.jit(static_argnames=("config",))
-def _batch_totals(
-    problem: Problem, budgets: jax.Array, config: SolveConfig
+def _totals(
+    problem: Problem, alloc: Allocation, first_price: bool
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """(B,) total spend, conversions and value of the optimal plan at each budget."""
+    t = expected_outcomes(
+        problem.params, alloc.bid, problem.days, alloc.budget, first_price
+    ).totals()
+    return t["spend"], t["conversions"], t["value"]
 
-    def totals(b):
-        alloc = allocate(dataclasses.replace(problem, budget=b), config)
-        t = expected_outcomes(
-            problem.params, alloc.bid, problem.days, alloc.budget, config.first_price
-        ).totals()
-        return t["spend"], t["conversions"], t["value"]
 
-    return jax.vmap(totals)(budgets)
+@jax.jit(static_argnames=("first_price",))
+def _stacked_totals(
+    stacked: Problem, alloc: Allocation, first_price: bool
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(S,) total spend, conversions and value of S stacked plans, one program."""
+    return jax.vmap(lambda p, a: _totals(p, a, first_price))(stacked, alloc)
 
 
 def _batch(
     inputs: PlanInputs, budgets: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Total spend, conversions and value of optimal plans at each budget (one vmap)."""
-    spend, conv, value = _batch_totals(
-        inputs.problem, jnp.asarray(budgets, jnp.float64), inputs.config
+    problem, config = inputs.problem, inputs.config
+    stacked = jax.tree_util.tree_map(
+        lambda x: jnp.broadcast_to(x, (len(budgets), *jnp.shape(x))), problem
     )
+    stacked = dataclasses.replace(stacked, budget=jnp.asarray(budgets, jnp.float64))
+    alloc = allocate_many(stacked, config)
+    spend, conv, value = _stacked_totals(stacked, alloc, first_price=config.first_price)
     return np.asarray(spend), np.asarray(conv), np.asarray(value)
 
 
 def _largest_ok(inputs: PlanInputs, low: float, high: float, ok) -> float | None:
     """Largest budget in [low, high] whose optimal plan satisfies ``ok`` (monotone)."""
-    for _ in range(3):
+    for _ in range(4):
         grid = np.linspace(low, high, _SEARCH_POINTS)
         good = ok(*_batch(inputs, grid))
         if not good.any():
