@@ -15,14 +15,9 @@ from jax.sharding import Mesh
 
 from optimizer import devices
 from optimizer.allocate.allocator import Allocation, allocate, allocate_path
+from optimizer.allocate.buckets import AUDIENCE_FIELDS, trim
 from optimizer.allocate.config import DEFAULT_CONFIG, SolveConfig
 from optimizer.allocate.problem import Problem
-
-# Problem fields along the audience axis; the rest (days, budget, group_cap) are
-# replicated on every device.
-_AUDIENCE_FIELDS = ("params", "lower", "upper", "max_log_bid", "group")
-# Allocation fields along the audience axis (the last axis); the rest are totals.
-_PER_AUDIENCE = ("bid", "budget", "spend", "gain", "marginal")
 
 
 def shard_problem(problem: Problem, mesh: Mesh) -> Problem:
@@ -38,11 +33,11 @@ def shard_problem(problem: Problem, mesh: Mesh) -> Problem:
         problem: an unbatched Problem of A audiences.
         mesh: a 1-D mesh, e.g. ``devices.mesh("audiences")``.
     """
-    fields = {name: getattr(problem, name) for name in _AUDIENCE_FIELDS}
+    fields = {name: getattr(problem, name) for name in AUDIENCE_FIELDS}
     rest = {
         f.name: getattr(problem, f.name)
         for f in dataclasses.fields(problem)
-        if f.name not in _AUDIENCE_FIELDS
+        if f.name not in AUDIENCE_FIELDS
     }
     return Problem(
         **devices.shard_leading(fields, mesh),
@@ -50,16 +45,10 @@ def shard_problem(problem: Problem, mesh: Mesh) -> Problem:
     )
 
 
-def _trim(alloc: Allocation, n: int) -> Allocation:
-    """The first ``n`` audiences of each per-audience field (the padding dropped)."""
-    keep = {name: getattr(alloc, name)[..., :n] for name in _PER_AUDIENCE}
-    return dataclasses.replace(alloc, **keep)
-
-
 def _gather(alloc: Allocation, n: int, mesh: Mesh) -> Allocation:
-    """:func:`_trim`, as ordinary arrays (every process, under ``jax.distributed``
+    """:func:`~optimizer.allocate.buckets.trim`, as ordinary arrays (every process, under ``jax.distributed``
     too, gets the whole plan)."""
-    return devices.gather(alloc, mesh, functools.partial(_trim, n=n))
+    return devices.gather(alloc, mesh, functools.partial(trim, n=n))
 
 
 def allocate_sharded(

@@ -19,9 +19,14 @@ import pandas as pd
 from jax.sharding import Mesh
 
 from optimizer import devices
-from optimizer.allocate.allocator import Allocation, allocate, allocate_path
+from optimizer.allocate.allocator import Allocation
+from optimizer.allocate.buckets import (
+    allocate_many,
+    allocate_one,
+    allocate_path_one,
+    allocate_stacked,
+)
 from optimizer.allocate.config import DEFAULT_CONFIG, SolveConfig
-from optimizer.allocate.many import allocate_many, allocate_stacked
 from optimizer.allocate.problem import Problem
 from optimizer.allocate.sharded import allocate_path_sharded
 from optimizer.errors import InputError
@@ -240,13 +245,13 @@ def _apply_targets(scenarios: list[Scenario], inputs: list[PlanInputs], allocs):
         problem = dataclasses.replace(inp.problem, budget=jnp.asarray(budget))
         changed = budget < float(inp.problem.budget)
         if changed:
-            one = allocate(problem, inp.config)
+            one = allocate_one(problem, inp.config)
         _, floored, paused, raised = enforce_min_budget(
             problem,
             inp.config,
             inp.min_budget,
             one,
-            lambda p, c=inp.config: allocate(p, c),
+            lambda p, c=inp.config: allocate_one(p, c),
         )
         if meets_targets(s, outcomes_of(inp, floored)):  # else keep the exact plan
             one = floored
@@ -285,7 +290,7 @@ def frontier_with_splits(
     order = np.argsort(budgets)
     sorted_budgets = jnp.asarray(budgets[order], jnp.float64)
     if mesh is None:
-        allocs = allocate_path(p, sorted_budgets, inputs.config)
+        allocs = allocate_path_one(p, sorted_budgets, inputs.config)
     else:
         allocs = allocate_path_sharded(p, sorted_budgets, mesh, inputs.config)
     per_audience = _frontier_outcomes(p, allocs, inputs.config)

@@ -17,8 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from optimizer.allocate.buckets import allocate_many
 from optimizer.allocate.duals import bound_prices
-from optimizer.allocate.many import allocate_many
 from optimizer.allocate.problem import Problem
 from optimizer.plan.resolve import SolvedPlan, target_budget
 from optimizer.plan.scenario import Scenario

@@ -19,8 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from optimizer.allocate.allocator import Allocation
+from optimizer.allocate.buckets import allocate_many
 from optimizer.allocate.config import SolveConfig
-from optimizer.allocate.many import allocate_many
 from optimizer.allocate.problem import Problem, capacity
 
 ENUMERATE = 6  # most marginal audiences whose 2^k pause/raise choices are solved

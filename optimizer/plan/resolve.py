@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 from jax.sharding import Mesh
 
-from optimizer.allocate.allocator import Allocation, allocate
+from optimizer.allocate.allocator import Allocation
+from optimizer.allocate.buckets import allocate_many, allocate_one
 from optimizer.allocate.config import SolveConfig
-from optimizer.allocate.many import allocate_many
 from optimizer.allocate.problem import Problem, capacity, make_problem
 from optimizer.allocate.sharded import allocate_sharded
 from optimizer.errors import InfeasibleError, InputError
@@ -184,7 +184,7 @@ def _solve_problem(
 ) -> Allocation:
     if mesh is not None:
         return allocate_sharded(problem, mesh, config)
-    return allocate(problem, config)
+    return allocate_one(problem, config)
 
 
 # Expected outcomes compiled as one program (per audience count and auction type).

@@ -1,0 +1,116 @@
+"""Plans solved at a few fixed shapes, so one compiled program serves many problems.
+
+A compiled allocator is specialised to its array shapes: a planner's command with
+23 audiences, or 5 what-if scenarios, would otherwise compile again (seconds)
+what a command with 24 audiences, or 3 scenarios, already compiled and cached.
+Here the audience axis is padded to a size bucket (the padding inert: see
+``audiences`` in :func:`~optimizer.allocate.allocator.allocate`) and a stack of
+problems to a stack bucket (repeating its last problem); results are trimmed
+back to the real audiences and problems.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import numpy as np
+
+from optimizer import devices
+from optimizer.allocate.allocator import Allocation, allocate, allocate_path
+from optimizer.allocate.config import DEFAULT_CONFIG, SolveConfig
+from optimizer.allocate.problem import Problem
+
+# Stack sizes compiled for; larger stacks round up to a multiple of the last.
+STACKS = (4, 16, 64)
+# Audience counts compiled for: powers of two up to the last, then its multiples.
+_SMALLEST, _LARGEST = 8, 1024
+# Problem fields along the audience axis (the rest are scalars or group caps).
+AUDIENCE_FIELDS = ("params", "lower", "upper", "max_log_bid", "group")
+# Allocation fields along the audience axis (the last axis); the rest are totals.
+PER_AUDIENCE = ("bid", "budget", "spend", "gain", "marginal")
+
+
+def stack_size(n: int) -> int:
+    """The padded length of a stack of ``n`` problems (n >= 1).
+
+    >>> stack_size(1), stack_size(5), stack_size(65)
+    (4, 16, 128)
+    """
+    for size in STACKS:
+        if n <= size:
+            return size
+    return devices.pad_to(n, STACKS[-1])
+
+
+def audience_size(a: int) -> int:
+    """The padded length of an audience axis of ``a`` audiences (a >= 1).
+
+    >>> audience_size(6), audience_size(24), audience_size(1500)
+    (8, 32, 2048)
+    """
+    if a > _LARGEST:
+        return devices.pad_to(a, _LARGEST)
+    return max(_SMALLEST, 1 << (a - 1).bit_length())
+
+
+def pad_audiences(problem: Problem, length: int, axis: int = 0) -> Problem:
+    """``problem`` with its audience axis (``axis`` of each audience field) extended
+    to ``length`` by repeating the last audience; host numpy arrays."""
+
+    def pad(x):
+        x = np.asarray(x)
+        index = np.minimum(np.arange(length), x.shape[axis] - 1)
+        return np.take(x, index, axis=axis)
+
+    fields = {
+        name: jax.tree_util.tree_map(pad, getattr(problem, name))
+        for name in AUDIENCE_FIELDS
+    }
+    return dataclasses.replace(problem, **fields)
+
+
+def trim(alloc: Allocation, n: int) -> Allocation:
+    """The first ``n`` audiences of each per-audience field (the padding dropped)."""
+    keep = {name: getattr(alloc, name)[..., :n] for name in PER_AUDIENCE}
+    return dataclasses.replace(alloc, **keep)
+
+
+def allocate_one(problem: Problem, config: SolveConfig = DEFAULT_CONFIG) -> Allocation:
+    """:func:`~optimizer.allocate.allocator.allocate` at a bucketed audience count
+    (the same plan, up to the order of sums)."""
+    a = problem.lower.shape[0]
+    padded = pad_audiences(problem, audience_size(a))
+    return trim(allocate(padded, config, audiences=a), a)
+
+
+def allocate_path_one(
+    problem: Problem, budgets: jax.Array, config: SolveConfig = DEFAULT_CONFIG
+) -> Allocation:
+    """:func:`~optimizer.allocate.allocator.allocate_path` at a bucketed audience count."""
+    a = problem.lower.shape[0]
+    padded = pad_audiences(problem, audience_size(a))
+    return trim(allocate_path(padded, budgets, config, audiences=a), a)
+
+
+@jax.jit(static_argnames=("config",))
+def allocate_stacked(
+    batch: Problem, config: SolveConfig, audiences: jax.Array | int | None = None
+) -> Allocation:
+    """Plans of the stacked problems as they are (no padding added), one vmapped
+    solve; ``audiences`` as in :func:`~optimizer.allocate.allocator.allocate`."""
+    return jax.vmap(lambda p: allocate(p, config, audiences=audiences))(batch)
+
+
+def allocate_many(batch: Problem, config: SolveConfig = DEFAULT_CONFIG) -> Allocation:
+    """Plans of S stacked problems (every array with a leading axis S).
+
+    Each plan is the one :func:`~optimizer.allocate.allocator.allocate` gives
+    that problem alone; the returned arrays have the leading axis S.
+    """
+    s, a = batch.lower.shape
+    padded = devices.pad_leading(
+        pad_audiences(batch, audience_size(a), 1), stack_size(s)
+    )
+    out = allocate_stacked(padded, config, a)
+    return jax.tree_util.tree_map(lambda x: x[:s], trim(out, a))
