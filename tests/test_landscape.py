@@ -8,6 +8,7 @@ import pytest
 
 from optimizer.io.schema import validate_event_log
 from optimizer.log.totals import detect_auction_type
+from optimizer.market import landscape
 from optimizer.market.fit import fit_market
 from optimizer.market.params import per_auction
 from simulations.synthetic.generate import generate_events, make_truth
@@ -69,3 +70,40 @@ def test_censored_fit_beats_naive_and_finds_quality_slope():
     assert np.median(slopes) == pytest.approx(
         0.3, abs=0.1
     )  # truth: competition_slope 0.3
+
+
+def test_padding_rows_to_a_bucket_leaves_the_fit_unchanged():
+    """Fits pad their rows to a few sizes (one compiled fit per size, not per log):
+    the weight-0 padding must not move the estimate."""
+    rng = np.random.default_rng(5)
+    n = 1500  # padded to 2048
+    audience = rng.integers(0, 2, n).astype(np.int32)
+    log_price = rng.normal(np.where(audience == 0, 0.0, 0.7), 0.4)
+    log_bid = rng.normal(0.3, 0.5, n)
+    won = log_bid > log_price
+    data = landscape.LandscapeData(
+        audience=audience,
+        log_bid=log_bid,
+        log_cost=np.where(won, log_price, 0.0),
+        won=won,
+        shift=np.zeros(n),
+        n_audiences=2,
+        first_price=False,
+    )
+    padded, ll_padded = landscape._fit(data, False, 200)
+    rows = {k: getattr(data, k) for k in ("audience", "log_bid", "log_cost", "won", "shift")}  # fmt: skip
+    plain, ll_plain = landscape._solve(
+        rows,
+        np.ones(n),
+        landscape._init(data, False),
+        n_audiences=2,
+        first_price=False,
+        mixture=False,
+        iterations=200,
+        tolerance=1e-9,
+    )
+    np.testing.assert_allclose(ll_padded, ll_plain, rtol=1e-9)
+    for key in ("mu", "beta", "scale"):
+        np.testing.assert_allclose(padded[key], plain[key], rtol=1e-6, atol=1e-9)
+    sizes = [landscape._row_bucket(x) for x in (10, 1025, 3000, 4097, 100_000)]
+    assert sizes == [1024, 1280, 3072, 5120, 114_688]

@@ -134,6 +134,7 @@ def _init(data: LandscapeData, mixture: bool) -> dict:
 )
 def _solve(
     rows: dict,
+    weight: jax.Array,
     theta: dict,
     *,
     n_audiences: int,
@@ -142,10 +143,11 @@ def _solve(
     iterations: int,
     tolerance: float,
 ) -> tuple[dict, jax.Array]:
-    """L-BFGS to convergence, compiled once per (row count, family, auction type).
+    """L-BFGS to convergence, compiled once per (row bucket, family, auction type).
 
     Args:
         rows: LandscapeData's (n,) arrays by field name.
+        weight: (n,) 1 for a real row, 0 for padding (see :func:`_row_bucket`).
         theta: starting parameters, (A,) each; the priors centre on their means.
 
     Returns:
@@ -153,12 +155,12 @@ def _solve(
     """
     data = LandscapeData(**rows, n_audiences=n_audiences, first_price=first_price)
     hyper = {k: jnp.mean(v) for k, v in theta.items()}
-    n = data.audience.shape[0]
+    n = jnp.sum(weight)
 
     def objective(variables: dict) -> jax.Array:
         p = _unpack(variables["theta"], mixture)
         return (
-            -jnp.sum(_row_loglik(p, data))
+            -jnp.sum(weight * _row_loglik(p, data))
             + _penalty(variables["theta"], variables["hyper"])
         ) / n
 
@@ -183,22 +185,41 @@ def _solve(
     variables, *_ = jax.lax.while_loop(keep_going, step, carry)
     params = _unpack(variables["theta"], mixture)
     per_audience = jax.ops.segment_sum(
-        _row_loglik(params, data), data.audience, n_audiences
+        weight * _row_loglik(params, data), data.audience, n_audiences
     )
     return params, per_audience
+
+
+def _row_bucket(n: int) -> int:
+    """Rows a fit of ``n`` rows is padded to: at least 1024, then four sizes per
+    doubling (at most 25% padding).
+
+    >>> _row_bucket(10), _row_bucket(3000), _row_bucket(4096), _row_bucket(4097)
+    (1024, 3072, 4096, 5120)
+    """
+    if n <= 1024:
+        return 1024
+    step = 1 << (n.bit_length() - 3)
+    return -(-n // step) * step
 
 
 def _fit(
     data: LandscapeData, mixture: bool, iterations: int, tolerance: float = 1e-9
 ) -> tuple[dict, np.ndarray]:
-    """Penalized MLE; returns unpacked params and per-audience log-likelihood."""
+    """Penalized MLE; returns unpacked params and per-audience log-likelihood.
+
+    Rows are padded (repeating the last, with weight 0) to a bucket size, so logs
+    of similar length share one compiled fit."""
+    n = len(data.audience)
+    index = np.minimum(np.arange(_row_bucket(n)), n - 1)
     rows = {
-        f.name: getattr(data, f.name)
+        f.name: getattr(data, f.name)[index]
         for f in dataclasses.fields(data)
         if f.name not in ("n_audiences", "first_price")
     }
     params, per_audience = _solve(
         rows,
+        (np.arange(len(index)) < n).astype(np.float64),
         _init(data, mixture),
         n_audiences=data.n_audiences,
         first_price=data.first_price,
