@@ -25,6 +25,7 @@ from optimizer.allocate.buckets import (
     allocate_one,
     allocate_path_one,
     allocate_stacked,
+    stack_size,
 )
 from optimizer.allocate.config import DEFAULT_CONFIG, SolveConfig
 from optimizer.allocate.problem import Problem
@@ -288,12 +289,19 @@ def frontier_with_splits(
     """
     p = inputs.problem
     order = np.argsort(budgets)
-    sorted_budgets = jnp.asarray(budgets[order], jnp.float64)
+    # Padded with repeats of the largest budget to a stack size (one compiled path
+    # for every count up to it); a repeat starts at its own optimum, so costs little.
+    b = len(budgets)
+    index = np.minimum(np.arange(stack_size(b)), b - 1)
+    sorted_budgets = jnp.asarray(budgets[order][index], jnp.float64)
     if mesh is None:
         allocs = allocate_path_one(p, sorted_budgets, inputs.config)
     else:
         allocs = allocate_path_sharded(p, sorted_budgets, mesh, inputs.config)
     per_audience = _frontier_outcomes(p, allocs, inputs.config)
+    allocs, per_audience = jax.tree_util.tree_map(
+        lambda x: x[:b], (allocs, per_audience)
+    )
     undo = np.argsort(order)
     splits = {
         "budget": np.asarray(allocs.budget, np.float64)[undo],
