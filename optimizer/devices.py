@@ -3,7 +3,9 @@ along their leading axis.
 
 Every ``adplan`` command that runs JAX keeps its compiled XLA programs in a
 per-user folder (:func:`compilation_cache_folder`), so a second run of the same
-command loads them from disk instead of compiling again.
+command loads them from disk instead of compiling again. The solves a command runs
+at top level are :class:`Stage` s: their traced programs are kept there too, so a
+warm command skips tracing as well (see :class:`Stage`).
 
 Shared by every stage that scales out (the allocator's audiences, what-if
 scenarios, data-parallel training). Only ``jax.sharding`` is used: a
@@ -22,9 +24,13 @@ trims results back to n.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import inspect
 import os
+import tempfile
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import jax
@@ -63,6 +69,7 @@ def use_compilation_cache(folder: Path | None) -> None:
     from jax.experimental.compilation_cache import compilation_cache
 
     compilation_cache.reset_cache()  # JAX opens its cache folder once per process
+    use_traced_folder(folder)
     if folder is None:
         jax.config.update("jax_enable_compilation_cache", False)
         return
@@ -186,3 +193,147 @@ def gather(tree, mesh: Mesh, trim: Callable | None = None):
     """
     whole = jax.jit(trim or (lambda t: t), out_shardings=replicated(mesh))(tree)
     return jax.tree_util.tree_map(jnp.asarray, to_host(whole))
+
+
+# Traced programs on disk (Stage).
+
+_ROOT = Path(__file__).resolve().parent
+_traced_folder: list[Path | None] = [None]
+
+
+def use_traced_folder(folder: Path | None) -> None:
+    """Keep traced programs in ``folder`` (None: trace every time)."""
+    _traced_folder[0] = folder
+
+
+def register_pytrees(classes: Iterable[type]) -> None:
+    """Let pytree dataclasses (no static fields) appear in exported inputs and outputs."""
+    for cls in classes:
+        jax.export.register_pytree_node_serialization(
+            cls,
+            serialized_name=f"adplan.{cls.__module__}.{cls.__qualname__}",
+            serialize_auxdata=lambda aux: b"",
+            deserialize_auxdata=lambda data: (),
+        )
+
+
+@functools.cache
+def _code_digest() -> str:
+    """Digest of adplan's source, JAX's version, the backend and float64 mode."""
+    mode = f"{jax.__version__} {jax.default_backend()} {jax.config.jax_enable_x64}"
+    h = hashlib.sha256(mode.encode())
+    for path in sorted(_ROOT.rglob("*.py")):
+        h.update(path.relative_to(_ROOT).as_posix().encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+class Stage:
+    """``jax.jit(fn, static_argnames=...)`` whose traced program is kept on disk.
+
+    The compilation cache saves XLA's compile step, but every new process still
+    traces each jitted function to a program and lowers it (seconds for the
+    allocator) just to find the cached entry. A Stage keeps
+    the traced program itself (``jax.export``'s serialized StableHLO, no pickle) in
+    ``traced/`` next to the compiled ones, keyed by the function, its static
+    arguments, the shapes and dtypes of its inputs, the JAX version and a digest of
+    adplan's own source, so an entry from other code is never used. A later process
+    loads it and calls it; the compilation cache then supplies the compiled code.
+
+    Calls inside another traced function (under ``jit`` or ``vmap``), with the cache
+    off, or with inputs that cannot be exported fall back to the plain ``jax.jit``.
+    """
+
+    def __init__(self, fn: Callable, static_argnames: tuple[str, ...] = ()):
+        self._fn = fn
+        self._jit = jax.jit(fn, static_argnames=static_argnames)
+        self._signature = inspect.signature(fn)
+        self._static = static_argnames
+        self._name = f"{fn.__module__}.{fn.__qualname__}"
+        self._loaded: dict[str, Callable] = {}
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args, **kwargs):
+        folder = _traced_folder[0]
+        leaves = jax.tree_util.tree_leaves((args, kwargs))
+        if folder is None or any(map(_traced_or_sharded, leaves)):
+            return self._jit(*args, **kwargs)
+        bound = self._signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        static = {k: v for k, v in bound.arguments.items() if k in self._static}
+        names = [k for k in bound.arguments if k not in self._static]
+        dynamic = jax.tree_util.tree_map(
+            _as_array, tuple(bound.arguments[k] for k in names)
+        )
+        key = self._key(static, dynamic)
+        call = self._loaded.get(key) or self._load(folder, key, names, static, dynamic)
+        return call(*dynamic)
+
+    def _cache_size(self) -> int:
+        """Programs this process holds (traced or loaded, and plain jit's)."""
+        return len(self._loaded) + self._jit._cache_size()
+
+    def _key(self, static: dict, dynamic: tuple) -> str:
+        leaves, tree = jax.tree_util.tree_flatten(dynamic)
+        shapes = [(x.shape, str(x.dtype)) for x in leaves]
+        text = (
+            f"{self._name}|{sorted(static.items())!r}|{tree}|{shapes}|{_code_digest()}"
+        )
+        return hashlib.sha256(text.encode()).hexdigest()[:40]
+
+    def _load(self, folder, key, names, static, dynamic) -> Callable:
+        path = folder / "traced" / f"{key}.stablehlo"
+        exported = None
+        try:
+            exported = jax.export.deserialize(bytearray(path.read_bytes()))
+        except Exception:  # absent, unreadable or damaged: trace it again
+            exported = None
+        if exported is None:
+            target = functools.partial(_call_named, self._fn, names, static)
+            try:
+                exported = jax.export.export(jax.jit(target))(*dynamic)
+                _write(path, exported.serialize())
+            except (ValueError, TypeError, NotImplementedError):
+                # A pytree that cannot be serialized: plain jit, in memory only.
+                call = functools.partial(_call_jit, self._jit, names, static)
+                self._loaded[key] = call
+                return call
+        call = jax.jit(exported.call)
+        self._loaded[key] = call
+        return call
+
+
+def stage(static_argnames: tuple[str, ...] = ()) -> Callable[[Callable], Stage]:
+    """Decorator: ``@stage(("config",))`` in place of ``@jax.jit(static_argnames=...)``."""
+    return lambda fn: Stage(fn, static_argnames)
+
+
+def _traced_or_sharded(x) -> bool:
+    """Inside a trace, or spread over several devices (kept on the plain jit)."""
+    if isinstance(x, jax.core.Tracer):
+        return True
+    return isinstance(x, jax.Array) and len(x.sharding.device_set) > 1
+
+
+def _as_array(x):
+    return x if isinstance(x, jax.Array | np.ndarray) else np.asarray(x)
+
+
+def _call_named(fn, names, static, *dynamic):
+    return fn(**dict(zip(names, dynamic, strict=True)), **static)
+
+
+def _call_jit(jitted, names, static, *dynamic):
+    return jitted(**dict(zip(names, dynamic, strict=True)), **static)
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (a reader never sees half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(tmp, path)
+    except OSError:
+        Path(tmp).unlink(missing_ok=True)

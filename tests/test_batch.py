@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from optimizer.allocate.allocator import allocate, allocate_path
+from optimizer.allocate import buckets
+from optimizer.allocate.allocator import allocate
 from optimizer.allocate.config import SolveConfig
 from optimizer.allocate.problem import make_problem
 from optimizer.errors import InputError
@@ -75,9 +76,9 @@ def test_frontier_rows_are_the_plans_at_each_budget(market):
         dual = float(plan.allocation.dual_price)
         assert row.marginal_cpa == pytest.approx(1 / dual, rel=1e-5, abs=0.01)
     # 5 and 9 budgets share one compiled path (padded to 16 with repeats)
-    compiled = allocate_path._cache_size()
+    compiled = buckets._allocate_path._cache_size()
     more = run_frontier(inputs, np.linspace(50.0, 1600.0, 9))
-    assert allocate_path._cache_size() == compiled and len(more) == 9
+    assert buckets._allocate_path._cache_size() == compiled and len(more) == 9
     assert more["budget"].iloc[-1] == 1600.0
 
 

@@ -52,10 +52,10 @@ def test_a_stack_gives_each_problem_its_own_plan():
 
 def test_counts_inside_a_bucket_reuse_the_compiled_solve():
     buckets.allocate_one(_problem(5))
-    compiled = allocate._cache_size()
+    compiled = buckets._allocate._cache_size()
     for audiences in (6, 7, 8):
         buckets.allocate_one(_problem(audiences))
-    assert allocate._cache_size() == compiled
+    assert buckets._allocate._cache_size() == compiled
     stack = [_problem(5, b) for b in (100.0, 200.0)]
     buckets.allocate_many(jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *stack))
     compiled = buckets.allocate_stacked._cache_size()

@@ -20,6 +20,12 @@ from optimizer import devices
 from optimizer.allocate.allocator import Allocation, allocate, allocate_path
 from optimizer.allocate.config import DEFAULT_CONFIG, SolveConfig
 from optimizer.allocate.problem import Problem
+from optimizer.market.params import MarketParams
+
+devices.register_pytrees([Problem, MarketParams, Allocation])
+# The solves a command runs at top level, kept traced on disk (see optimizer.devices.Stage).
+_allocate = devices.Stage(allocate, ("config", "iterations"))
+_allocate_path = devices.Stage(allocate_path, ("config",))
 
 # Stack sizes compiled for; larger stacks round up to a multiple of the last.
 STACKS = (4, 16, 64)
@@ -81,7 +87,7 @@ def allocate_one(problem: Problem, config: SolveConfig = DEFAULT_CONFIG) -> Allo
     (the same plan, up to the order of sums)."""
     a = problem.lower.shape[0]
     padded = pad_audiences(problem, audience_size(a))
-    return trim(allocate(padded, config, audiences=a), a)
+    return trim(_allocate(padded, config, audiences=a), a)
 
 
 def allocate_path_one(
@@ -90,10 +96,10 @@ def allocate_path_one(
     """:func:`~optimizer.allocate.allocator.allocate_path` at a bucketed audience count."""
     a = problem.lower.shape[0]
     padded = pad_audiences(problem, audience_size(a))
-    return trim(allocate_path(padded, budgets, config, audiences=a), a)
+    return trim(_allocate_path(padded, budgets, config, audiences=a), a)
 
 
-@jax.jit(static_argnames=("config",))
+@devices.stage(("config",))
 def allocate_stacked(
     batch: Problem, config: SolveConfig, audiences: jax.Array | int | None = None
 ) -> Allocation:
