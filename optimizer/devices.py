@@ -30,7 +30,7 @@ import inspect
 import os
 import tempfile
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import jax
@@ -206,15 +206,16 @@ def use_traced_folder(folder: Path | None) -> None:
     _traced_folder[0] = folder
 
 
-def register_pytrees(classes: Iterable[type]) -> None:
-    """Let pytree dataclasses (no static fields) appear in exported inputs and outputs."""
-    for cls in classes:
-        jax.export.register_pytree_node_serialization(
-            cls,
-            serialized_name=f"adplan.{cls.__module__}.{cls.__qualname__}",
-            serialize_auxdata=lambda aux: b"",
-            deserialize_auxdata=lambda data: (),
-        )
+def exportable(cls: type) -> type:
+    """Class decorator: a pytree dataclass (no static fields) may appear in the
+    inputs and outputs of a :class:`Stage` kept on disk."""
+    jax.export.register_pytree_node_serialization(
+        cls,
+        serialized_name=f"adplan.{cls.__module__}.{cls.__qualname__}",
+        serialize_auxdata=lambda aux: b"",
+        deserialize_auxdata=lambda data: (),
+    )
+    return cls
 
 
 @functools.cache

@@ -23,6 +23,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from optimizer import devices
 from optimizer.allocate import response
 from optimizer.allocate.config import DEFAULT_CONFIG, SolveConfig
 from optimizer.allocate.exact import dual_terms
@@ -42,6 +43,7 @@ from optimizer.allocate.problem import (
 _RESTART_GAP = 1e-4
 
 
+@devices.exportable
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class Allocation:

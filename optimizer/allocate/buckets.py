@@ -20,9 +20,7 @@ from optimizer import devices
 from optimizer.allocate.allocator import Allocation, allocate, allocate_path
 from optimizer.allocate.config import DEFAULT_CONFIG, SolveConfig
 from optimizer.allocate.problem import Problem
-from optimizer.market.params import MarketParams
 
-devices.register_pytrees([Problem, MarketParams, Allocation])
 # The solves a command runs at top level, kept traced on disk (see optimizer.devices.Stage).
 _allocate = devices.Stage(allocate, ("config", "iterations"))
 _allocate_path = devices.Stage(allocate_path, ("config",))

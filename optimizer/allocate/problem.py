@@ -11,11 +11,13 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from optimizer import devices
 from optimizer.allocate import response
 from optimizer.allocate.config import SolveConfig
 from optimizer.market.params import MarketParams
 
 
+@devices.exportable
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class Problem:

@@ -19,7 +19,6 @@ where BIC prefers it.
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +26,7 @@ import numpy as np
 import optax
 from jax.scipy.special import log_ndtr, logsumexp, ndtr
 
+from optimizer import devices
 from optimizer.io.progress import progress_bar
 
 # Prior scales of the partial pooling (log-price units): price levels differ a lot
@@ -122,16 +122,7 @@ def _init(data: LandscapeData, mixture: bool) -> dict:
     return theta
 
 
-@functools.partial(
-    jax.jit,
-    static_argnames=(
-        "n_audiences",
-        "first_price",
-        "mixture",
-        "iterations",
-        "tolerance",
-    ),
-)
+@devices.stage(("n_audiences", "first_price", "mixture", "iterations", "tolerance"))
 def _solve(
     rows: dict,
     weight: jax.Array,

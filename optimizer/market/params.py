@@ -25,9 +25,12 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import ndtr
 
+from optimizer import devices
+
 MONEY = jnp.float64
 
 
+@devices.exportable
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class MarketParams:
@@ -72,6 +75,7 @@ class MarketParams:
         return jax.tree_util.tree_map(lambda x: x[index], self)
 
 
+@devices.exportable
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class Outcomes:

@@ -55,10 +55,10 @@ def _totals(problem, bid, cap, config: SolveConfig) -> dict[str, jax.Array]:
 
 
 # Built once: each compiles once per audience and scenario count.
-_totals_once = jax.jit(_totals, static_argnames=("config",))
+_totals_once = devices.Stage(_totals, ("config",))
 
 
-@jax.jit(static_argnames=("config",))
+@devices.stage(("config",))
 def _kept_totals(batch, removed, scale, *, bid, cap, config: SolveConfig) -> dict:
     """Totals of every scenario (S stacked) under the base plan's bids ``bid`` and
     caps ``cap`` (A,), scaled by ``scale`` (S,), removed audiences at zero."""
@@ -67,13 +67,13 @@ def _kept_totals(batch, removed, scale, *, bid, cap, config: SolveConfig) -> dic
     )(batch, removed, scale)
 
 
-@jax.jit(static_argnames=("config",))
+@devices.stage(("config",))
 def _reoptimized_totals(batch, allocs: Allocation, config: SolveConfig) -> dict:
     """Totals of every scenario (S stacked) under its own plan."""
     return jax.vmap(lambda p, a: _totals(p, a.bid, a.budget, config))(batch, allocs)
 
 
-@jax.jit(static_argnames=("config",))
+@devices.stage(("config",))
 def _frontier_outcomes(p, allocs: Allocation, config: SolveConfig):
     """Per-audience outcomes (B, A) of the plan at each of the B budgets."""
     return jax.vmap(

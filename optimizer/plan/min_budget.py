@@ -21,7 +21,8 @@ import numpy as np
 from optimizer.allocate.allocator import Allocation
 from optimizer.allocate.buckets import allocate_many
 from optimizer.allocate.config import SolveConfig
-from optimizer.allocate.problem import Problem, capacity
+from optimizer.allocate.problem import Problem
+from optimizer.plan.settings import capacity_of
 
 ENUMERATE = 6  # most marginal audiences whose 2^k pause/raise choices are solved
 _ROUNDS = 8  # most fix-and-re-solve rounds
@@ -71,7 +72,7 @@ def enforce_min_budget(
     if min_budget is None:
         return problem, allocation, paused, raised
     lower, upper = np.asarray(problem.lower).copy(), np.asarray(problem.upper).copy()
-    reach = np.minimum(upper, np.asarray(capacity(problem, config)))
+    reach = np.minimum(upper, np.asarray(capacity_of(problem, config)))
     need = np.minimum(np.asarray(min_budget, float), reach)
     free = (lower <= 0) & (upper > 0) & (need > 0.005)
     restricted = problem

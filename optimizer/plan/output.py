@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from optimizer import devices
 from optimizer.allocate import response
 from optimizer.io.columns import PLAN_COLUMNS
 from optimizer.plan.resolve import SolvedPlan
@@ -40,7 +41,7 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
-@jax.jit(static_argnames=("config",))
+@devices.stage(("config",))
 def _log_marginals(params, bid: jax.Array, config) -> jax.Array:
     """(A,) log objective per extra currency unit at bids ``bid``."""
     return jax.vmap(response.log_marginal, in_axes=(0, 0, None))(
@@ -126,7 +127,7 @@ def paused(plan: SolvedPlan, frame: pd.DataFrame) -> list[str]:
     return [n for n, g in zip(plan.inputs.names, gone, strict=True) if g]
 
 
-@jax.jit(static_argnames=("config",))
+@devices.stage(("config",))
 def _envelope_gradients(p, alloc, config) -> tuple[jax.Array, jax.Array]:
     """(A,) d Lagrangian / d price shift and d rate shift at the plan, decisions fixed."""
     from optimizer.allocate.problem import gain_at, spend_at
@@ -165,7 +166,7 @@ def _sensitivities(plan: SolvedPlan) -> dict:
     }
 
 
-@jax.jit(static_argnames=("config", "points"))
+@devices.stage(("config", "points"))
 def _curves(p, config, points: int) -> tuple[jax.Array, ...]:
     """(A, points) log-bid grid and the spend, conversions and value along it."""
     from optimizer.allocate.problem import gain_at, log_bid_bounds, spend_at

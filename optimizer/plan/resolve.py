@@ -18,10 +18,11 @@ import numpy as np
 import pandas as pd
 from jax.sharding import Mesh
 
+from optimizer import devices
 from optimizer.allocate.allocator import Allocation
 from optimizer.allocate.buckets import allocate_many, allocate_one
 from optimizer.allocate.config import SolveConfig
-from optimizer.allocate.problem import Problem, capacity, make_problem
+from optimizer.allocate.problem import Problem, make_problem
 from optimizer.allocate.sharded import allocate_sharded
 from optimizer.errors import InfeasibleError, InputError
 from optimizer.market.fit import FittedMarket
@@ -34,6 +35,7 @@ from optimizer.plan.min_budget import enforce_min_budget
 from optimizer.plan.scenario import Scenario
 from optimizer.plan.settings import (
     apply_market_settings,
+    capacity_of,
     check_bid_unit,
     check_feasible,
     currency_of,
@@ -188,7 +190,7 @@ def _solve_problem(
 
 
 # Expected outcomes compiled as one program (per audience count and auction type).
-_outcomes = jax.jit(expected_outcomes, static_argnames=("first_price",))
+_outcomes = devices.Stage(expected_outcomes, ("first_price",))
 
 
 def outcomes_of(inputs: PlanInputs, allocation: Allocation) -> Outcomes:
@@ -208,7 +210,7 @@ def _totals(
     return t["spend"], t["conversions"], t["value"]
 
 
-@jax.jit(static_argnames=("first_price",))
+@devices.stage(("first_price",))
 def _stacked_totals(
     stacked: Problem, alloc: Allocation, first_price: bool
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -248,7 +250,7 @@ def spendable(inputs: PlanInputs) -> float:
     """The most the audiences can spend over the horizon (currency): each at its
     highest allowed bid, within its max_spend and its group's cap."""
     p = inputs.problem
-    each = np.minimum(np.asarray(p.upper), np.asarray(capacity(p, inputs.config)))
+    each = np.minimum(np.asarray(p.upper), np.asarray(capacity_of(p, inputs.config)))
     caps = np.asarray(p.group_cap)
     if caps.size == 0:
         return float(np.sum(each, dtype=np.float64))
@@ -319,7 +321,7 @@ def goal_seek(inputs: PlanInputs, target: float, metric: str = "conversions") ->
         np.sum(
             np.minimum(
                 np.asarray(inputs.problem.upper),
-                np.asarray(capacity(inputs.problem, inputs.config)),
+                np.asarray(capacity_of(inputs.problem, inputs.config)),
             )
         )
     )

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from optimizer import devices
 from optimizer.allocate.config import SolveConfig
 from optimizer.allocate.problem import Problem, capacity
 from optimizer.errors import InfeasibleError, InputError
@@ -116,8 +116,9 @@ def check_bid_unit(
             )
 
 
-# Compiled once per audience count (not op by op, as an eager call would).
-_capacity = jax.jit(capacity, static_argnames=("config",))
+# (A,) most each audience can spend over the horizon: one compiled program per
+# audience count (not op by op, as an eager call would), its trace kept on disk.
+capacity_of = devices.Stage(capacity, ("config",))
 
 
 def check_feasible(
@@ -129,7 +130,7 @@ def check_feasible(
         raise InfeasibleError(
             f"the minimum spends add up to {lower.sum():,.2f} but the budget is {budget:,.2f}. Raise the budget to at least {lower.sum():,.2f} or lower some min_spend values."
         )
-    cap = np.asarray(_capacity(problem, config))
+    cap = np.asarray(capacity_of(problem, config))
     short = np.flatnonzero(lower > cap * (1 + 1e-9))
     if short.size:
         i = short[0]
