@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec
 
+from optimizer import devices
 from optimizer.devices import mesh as device_mesh
 from optimizer.errors import InputError
 from optimizer.io.progress import progress_bar
@@ -80,18 +81,9 @@ def _replicate(
     return jax.vmap(one, in_axes=(0, None, None, None))(keys, params, bid, budget)
 
 
-@functools.partial(
-    jax.jit,
-    static_argnames=(
-        "hours",
-        "first_price",
-        "pacing",
-        "chunk",
-        "paths",
-        "blocks",
-        "mesh",
-    ),
-)
+# Its traced program is kept on disk with the compiled one (a warm simulate skips
+# tracing the kernel), keyed by the static arguments, the mesh's devices included.
+@devices.stage(("hours", "first_price", "pacing", "chunk", "paths", "blocks", "mesh"))
 def _simulate_batch(
     keys, params, bid, budget, *, hours, first_price, pacing, chunk, paths, blocks, mesh
 ):
