@@ -294,8 +294,9 @@ class Stage:
             try:
                 exported = jax.export.export(jax.jit(target))(*dynamic)
                 _write(path, exported.serialize())
-            except (ValueError, TypeError, NotImplementedError):
-                # A pytree that cannot be serialized: plain jit, in memory only.
+            except Exception:
+                # Not exportable (e.g. a pytree class not marked exportable): the
+                # plain jit, in memory only; a real error in ``fn`` raises from it.
                 call = functools.partial(_call_jit, self._jit, names, static)
                 self._loaded[key] = call
                 return call

@@ -3,6 +3,8 @@ gets the same numbers; anything unusual falls back to tracing, never to a wrong 
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -79,3 +81,32 @@ def test_cache_off_and_inside_a_trace_use_plain_jit(folder):
     traced.use_traced_folder(folder)
     batched = jax.vmap(lambda x: stage(x, 0.0, scale=2.0)[0])(jnp.ones((4, 3)))
     assert batched.tolist() == [6.0] * 4 and not (folder / "traced").exists()
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class _Pair:  # a pytree class not marked exportable
+    total: jax.Array
+    first: jax.Array
+
+
+def _pair(x):
+    TRACES[0] += 1
+    return _Pair(jnp.sum(x), x[0])
+
+
+def test_an_output_that_cannot_be_kept_runs_on_plain_jit(folder):
+    TRACES[0] = 0
+    stage = traced.Stage(_pair)
+    out = stage(jnp.arange(3.0) + 1)
+    assert isinstance(out, _Pair) and float(out.total) == 6.0 and float(out.first) == 1
+    stage(jnp.arange(3.0))
+    assert TRACES[0] <= 3 and not list((folder / "traced").glob("*"))
+
+
+def test_an_error_in_the_function_reaches_the_caller(folder):
+    def bad(x):
+        raise ValueError("wrong input shape")
+
+    with pytest.raises(ValueError, match="wrong input shape"):
+        traced.Stage(bad)(jnp.ones(2))
