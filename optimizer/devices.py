@@ -118,16 +118,17 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 
 
-def pad_leading(tree, length: int):
-    """Every leaf's leading axis extended to ``length`` by repeating its last entry.
+def pad_leading(tree, length: int, axis: int = 0):
+    """Every leaf's leading axis (or ``axis``) extended to ``length`` by repeating
+    its last entry.
 
-    Leaves become numpy arrays on the host; all must share the leading axis n
+    Leaves become numpy arrays on the host; all must share that axis's length n
     (1 <= n <= length).
     """
 
     def pad(x):
         x = np.asarray(x)
-        return np.concatenate([x, np.repeat(x[-1:], length - x.shape[0], axis=0)])
+        return np.take(x, np.minimum(np.arange(length), x.shape[axis] - 1), axis=axis)
 
     return jax.tree_util.tree_map(pad, tree)
 
@@ -284,7 +285,6 @@ class Stage:
 
     def _load(self, folder, key, names, static, dynamic) -> Callable:
         path = folder / "traced" / f"{key}.stablehlo"
-        exported = None
         try:
             exported = jax.export.deserialize(bytearray(path.read_bytes()))
         except Exception:  # absent, unreadable or damaged: trace it again
@@ -297,7 +297,7 @@ class Stage:
             except Exception:
                 # Not exportable (e.g. a pytree class not marked exportable): the
                 # plain jit, in memory only; a real error in ``fn`` raises from it.
-                call = functools.partial(_call_jit, self._jit, names, static)
+                call = functools.partial(_call_named, self._jit, names, static)
                 self._loaded[key] = call
                 return call
         call = jax.jit(exported.call)
@@ -323,10 +323,6 @@ def _as_array(x):
 
 def _call_named(fn, names, static, *dynamic):
     return fn(**dict(zip(names, dynamic, strict=True)), **static)
-
-
-def _call_jit(jitted, names, static, *dynamic):
-    return jitted(**dict(zip(names, dynamic, strict=True)), **static)
 
 
 def _write(path: Path, data: bytes) -> None:

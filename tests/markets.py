@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from optimizer.market.fit import FittedMarket
+from optimizer.market.landscape import LandscapeData
 from optimizer.market.params import MarketParams
 
 
@@ -78,4 +79,21 @@ def fitted_market(
         bid_ceiling=np.full(a, 1.0),
         has_value=False,
         metrics=metrics or {},
+    )
+
+
+def second_price_rows(
+    audience: np.ndarray, log_bid: np.ndarray, log_price: np.ndarray
+) -> LandscapeData:
+    """Second-price landscape rows: won where the bid beats the price, whose log
+    is then the observed cost (no quality shift)."""
+    won = log_bid > log_price
+    return LandscapeData(
+        audience=audience.astype(np.int32),
+        log_bid=log_bid,
+        log_cost=np.where(won, log_price, 0.0),
+        won=won,
+        shift=np.zeros(len(audience)),
+        n_audiences=int(audience.max()) + 1,
+        first_price=False,
     )

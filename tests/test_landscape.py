@@ -13,6 +13,7 @@ from optimizer.market.fit import fit_market
 from optimizer.market.params import per_auction
 from simulations.synthetic.generate import generate_events, make_truth
 from simulations.synthetic.truth import Truth
+from tests.markets import second_price_rows
 
 
 def _fit(auction_type: str, seed: int):
@@ -79,17 +80,7 @@ def test_padding_rows_to_a_bucket_leaves_the_fit_unchanged():
     n = 1500  # padded to 2048
     audience = rng.integers(0, 2, n).astype(np.int32)
     log_price = rng.normal(np.where(audience == 0, 0.0, 0.7), 0.4)
-    log_bid = rng.normal(0.3, 0.5, n)
-    won = log_bid > log_price
-    data = landscape.LandscapeData(
-        audience=audience,
-        log_bid=log_bid,
-        log_cost=np.where(won, log_price, 0.0),
-        won=won,
-        shift=np.zeros(n),
-        n_audiences=2,
-        first_price=False,
-    )
+    data = second_price_rows(audience, rng.normal(0.3, 0.5, n), log_price)
     padded, ll_padded = landscape._fit(data, False, 200)
     rows = {k: getattr(data, k) for k in ("audience", "log_bid", "log_cost", "won", "shift")}  # fmt: skip
     plain, ll_plain = landscape._solve(

@@ -9,6 +9,7 @@ import numpy as np
 
 from optimizer.io.progress import progress_bar
 from optimizer.market.landscape import LandscapeData, fit_landscapes
+from tests.markets import second_price_rows
 
 
 class _Terminal(io.StringIO):
@@ -21,16 +22,7 @@ def _data() -> LandscapeData:
     n = 400
     log_bid = rng.normal(0.0, 0.5, n)
     log_price = rng.normal(0.0, 0.5, n)
-    won = log_bid > log_price
-    return LandscapeData(
-        audience=np.zeros(n, np.int32),
-        log_bid=log_bid,
-        log_cost=np.where(won, log_price, 0.0),
-        won=won,
-        shift=np.zeros(n),
-        n_audiences=1,
-        first_price=False,
-    )
+    return second_price_rows(np.zeros(n, np.int32), log_bid, log_price)
 
 
 def test_bar_only_on_a_terminal_and_when_asked(monkeypatch):

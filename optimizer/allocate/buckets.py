@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 
 import jax
-import numpy as np
 
 from optimizer import devices
 from optimizer.allocate.allocator import Allocation, allocate, allocate_path
@@ -61,17 +60,8 @@ def audience_size(a: int) -> int:
 def pad_audiences(problem: Problem, length: int, axis: int = 0) -> Problem:
     """``problem`` with its audience axis (``axis`` of each audience field) extended
     to ``length`` by repeating the last audience; host numpy arrays."""
-
-    def pad(x):
-        x = np.asarray(x)
-        index = np.minimum(np.arange(length), x.shape[axis] - 1)
-        return np.take(x, index, axis=axis)
-
-    fields = {
-        name: jax.tree_util.tree_map(pad, getattr(problem, name))
-        for name in AUDIENCE_FIELDS
-    }
-    return dataclasses.replace(problem, **fields)
+    fields = {name: getattr(problem, name) for name in AUDIENCE_FIELDS}
+    return dataclasses.replace(problem, **devices.pad_leading(fields, length, axis))
 
 
 def trim(alloc: Allocation, n: int) -> Allocation:

@@ -46,8 +46,8 @@ def shard_problem(problem: Problem, mesh: Mesh) -> Problem:
 
 
 def _gather(alloc: Allocation, n: int, mesh: Mesh) -> Allocation:
-    """:func:`~optimizer.allocate.buckets.trim`, as ordinary arrays (every process, under ``jax.distributed``
-    too, gets the whole plan)."""
+    """:func:`~optimizer.allocate.buckets.trim`, as ordinary arrays (every
+    process, under ``jax.distributed`` too, gets the whole plan)."""
     return devices.gather(alloc, mesh, functools.partial(trim, n=n))
 
 

@@ -201,16 +201,15 @@ def _fit(
 
     Rows are padded (repeating the last, with weight 0) to a bucket size, so logs
     of similar length share one compiled fit."""
-    n = len(data.audience)
-    index = np.minimum(np.arange(_row_bucket(n)), n - 1)
+    n, size = len(data.audience), _row_bucket(len(data.audience))
     rows = {
-        f.name: getattr(data, f.name)[index]
+        f.name: getattr(data, f.name)
         for f in dataclasses.fields(data)
         if f.name not in ("n_audiences", "first_price")
     }
     params, per_audience = _solve(
-        rows,
-        (np.arange(len(index)) < n).astype(np.float64),
+        devices.pad_leading(rows, size),
+        (np.arange(size) < n).astype(np.float64),
         _init(data, mixture),
         n_audiences=data.n_audiences,
         first_price=data.first_price,

@@ -292,8 +292,9 @@ def frontier_with_splits(
     # Padded with repeats of the largest budget to a stack size (one compiled path
     # for every count up to it); a repeat starts at its own optimum, so costs little.
     b = len(budgets)
-    index = np.minimum(np.arange(stack_size(b)), b - 1)
-    sorted_budgets = jnp.asarray(budgets[order][index], jnp.float64)
+    sorted_budgets = jnp.asarray(
+        devices.pad_leading(budgets[order], stack_size(b)), jnp.float64
+    )
     if mesh is None:
         allocs = allocate_path_one(p, sorted_budgets, inputs.config)
     else:
