@@ -53,9 +53,11 @@ Methods (a registry, :data:`PLANNERS`):
   ``true_landscape``: the true market with its strata rates replaced by the rate
   network's predictions: landscape/strata error removed.
 
-Run: ``python benchmarks/bench_quality.py [--quick | --seeds]``; writes
+Run: ``python benchmarks/bench_quality.py [--quick | --seeds | --real]``; writes
 ``benchmarks/results/quality.json`` (``--seeds``: the quick markets and six more
-seeds, ``quality_seeds.json``).
+seeds, ``quality_seeds.json``; ``--real``: three ``--realism real`` markets,
+``quality_real.json``, without the ``true_landscape`` decomposition, whose swap
+needs feature-cell strata).
 """
 
 from __future__ import annotations
@@ -99,11 +101,15 @@ class MarketSpec:
     volume_scale: float = (
         1.0  # x every audience's auctions per day (keeps big logs small)
     )
+    realism: str = "demo"  # "real": atoms, a cap, latent quality, drift
 
     @property
     def name(self) -> str:
         kind = "fp" if self.auction_type == "first_price" else "sp"
-        return f"a{self.audiences}_s{self.seed}_{kind}_c{self.competition_slope:g}"
+        tail = "_real" if self.realism == "real" else ""
+        return (
+            f"a{self.audiences}_s{self.seed}_{kind}_c{self.competition_slope:g}{tail}"
+        )
 
 
 QUICK_MARKETS = (
@@ -122,6 +128,13 @@ SEED_MARKETS = (
     MarketSpec(16, 45, "second_price", 0.0, coverage=True),
     MarketSpec(20, 46, "second_price", 0.5, coverage=True),
 )
+# Real-world markets (``--real``): price atoms, a hard cap, a latent quality that
+# raises both the click rate and the price, drift to the planned horizon.
+REAL_MARKETS = (
+    MarketSpec(12, 51, "second_price", 0.0, coverage=True, realism="real"),
+    MarketSpec(16, 52, "second_price", 0.0, coverage=True, realism="real"),
+    MarketSpec(12, 53, "first_price", 0.0, coverage=True, realism="real"),
+)
 FULL_MARKETS = (
     *QUICK_MARKETS,
     MarketSpec(40, 21, "first_price", 0.0),
@@ -139,7 +152,7 @@ class Context:
     market: object  # FittedMarket
     true_params: object  # MarketParams of the truth, aligned to names
     true_rates_market: object  # FittedMarket refitted with the truth's row rates
-    true_landscape: object  # MarketParams: truth with the network's rates
+    true_landscape: object  # MarketParams: truth with the network's rates (None: real)
     first_price: bool
     daily_spend: np.ndarray  # (A,) log's average daily spend per audience
     mmm_curves: np.ndarray  # (A, 2) fitted (a, b) per audience, per day
@@ -172,7 +185,12 @@ def prepare(spec: MarketSpec, workdir: Path, epochs: int) -> Context:
     from simulations.synthetic.truth import Truth
 
     truth_dict = make_truth(
-        spec.audiences, DAYS, spec.seed, spec.auction_type, spec.competition_slope
+        spec.audiences,
+        DAYS,
+        spec.seed,
+        spec.auction_type,
+        spec.competition_slope,
+        spec.realism,
     )
     for aud in truth_dict["audiences"]:
         aud["volume_per_day"] *= spec.volume_scale
@@ -199,7 +217,12 @@ def prepare(spec: MarketSpec, workdir: Path, epochs: int) -> Context:
     true_rates_market = fit_market(events, pc, pv, market.auction_type)
     assert true_rates_market.names == market.names
     rates = load_rate_model(model_dir)
-    landscape = _true_landscape(truth, true_params, order, events, rates)
+    # A real market's strata are price points, not feature cells: no such swap.
+    landscape = (
+        None
+        if truth.is_real
+        else _true_landscape(truth, true_params, order, events, rates)
+    )
     daily = _daily(events, market.names)
     return Context(
         spec=spec,
@@ -495,7 +518,8 @@ def score(ctx: Context, plan: Plan, budget: float, optimum: float) -> dict:
         "spend_ratio": float(spend.sum()) / budget,
         "violations": violations,
         "forecast": plan.forecast,
-        "forecast_error": plan.forecast / conv - 1.0,
+        # A plan that wins nothing under the truth forecast something: inf.
+        "forecast_error": plan.forecast / conv - 1.0 if conv > 0 else math.inf,
     }
 
 
@@ -688,13 +712,17 @@ def decompose(rows: list[dict]) -> dict:
     def mean(f):
         return float(np.mean([f(k) for k in keys]))
 
-    return {
+    out = {
         "adplan_total": mean(lambda k: by[(*k, "adplan")]),
         "rate_model": mean(lambda k: by[(*k, "adplan")] - by[(*k, "true_rates")]),
         "landscape_and_strata": mean(
             lambda k: by[(*k, "true_rates")] - by[(*k, "true_market")]
         ),
         "allocator": mean(lambda k: by[(*k, "true_market")]),
+    }
+    if not all((*k, "true_landscape") in by for k in keys):
+        return out
+    return out | {
         "rate_model_on_true_landscape": mean(
             lambda k: by[(*k, "true_landscape")] - by[(*k, "true_market")]
         ),
@@ -753,6 +781,8 @@ def run_market(
         budget = frac * float(ctx.daily_spend.sum()) * DAYS
         best = true_optimum(ctx, budget)
         for method, planner in PLANNERS.items():
+            if method == "true_landscape" and ctx.true_landscape is None:
+                continue
             plan = planner(ctx, budget)
             row = {
                 "market": spec.name,
@@ -778,14 +808,23 @@ def run_market(
     return rows
 
 
-def main(quick: bool = False, seeds: bool = False) -> dict:
+def main(quick: bool = False, seeds: bool = False, real: bool = False) -> dict:
     """Run the benchmark, print the table and write ``quality.json`` (with
-    ``seeds``: the quick settings on :data:`SEED_MARKETS`, ``quality_seeds.json``)."""
+    ``seeds``: the quick settings on :data:`SEED_MARKETS`, ``quality_seeds.json``;
+    with ``real``: the quick settings on :data:`REAL_MARKETS`, ``quality_real.json``)."""
     import jax
 
     jax.config.update("jax_enable_x64", True)
-    markets = SEED_MARKETS if seeds else QUICK_MARKETS if quick else FULL_MARKETS
-    quick = quick or seeds
+    markets = (
+        REAL_MARKETS
+        if real
+        else SEED_MARKETS
+        if seeds
+        else QUICK_MARKETS
+        if quick
+        else FULL_MARKETS
+    )
+    quick = quick or seeds or real
     epochs = 4 if quick else 6
     sim_runs = (100, 40) if quick else (200, 60)
     start = time.perf_counter()
@@ -809,11 +848,21 @@ def main(quick: bool = False, seeds: bool = False) -> dict:
         "summary": summary,
         "rows": rows,
     }
-    path = RESULTS.with_name("quality_seeds.json") if seeds else RESULTS
+    path = (
+        RESULTS.with_name("quality_real.json")
+        if real
+        else RESULTS.with_name("quality_seeds.json")
+        if seeds
+        else RESULTS
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return result
 
 
 if __name__ == "__main__":
-    main(quick="--quick" in sys.argv[1:], seeds="--seeds" in sys.argv[1:])
+    main(
+        quick="--quick" in sys.argv[1:],
+        seeds="--seeds" in sys.argv[1:],
+        real="--real" in sys.argv[1:],
+    )

@@ -335,7 +335,21 @@ LANDSCAPE_HEAD = [
     "Landscape",
     "Max win-rate error",
     "Naive error",
+    "Clicks per impression at twice the price (P10-P90)",
 ]
+PRICE_RATE_CELL = "{mid}x ({low}-{high}x)"
+PRICE_RATE_NOTE = (
+    "The last column: how much more often an impression clicks and converts when "
+    "it costs twice as much, beyond what the rate network predicts for it "
+    "(competing bidders see quality the log does not show), with its P10-P90 "
+    "range; forecasts at higher or lower bids include it. Across audiences "
+    "impressions that cost twice as much convert {pooled}x as often; {pooling}"
+)
+PRICE_RATE_POOLED = (
+    "the audiences' own estimates differ no more than their noise, so every "
+    "audience uses that."
+)
+PRICE_RATE_SHRUNK = "audiences with few clicks are pulled toward that."
 FAMILIES = {"lognormal": "log-normal", "mixture": "two-component mixture"}
 
 WARNINGS_INTRO = "Things the planner should check before launching."

@@ -51,6 +51,10 @@ def _curve_error(events, market, true_params, i: int) -> float:
 def test_fitted_win_rate_curves_recover_truth(auction_type, seed):
     events, market, true_params = _fit(auction_type, seed)
     assert market.auction_type == auction_type == detect_auction_type(events)
+    # A first-price log hides the price of a won auction: no price-rate slope.
+    first = auction_type == "first_price"
+    assert (market.params.rate_slope is None) == first
+    assert market.metrics["price_rates"]["estimated"] == (not first)
     checked = 0
     for i, entry in enumerate(market.metrics["landscapes"]):
         if entry["auctions"] >= 5000:

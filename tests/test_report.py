@@ -115,6 +115,21 @@ def write_model(folder: Path, names: list[str], seed: int = 0) -> None:
                 "click": {"slope": 1.02, "sd": 0.04, "events": 9000},
                 "conversion": {"slope": 1.35, "sd": 0.12, "events": 240},
             },
+            "price_rates": {
+                "estimated": True,
+                "pooled_slope": 0.5,
+                "spread": 0.0,
+                "audiences": {
+                    n: {
+                        "slope": 0.5,
+                        "sd": 0.1,
+                        "reference_price": 0.004,
+                        "events": 700,
+                        "doubling_factor": 2**0.5,
+                    }
+                    for n in names
+                },
+            },
         },
     }
     (folder / "model.json").write_text(json.dumps(model))
@@ -494,6 +509,15 @@ def test_model_health_states_the_fitted_spread(full_report):
     narrow = {"rate_spread": {"conversion": {"slope": 0.6, "sd": 0.1, "events": 80}}}
     assert "less spread out" in sections.model._spread_text(narrow)
     assert sections.model._spread_text({}) is None  # a model trained before the fit
+
+
+def test_landscape_table_states_how_rates_rise_with_price(full_report):
+    _, plan, html = full_report
+    assert text.LANDSCAPE_HEAD[-1] in html
+    # slope 0.5 +- 0.1: 2^0.5 = 1.41x, P10-P90 2^(0.5 -+ 1.28 x 0.1), every audience
+    assert html.count(">1.41x (1.29-1.55x)<") == len(plan["audiences"])
+    assert "impressions that cost twice as much convert 1.41x as often" in html
+    assert "every audience uses that" in html  # spread 0: one pooled slope
 
 
 def test_no_external_urls_anywhere(full_report):

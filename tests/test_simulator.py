@@ -59,6 +59,18 @@ def _hand_market() -> tuple[MarketParams, jax.Array]:
     return params, jnp.asarray([0.012, 0.03], f)
 
 
+def _price_rated_market() -> tuple[MarketParams, jax.Array]:
+    """The hand market with outcome rates that rise (audience 0) and fall
+    (audience 1) with the price paid."""
+    params, bid = _hand_market()
+    rated = dataclasses.replace(
+        params,
+        rate_slope=jnp.asarray([0.8, -0.5]),
+        rate_ref=jnp.asarray([-4.6, -3.7]),
+    )
+    return rated, bid
+
+
 def _run(key, params, bid, budget=jnp.inf, runs=64, **kw):
     kw.setdefault("first_price", False)
     kw.setdefault("path_runs", 0)
@@ -67,14 +79,15 @@ def _run(key, params, bid, budget=jnp.inf, runs=64, **kw):
 
 
 @pytest.mark.parametrize("first_price", [False, True])
-@pytest.mark.parametrize("market", ["truth", "hand"])
+@pytest.mark.parametrize("market", ["truth", "hand", "price_rated"])
 def test_means_match_closed_form(truth_market, market, first_price):
     """Uncapped Monte-Carlo means agree with the closed form: the totals within 3
     standard errors, each audience within a Bonferroni-corrected bound (family-wise
     chance failure 0.1%; a fixed 3 SE over ~40 per-audience comparisons per case
     would fail a correct simulator for a sizeable share of keys). Fixed key, so the
     check is deterministic."""
-    params, bid = truth_market if market == "truth" else _hand_market()
+    hand = {"hand": _hand_market, "price_rated": _price_rated_market}
+    params, bid = truth_market if market == "truth" else hand[market]()
     result = _run(jax.random.key(0), params, bid, runs=256, first_price=first_price)
     expected = expected_outcomes(params, bid, 1, first_price=first_price)
     audiences = np.asarray(bid).shape[0]

@@ -45,10 +45,21 @@ def spend(p: MarketParams, u: jax.Array, config: SolveConfig) -> jax.Array:
     return jnp.sum(w * jnp.exp(m + 0.5 * s**2 + log_ndtr(d - s)))
 
 
+def _log_rated_share(
+    p: MarketParams, d: jax.Array, m: jax.Array, s: jax.Array
+) -> jax.Array:
+    """(K, J) log of :func:`~optimizer.market.params.rated_share`."""
+    if p.rate_slope is None:
+        return log_ndtr(d)
+    g = p.rate_slope
+    return g * (m - p.rate_ref) + 0.5 * (g * s) ** 2 + log_ndtr(d - g * s)
+
+
 def gain(p: MarketParams, u: jax.Array, config: SolveConfig) -> jax.Array:
     """Expected objective per auction at bid exp(u)."""
-    d, _, _, w = price_cells(p, u)
-    return jnp.sum(w * per_unit_gain(p, config)[:, None] * jnp.exp(log_ndtr(d)))
+    d, m, s, w = price_cells(p, u)
+    rated = jnp.exp(_log_rated_share(p, d, m, s))
+    return jnp.sum(w * per_unit_gain(p, config)[:, None] * rated)
 
 
 def log_spend_slope(p: MarketParams, u: jax.Array, config: SolveConfig) -> jax.Array:
@@ -75,7 +86,10 @@ def log_marginal(p: MarketParams, u: jax.Array, config: SolveConfig) -> jax.Arra
     g = per_unit_gain(p, config)[:, None]
     if p.log_bid_factor is not None:
         g = g * stratum_log_bids(p, u)[1][:, None]
-    log_gain_slope = logsumexp(_log_w(w * g) - jnp.log(s) - 0.5 * d**2) - _LOG_SQRT_2PI
+    log_g = _log_w(w * g)
+    if p.rate_slope is not None:  # the marginal impression is priced at the bid
+        log_g = log_g + p.rate_slope * (stratum_log_bids(p, u)[0] - p.rate_ref)[:, None]
+    log_gain_slope = logsumexp(log_g - jnp.log(s) - 0.5 * d**2) - _LOG_SQRT_2PI
     return log_gain_slope - log_spend_slope(p, u, config)
 
 

@@ -204,6 +204,11 @@ def fit_daily_market(
         "input_kind": "daily",
         "landscapes": _landscape_metrics(names, fit, days["date"].nunique()),
         "daily_notes": [*report_notes, *notes],
+        "price_rates": {
+            "estimated": False,
+            "why": "A daily report has no price per impression, so the plan "
+            "assumes conversion rates do not change with the cost per impression.",
+        },
         "rate_anchoring": {
             n: {"conversions_observed": float(c)}
             for n, c in zip(names, conversions, strict=True)

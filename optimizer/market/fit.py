@@ -24,6 +24,12 @@ from optimizer.market.landscape import (
     subsample,
 )
 from optimizer.market.params import MarketParams
+from optimizer.market.price_rates import (
+    FIRST_PRICE,
+    PriceRates,
+    fit_price_rates,
+    no_price_rates,
+)
 from optimizer.market.rules import rule_rows
 from optimizer.market.spread import Spread, fit_spread, log_shift
 from optimizer.market.volume import daily_counts, volume_per_day
@@ -218,6 +224,24 @@ def _fit_metrics(
     return rows
 
 
+def _price_rates(
+    data: LandscapeData, clicks: np.ndarray, p_click: np.ndarray
+) -> PriceRates:
+    """How click rates move with the price paid (second price; none under first)."""
+    won = data.won
+    if data.first_price:
+        ref = np.bincount(data.audience[won], data.log_bid[won], data.n_audiences)
+        count = np.bincount(data.audience[won], minlength=data.n_audiences)
+        return no_price_rates(ref / np.maximum(count, 1), FIRST_PRICE)
+    return fit_price_rates(
+        data.audience[won],
+        data.log_cost[won],
+        clicks[won].astype(float),
+        p_click[won],
+        data.n_audiences,
+    )
+
+
 def fit_market(
     events: pd.DataFrame,
     p_click: np.ndarray,
@@ -282,12 +306,18 @@ def fit_market(
         first_price=first_price,
     )
     fit = fit_landscapes(subsample(data), progress=progress)
+    price_rates = _price_rates(data, events["click"].to_numpy(), p_click)
+    tilt = np.ones(len(codes))
+    tilt[won] = price_rates.multiplier(codes[won], data.log_cost[won])
     observed_clicks = np.array([totals.clicks[n] for n in names], float)
     observed_conv = np.array([totals.conversions[n] for n in names], float)
     click_factor = anchor_factors(
-        observed_clicks, weight * np.bincount(codes[won], p_click[won], minlength=a)
+        observed_clicks,
+        weight * np.bincount(codes[won], p_click[won] * tilt[won], minlength=a),
     )
-    expected_conv = weight * np.bincount(codes[won], p_conversion[won], minlength=a)
+    expected_conv = weight * np.bincount(
+        codes[won], p_conversion[won] * tilt[won], minlength=a
+    )
     conv_factor = anchor_factors(observed_conv, expected_conv)
     p_click = np.clip(p_click * click_factor[codes], 0.0, 1.0)
     p_conversion = np.minimum(p_conversion * conv_factor[codes], p_click)
@@ -317,6 +347,8 @@ def fit_market(
         mix_weight=jnp.asarray(fit["weight"]),
         mix_loc=jnp.asarray(fit["loc"]),
         mix_scale=jnp.asarray(fit["scale"]),
+        rate_slope=jnp.asarray(price_rates.slope) if price_rates.estimated else None,
+        rate_ref=jnp.asarray(price_rates.ref) if price_rates.estimated else None,
     )
     bid, spend = _current(events, codes, weight, pd.Timestamp(totals.last))
     p99 = (
@@ -331,6 +363,7 @@ def fit_market(
         "days_in_log": int(n_days),
         "volume": volume_choice,
         "rate_spread": {head: fit.to_json() for head, fit in spreads.items()},
+        "price_rates": price_rates.to_json(names),
         "rate_anchoring": {
             name: {
                 "click": float(click_factor[i]),

@@ -13,7 +13,12 @@ For a bid b (currency per impression), with d = (log b - m) / s:
   second-price cost = sum_kj w_k pi_j exp(m + s^2/2) Phi(d - s)   (partial expectation)
   first-price cost  = b * win rate
   conversions       = sum_kj w_k pi_j p_conv_k Phi(d)             (per auction)
-all multiplied by the auctions over the horizon. A budget cap below the uncapped
+all multiplied by the auctions over the horizon. Where outcome rates rise with the
+price beyond the strata (``rate_slope`` g, reference log price r), a won impression
+of price P clicks and converts at its stratum's rate x (P / e^r)^g, so clicks,
+conversions and value use the tilted share
+  E[(P / e^r)^g ; P < b] = exp(g (m - r) + g^2 s^2 / 2) Phi(d - g s)
+in place of Phi(d) (at g = 0 the two agree). A budget cap below the uncapped
 spend throttles participation uniformly: outcomes scale by cap / spend.
 """
 
@@ -51,6 +56,10 @@ class MarketParams:
             (bid in stratum k = base bid x exp(factor)); None = one flat bid.
         log_bid_cap: (A,) log max bid per impression applied per stratum under a
             rule (base x factor never above it); None = no cap inside the market.
+        rate_slope: (A,) g, how outcome rates scale with the price paid: a won
+            impression of price P has rate x (P / exp(rate_ref))^g; None = 0.
+        rate_ref: (A,) reference log price (currency per impression) of
+            ``rate_slope``; None with it.
     """
 
     volume_per_day: jax.Array
@@ -65,6 +74,8 @@ class MarketParams:
     mix_scale: jax.Array
     log_bid_factor: jax.Array | None = None
     log_bid_cap: jax.Array | None = None
+    rate_slope: jax.Array | None = None
+    rate_ref: jax.Array | None = None
 
     @property
     def n_audiences(self) -> int:
@@ -143,15 +154,24 @@ def price_cells(
     return (log_bid - m) / s, m, s, w
 
 
-def _stratum_wins(p: MarketParams, bid: jax.Array) -> jax.Array:
-    """(K,) share of one audience's auctions won in each stratum at ``bid``."""
-    d, _, _, w = price_cells(p, jnp.log(bid))
-    return jnp.sum(w * ndtr(d), axis=1)
+def rated_share(p: MarketParams, d: jax.Array, m: jax.Array, s: jax.Array) -> jax.Array:
+    """(K, J) per cell: the won share weighted by the price-rate multiplier,
+    E[(P / exp(rate_ref))^g ; P < bid] per unit share (Phi(d) when g is None)."""
+    if p.rate_slope is None:
+        return ndtr(d)
+    g = p.rate_slope
+    return jnp.exp(g * (m - p.rate_ref) + 0.5 * (g * s) ** 2) * ndtr(d - g * s)
 
 
-def stratum_wins(params: MarketParams, bid: jax.Array) -> jax.Array:
-    """(A, K) share of each audience's auctions won in each stratum at base ``bid`` (A,)."""
-    return jax.vmap(_stratum_wins)(params, jnp.asarray(bid, MONEY))
+def _stratum_rated_wins(p: MarketParams, bid: jax.Array) -> jax.Array:
+    d, m, s, w = price_cells(p, jnp.log(bid))
+    return jnp.sum(w * rated_share(p, d, m, s), axis=1)
+
+
+def stratum_rated_wins(params: MarketParams, bid: jax.Array) -> jax.Array:
+    """(A, K) won share of each stratum weighted by the price-rate multiplier at
+    base ``bid`` (A,): times ``p_conv`` it is the stratum's conversions per auction."""
+    return jax.vmap(_stratum_rated_wins)(params, jnp.asarray(bid, MONEY))
 
 
 def _per_auction(p: MarketParams, bid: jax.Array, first_price: bool) -> jax.Array:
@@ -169,9 +189,10 @@ def _per_auction(p: MarketParams, bid: jax.Array, first_price: bool) -> jax.Arra
         spend = bid * win
     else:
         spend = jnp.sum(w * jnp.exp(m + 0.5 * s**2) * ndtr(d - s))
-    clicks = jnp.sum(win_k * p.p_click)
-    conversions = jnp.sum(win_k * p.p_conv)
-    value = jnp.sum(win_k * p.p_conv * p.value)
+    rated_k = win_k if p.rate_slope is None else jnp.sum(w * rated_share(p, d, m, s), 1)
+    clicks = jnp.sum(rated_k * p.p_click)
+    conversions = jnp.sum(rated_k * p.p_conv)
+    value = jnp.sum(rated_k * p.p_conv * p.value)
     return jnp.stack([win, spend, clicks, conversions, value])
 
 
@@ -217,11 +238,15 @@ def shift_market(
     log_shift = jnp.log1p(jnp.asarray(price_shift, MONEY))
     rate = 1.0 + jnp.asarray(rate_shift, MONEY)
     rate = jnp.broadcast_to(rate, params.volume_per_day.shape)[:, None]
+    log_shift = jnp.broadcast_to(log_shift, params.volume_per_day.shape)
+    # The same impressions cost more: each keeps its rate, so the rate's
+    # reference price moves with the prices.
+    ref = None if params.rate_ref is None else params.rate_ref + log_shift
     return dataclasses.replace(
         params,
-        mix_loc=params.mix_loc
-        + jnp.broadcast_to(log_shift, params.volume_per_day.shape)[:, None],
+        mix_loc=params.mix_loc + log_shift[:, None],
         p_conv=jnp.clip(params.p_conv * rate, 0.0, params.p_click),
+        rate_ref=ref,
     )
 
 

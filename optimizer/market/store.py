@@ -95,6 +95,12 @@ def load_market(model_dir: str | Path) -> FittedMarket:
             params.volume_per_day.shape != (a,)
             or params.weight.ndim != 2
             or params.weight.shape[0] != a
+            or any(
+                getattr(params, name) is not None
+                and getattr(params, name).shape != (a,)
+                for name in ("rate_slope", "rate_ref")
+            )
+            or (params.rate_slope is None) != (params.rate_ref is None)
         ):
             raise ValueError("array shapes do not match the audience list")
         if not all(

@@ -18,6 +18,7 @@ import pandas as pd
 from optimizer import devices
 from optimizer.allocate import response
 from optimizer.io.columns import PLAN_COLUMNS
+from optimizer.market.price_rates import price_rate_summary
 from optimizer.plan.resolve import SolvedPlan
 
 
@@ -386,6 +387,9 @@ def plan_document(
         if plan.paused is None
         else [n for n, p in zip(plan.inputs.names, plan.paused, strict=True) if p],
         "constraint_costs": constraint_costs or [],
+        "price_rates": price_rate_summary(
+            market_metrics.get("price_rates"), list(plan.inputs.names)
+        ),
         "warnings": [*(model_notes or []), *_warnings(plan, frame, market_metrics)],
         "scenario": scenario,
         "provenance": provenance,

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from markupsafe import Markup
 
+from optimizer.market.price_rates import price_rate_summary
 from reports import charts, text
 from reports.formatting import (
     decimal,
@@ -177,6 +178,7 @@ def landscapes(inputs: ReportInputs) -> dict[str, Any]:
     order += [name for name in found if name not in order]
     panels = [_landscape_panel(name, found[name]) for name in order[:MAX_PANELS]]
     naive = any(p["naive"] is not None for p in panels)
+    rates = price_rate_summary(market.get("price_rates"), order)
     return {
         "intro": text.LANDSCAPE_INTRO.format(
             naive=text.LANDSCAPE_NAIVE if naive else ""
@@ -185,8 +187,23 @@ def landscapes(inputs: ReportInputs) -> dict[str, Any]:
         if len(panels) < len(order)
         else None,
         "chart": Markup(charts.landscapes(panels, inputs.currency)) if panels else None,
-        "rows": [_landscape_row(name, found[name]) for name in order],
+        "rows": [
+            _landscape_row(name, found[name], rates["audiences"].get(name))
+            for name in order
+        ],
+        "price_note": _price_note(rates),
     }
+
+
+def _price_note(rates: dict[str, Any]) -> str:
+    """Plain words under the landscape table on the price-rate fit."""
+    if not rates["estimated"]:
+        return rates["says"]
+    pooled = rates.get("spread") == 0.0
+    return text.PRICE_RATE_NOTE.format(
+        pooled=decimal(rates["pooled_doubling_factor"]),
+        pooling=text.PRICE_RATE_POOLED if pooled else text.PRICE_RATE_SHRUNK,
+    )
 
 
 def _landscape_panel(name: str, item: dict[str, Any]) -> dict[str, Any]:
@@ -210,8 +227,19 @@ def _point(point: Any, key: str) -> float:
     return np.nan if value is None else value
 
 
-def _landscape_row(name: str, item: dict[str, Any]) -> list[str]:
+def _landscape_row(
+    name: str, item: dict[str, Any], rate: dict[str, Any] | None
+) -> list[str]:
     family = str(item.get("family", text.NOT_AVAILABLE))
+    doubling = (
+        text.PRICE_RATE_CELL.format(
+            mid=decimal(rate["doubling_factor"]),
+            low=decimal(rate["doubling_factor_p10"]),
+            high=decimal(rate["doubling_factor_p90"]),
+        )
+        if rate
+        else text.NOT_AVAILABLE
+    )
     return [
         name,
         decimal(item.get("auctions"), 0),
@@ -219,6 +247,7 @@ def _landscape_row(name: str, item: dict[str, Any]) -> list[str]:
         text.FAMILIES.get(family, family),
         percent(item.get("max_abs_win_rate_error")),
         percent(item.get("naive_max_abs_win_rate_error")),
+        doubling,
     ]
 
 

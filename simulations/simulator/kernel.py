@@ -7,7 +7,8 @@ price from the stratum's log-normal mixture (``price_loc[k] + mix_loc[j]``,
 ``mix_scale[j]``, component j ~ ``mix_weight``). The campaign wins when the price
 is below its bid and pays the price (second price) or its bid (first price); a won
 impression is clicked with ``p_click[k]``, converts with ``p_conv[k]`` (always
-after a click) and a conversion is worth ``value[k]``.
+after a click), both times (price / exp(rate_ref))^rate_slope where outcome rates
+rise with the price, and a conversion is worth ``value[k]``.
 
 Event-level and exact, without holding every auction. By Poisson thinning the
 auctions the campaign joins *and wins* form a Poisson process with rate
@@ -106,15 +107,14 @@ def _draw_won(
     column = jnp.minimum(scaled.astype(audience.dtype), n_cells - 1)
     cell = audience * n_cells + column
     cell = jnp.where(scaled - column < t.alias_prob[cell], cell, t.alias_cell[cell])
-    if first_price:
-        price = t.cell_bid[cell]
-    else:
-        # Inverse CDF of the log-normal truncated to price < bid; u is in (0, 1].
-        z = ndtri(u_price * t.win_share[cell])
-        price = jnp.exp(t.log_loc[cell] + t.log_scale[cell] * z)
+    # The competing price: inverse CDF of the log-normal truncated to price < bid
+    # (u is in (0, 1]); paid under second price, and what the rates scale with.
+    log_price = t.log_loc[cell] + t.log_scale[cell] * ndtri(u_price * t.win_share[cell])
+    price = t.cell_bid[cell] if first_price else jnp.exp(log_price)
+    rate = jnp.exp(t.rate_slope[cell] * (log_price - t.rate_ref[cell]))
     # One uniform for both: conversion implies click, P(conv | click) = p_conv/p_click.
-    click = u_action < t.p_click[cell]
-    conversion = u_action < t.p_conv[cell]
+    click = u_action < t.p_click[cell] * rate
+    conversion = u_action < t.p_conv[cell] * rate
     return price, click, conversion, t.value[cell]
 
 

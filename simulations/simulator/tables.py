@@ -37,6 +37,9 @@ class Tables:
         bid: (A,) currency per impression (the base bid under a bid rule).
         budget: (A,) currency over the horizon.
         cell_bid: (C,) bid in the cell's stratum (base x rule factor, capped).
+        rate_slope: (C,) how the click and conversion rates scale with the price
+            paid: rate x (price / exp(rate_ref))^rate_slope (0: they do not).
+        rate_ref: (C,) reference log price of ``rate_slope``.
     """
 
     alias_prob: jax.Array
@@ -53,6 +56,8 @@ class Tables:
     bid: jax.Array
     budget: jax.Array
     cell_bid: jax.Array
+    rate_slope: jax.Array
+    rate_ref: jax.Array
 
 
 def _flat_cells(x: jax.Array, n_components: int) -> jax.Array:
@@ -115,6 +120,10 @@ def lookup_tables(
     row_start = jnp.arange(joint.shape[0])[:, None] * joint.shape[1]
     rate = params.volume_per_day[:, None] * params.hour_profile
     spend_per_auction = per_auction(params, bid, first_price)[:, 1]
+    zeros = jnp.zeros_like(params.volume_per_day)
+    slope = zeros if params.rate_slope is None else params.rate_slope
+    ref = zeros if params.rate_ref is None else params.rate_ref
+    per_cell = log_loc[0].size
     return Tables(
         alias_prob=alias_prob.reshape(-1),
         alias_cell=(alias + row_start).reshape(-1),
@@ -130,4 +139,6 @@ def lookup_tables(
         bid=bid,
         budget=budget,
         cell_bid=_flat_cells(stratum_bid, n_components),
+        rate_slope=jnp.repeat(slope, per_cell),
+        rate_ref=jnp.repeat(ref, per_cell),
     )

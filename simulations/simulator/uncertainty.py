@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from optimizer.market.fit import ANCHOR_EVENTS, FittedMarket, RateEvidence
-from optimizer.market.params import MarketParams, stratum_wins, with_rule
+from optimizer.market.params import MarketParams, stratum_rated_wins, with_rule
 from optimizer.market.spread import BOUNDS as SPREAD_BOUNDS
 from simulations.simulator.run import simulate
 
@@ -269,7 +269,7 @@ def spread_tilts(market: FittedMarket, rng: np.random.Generator, n: int) -> np.n
     centre = (weight * log_p).sum(-1) / np.maximum(weight.sum(-1), 1e-300)
     tilt = np.where(live, np.exp(delta[:, None, None] * (log_p - centre[:, None])), 1.0)
     flat = with_rule(params, None)  # the log's bids were flat
-    at_bid = np.asarray(stratum_wins(flat, market.current_bid)) * p_conv  # (A, K)
+    at_bid = np.asarray(stratum_rated_wins(flat, market.current_bid)) * p_conv  # (A, K)
     norm = (tilt * at_bid).sum(-1) / np.maximum(at_bid.sum(-1), 1e-300)
     return tilt / np.where(norm > 0, norm, 1.0)[..., None]
 
@@ -282,7 +282,7 @@ def audience_factors(
     multipliers = np.asarray(multipliers)
     if multipliers.ndim == 2:
         return multipliers
-    conv = np.asarray(stratum_wins(params, bid)) * np.asarray(params.p_conv)
+    conv = np.asarray(stratum_rated_wins(params, bid)) * np.asarray(params.p_conv)
     return (multipliers * conv).sum(-1) / np.maximum(conv.sum(-1), 1e-300)
 
 
