@@ -350,6 +350,10 @@ PRICE_RATE_POOLED = (
     "audience uses that."
 )
 PRICE_RATE_SHRUNK = "audiences with few clicks are pulled toward that."
+PRICE_RATE_OLD_PLAN = (
+    "This plan was made before adplan reported how outcome rates change with the "
+    "price paid; run adplan plan again to see it."
+)
 FAMILIES = {"lognormal": "log-normal", "mixture": "two-component mixture"}
 
 WARNINGS_INTRO = "Things the planner should check before launching."

@@ -22,6 +22,7 @@ import pytest
 
 from optimizer.errors import InputError
 from optimizer.io.columns import COMPARISON_COLUMNS
+from optimizer.market.price_rates import price_rate_summary
 from reports import charts, formatting, sections, text, write_report
 
 XSS = "<script>alert(1)</script>"
@@ -115,21 +116,6 @@ def write_model(folder: Path, names: list[str], seed: int = 0) -> None:
                 "click": {"slope": 1.02, "sd": 0.04, "events": 9000},
                 "conversion": {"slope": 1.35, "sd": 0.12, "events": 240},
             },
-            "price_rates": {
-                "estimated": True,
-                "pooled_slope": 0.5,
-                "spread": 0.0,
-                "audiences": {
-                    n: {
-                        "slope": 0.5,
-                        "sd": 0.1,
-                        "reference_price": 0.004,
-                        "events": 700,
-                        "doubling_factor": 2**0.5,
-                    }
-                    for n in names
-                },
-            },
         },
     }
     (folder / "model.json").write_text(json.dumps(model))
@@ -156,6 +142,17 @@ def _plan_row(rng: np.random.Generator, name: str, days: float) -> dict:
         "current_spend": round(float(rng.uniform(0, 300)), 2),
         "current_conversions": float(rng.uniform(1, 40)),
         "bid_cpm": 20.0,
+    }
+
+
+def _price_fit(names: list[str]) -> dict:
+    """market.json's price-rate fit: slope 0.5 +- 0.1 for every audience, pooled."""
+    fit = {"slope": 0.5, "sd": 0.1, "reference_price": 0.004, "events": 700}
+    return {
+        "estimated": True,
+        "pooled_slope": 0.5,
+        "spread": 0.0,
+        "audiences": {n: {**fit, "doubling_factor": 2**0.5} for n in names},
     }
 
 
@@ -204,6 +201,7 @@ def write_plan(folder: Path, names: list[str], seed: int = 0) -> dict:
             "d_objective_d_price_level": -426.6,
         },
         "warnings": [f"'{names[0]}': planned bid is well above the bids in the log."],
+        "price_rates": price_rate_summary(_price_fit(names), names),
         "scenario": {
             "name": "base",
             "budget": totals["budget"],
@@ -518,6 +516,18 @@ def test_landscape_table_states_how_rates_rise_with_price(full_report):
     assert html.count(">1.41x (1.29-1.55x)<") == len(plan["audiences"])
     assert "impressions that cost twice as much convert 1.41x as often" in html
     assert "every audience uses that" in html  # spread 0: one pooled slope
+
+
+def test_landscape_table_of_a_plan_without_price_rates(tmp_path):
+    """A plan.json written before price rates: the column says n/a, the note why."""
+    folders = build_folders(tmp_path, ["a", "b"], ["base"])
+    path = tmp_path / "plan" / "plan.json"
+    plan = json.loads(path.read_text())
+    del plan["price_rates"]
+    path.write_text(json.dumps(plan))
+    html = write_report(out_file=tmp_path / "report.html", **folders).read_text()
+    assert text.PRICE_RATE_OLD_PLAN in html
+    assert ">1.41x" not in html
 
 
 def test_no_external_urls_anywhere(full_report):

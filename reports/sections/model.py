@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 from markupsafe import Markup
 
-from optimizer.market.price_rates import price_rate_summary
 from reports import charts, text
 from reports.formatting import (
     decimal,
@@ -178,7 +177,12 @@ def landscapes(inputs: ReportInputs) -> dict[str, Any]:
     order += [name for name in found if name not in order]
     panels = [_landscape_panel(name, found[name]) for name in order[:MAX_PANELS]]
     naive = any(p["naive"] is not None for p in panels)
-    rates = price_rate_summary(market.get("price_rates"), order)
+    # plan.json says how outcome rates rise with the price (older plans do not).
+    rates = inputs.plan.get("price_rates")
+    if not isinstance(rates, dict):
+        rates = {"estimated": False, "says": text.PRICE_RATE_OLD_PLAN}
+    per_audience = rates.get("audiences")
+    per_audience = per_audience if isinstance(per_audience, dict) else {}
     return {
         "intro": text.LANDSCAPE_INTRO.format(
             naive=text.LANDSCAPE_NAIVE if naive else ""
@@ -188,8 +192,7 @@ def landscapes(inputs: ReportInputs) -> dict[str, Any]:
         else None,
         "chart": Markup(charts.landscapes(panels, inputs.currency)) if panels else None,
         "rows": [
-            _landscape_row(name, found[name], rates["audiences"].get(name))
-            for name in order
+            _landscape_row(name, found[name], per_audience.get(name)) for name in order
         ],
         "price_note": _price_note(rates),
     }
@@ -197,11 +200,11 @@ def landscapes(inputs: ReportInputs) -> dict[str, Any]:
 
 def _price_note(rates: dict[str, Any]) -> str:
     """Plain words under the landscape table on the price-rate fit."""
-    if not rates["estimated"]:
-        return rates["says"]
+    if not rates.get("estimated"):
+        return str(rates.get("says", text.PRICE_RATE_OLD_PLAN))
     pooled = rates.get("spread") == 0.0
     return text.PRICE_RATE_NOTE.format(
-        pooled=decimal(rates["pooled_doubling_factor"]),
+        pooled=decimal(rates.get("pooled_doubling_factor")),
         pooling=text.PRICE_RATE_POOLED if pooled else text.PRICE_RATE_SHRUNK,
     )
 
@@ -233,11 +236,11 @@ def _landscape_row(
     family = str(item.get("family", text.NOT_AVAILABLE))
     doubling = (
         text.PRICE_RATE_CELL.format(
-            mid=decimal(rate["doubling_factor"]),
-            low=decimal(rate["doubling_factor_p10"]),
-            high=decimal(rate["doubling_factor_p90"]),
+            mid=decimal(rate.get("doubling_factor")),
+            low=decimal(rate.get("doubling_factor_p10")),
+            high=decimal(rate.get("doubling_factor_p90")),
         )
-        if rate
+        if isinstance(rate, dict)
         else text.NOT_AVAILABLE
     )
     return [
