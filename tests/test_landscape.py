@@ -51,10 +51,12 @@ def _curve_error(events, market, true_params, i: int) -> float:
 def test_fitted_win_rate_curves_recover_truth(auction_type, seed):
     events, market, true_params = _fit(auction_type, seed)
     assert market.auction_type == auction_type == detect_auction_type(events)
-    # A first-price log hides the price of a won auction: no price-rate slope.
-    first = auction_type == "first_price"
-    assert (market.params.rate_slope is None) == first
-    assert market.metrics["price_rates"]["estimated"] == (not first)
+    # The demo market has no price link beyond the features: a slope within its
+    # noise of 0 (first price: fitted from the bids, wider).
+    rates = market.metrics["price_rates"]
+    assert rates["estimated"] and market.params.rate_slope is not None
+    sd = max(fit["sd"] for fit in rates["audiences"].values())
+    assert abs(rates["pooled_slope"]) < 3 * sd
     checked = 0
     for i, entry in enumerate(market.metrics["landscapes"]):
         if entry["auctions"] >= 5000:

@@ -16,7 +16,8 @@ from optimizer.io.schema import validate_event_log
 from optimizer.market.fit import fit_market
 from optimizer.market.params import expected_outcomes, rated_share, with_rule
 from optimizer.market.price_rates import (
-    FIRST_PRICE,
+    NO_CLICKS,
+    fit_first_price_rates,
     fit_price_rates,
     price_rate_summary,
 )
@@ -140,6 +141,39 @@ def test_no_price_effect_fits_near_zero_and_thin_audiences_follow_the_pool():
     assert abs(fit.slope[3] - fit.pooled) < 0.1 and abs(fit.pooled - 0.8) < 0.15
 
 
+def _first_price_wins(slopes: np.ndarray, bid_sd: float, rng: np.random.Generator):
+    """Won first-price impressions of audiences with log-normal prices (sd 0.5) and
+    click rate 0.03 x (price / exp(mu))^slope; log bids mu + 0.2 + N(0, bid_sd)."""
+    a, n = len(slopes), 100_000
+    mu = rng.uniform(-7.0, -5.0, a)
+    codes = np.repeat(np.arange(a), n)
+    log_price = mu[codes] + 0.5 * rng.standard_normal(len(codes))
+    log_bid = mu[codes] + 0.2 + bid_sd * rng.standard_normal(len(codes))
+    won = log_price < log_bid
+    codes, log_price, log_bid = codes[won], log_price[won], log_bid[won]
+    lift = np.exp(slopes[codes] * (log_price - mu[codes]))
+    clicks = (rng.random(len(codes)) < 0.03 * lift).astype(float)
+    rows = len(codes)
+    centre = np.stack([mu[codes], mu[codes]], 1)
+    scale = np.full((rows, 2), 0.5)
+    weight = np.tile([1.0, 0.0], (rows, 1))
+    return codes, log_bid, centre, scale, weight, clicks, np.full(rows, 0.03)
+
+
+def test_first_price_fit_recovers_known_slopes_from_the_bids():
+    """The price of a won first-price auction is never seen: the slope comes from
+    how the click rate moves with the bid, under the landscape."""
+    rng = np.random.default_rng(3)
+    truth = np.array([-0.3, 0.2, 0.6, 1.0])
+    fit = fit_first_price_rates(*_first_price_wins(truth, 0.6, rng), len(truth))
+    assert fit.estimated and np.all(fit.events > 1_000)
+    assert np.all(np.abs(fit.slope - truth) < 3 * fit.sd + 0.02)
+    assert np.all(fit.sd < 0.3)
+    # Bids that never vary say nothing about the slope: wide, pulled to the prior.
+    flat = fit_first_price_rates(*_first_price_wins(truth, 0.0, rng), len(truth))
+    assert np.all(flat.sd > 0.5) and np.all(np.abs(flat.slope) < 0.5)
+
+
 def _true_slopes(truth: dict, bids: np.ndarray) -> np.ndarray:
     """Per audience, the click-weighted least-squares slope of the truth's log
     click multiplier on log price over the prices a bid of ``bids`` wins."""
@@ -153,17 +187,19 @@ def _true_slopes(truth: dict, bids: np.ndarray) -> np.ndarray:
     return np.array(out)
 
 
+@pytest.mark.parametrize("auction", ["second_price", "first_price"])
 @pytest.mark.parametrize("realism", ["real", "demo"])
-def test_fit_market_finds_the_price_link_of_the_real_world_market(realism):
+def test_fit_market_finds_the_price_link_of_the_real_world_market(realism, auction):
     """On a --realism real log (a latent quality raises clicks and price) the fit
-    finds each audience's slope; on the demo market (no such link) about none."""
-    truth = make_truth(4, 10, seed=21, realism=realism)
+    finds each audience's slope, from the won prices (second price) or from how
+    clicks move with the bid (first price); on the demo market (no link) about none."""
+    truth = make_truth(4, 10, seed=21, auction_type=auction, realism=realism)
     for aud in truth["audiences"]:  # 115-535 clicks per audience
         aud["volume_per_day"] *= 8
     events = validate_event_log(generate_events(truth, seed=21))
     t = Truth(truth)
     p_click, p_conv = t.rates_for_rows(events)
-    market = fit_market(events, p_click, p_conv, "second_price")
+    market = fit_market(events, p_click, p_conv, auction)
     fit = market.metrics["price_rates"]
     assert fit["estimated"]
     slope = np.array([fit["audiences"][n]["slope"] for n in market.names])
@@ -202,5 +238,5 @@ def test_plan_summary_says_how_sure_and_why_not():
     assert "1.23x as often (P10-P90 1.13x-1.35x, from 1,200 clicks)" in a["says"]
     old = price_rate_summary(None, ["a"])
     assert not old["estimated"] and "retrain" in old["says"]
-    first = price_rate_summary({"estimated": False, "why": FIRST_PRICE}, ["a"])
-    assert first["says"] == FIRST_PRICE and first["audiences"] == {}
+    first = price_rate_summary({"estimated": False, "why": NO_CLICKS}, ["a"])
+    assert first["says"] == NO_CLICKS and first["audiences"] == {}

@@ -20,15 +20,16 @@ from optimizer.market.landscape import (
     LandscapeData,
     fit_landscapes,
     naive_fit,
+    row_components,
     row_win_probability,
     subsample,
 )
 from optimizer.market.params import MarketParams
 from optimizer.market.price_rates import (
-    FIRST_PRICE,
     PriceRates,
+    expected_multiplier,
+    fit_first_price_rates,
     fit_price_rates,
-    no_price_rates,
 )
 from optimizer.market.rules import rule_rows
 from optimizer.market.spread import Spread, fit_spread, log_shift
@@ -225,21 +226,33 @@ def _fit_metrics(
 
 
 def _price_rates(
-    data: LandscapeData, clicks: np.ndarray, p_click: np.ndarray
-) -> PriceRates:
-    """How click rates move with the price paid (second price; none under first)."""
+    data: LandscapeData, fit: dict, clicks: np.ndarray, p_click: np.ndarray
+) -> tuple[PriceRates, np.ndarray]:
+    """How click rates move with the price paid, and each won row's multiplier.
+
+    Second price: from the costs of won auctions; first price: from how the click
+    rate moves with the bid, under the fitted landscape ``fit``."""
     won = data.won
+    codes = data.audience[won]
     if data.first_price:
-        ref = np.bincount(data.audience[won], data.log_bid[won], data.n_audiences)
-        count = np.bincount(data.audience[won], minlength=data.n_audiences)
-        return no_price_rates(ref / np.maximum(count, 1), FIRST_PRICE)
-    return fit_price_rates(
-        data.audience[won],
+        parts = [part[won] for part in row_components(fit, data)]
+        rates = fit_first_price_rates(
+            codes,
+            data.log_bid[won],
+            *parts,
+            clicks[won].astype(float),
+            p_click[won],
+            data.n_audiences,
+        )
+        return rates, expected_multiplier(rates, codes, data.log_bid[won], *parts)
+    rates = fit_price_rates(
+        codes,
         data.log_cost[won],
         clicks[won].astype(float),
         p_click[won],
         data.n_audiences,
     )
+    return rates, rates.multiplier(codes, data.log_cost[won])
 
 
 def fit_market(
@@ -306,9 +319,9 @@ def fit_market(
         first_price=first_price,
     )
     fit = fit_landscapes(subsample(data), progress=progress)
-    price_rates = _price_rates(data, events["click"].to_numpy(), p_click)
+    price_rates, won_tilt = _price_rates(data, fit, events["click"].to_numpy(), p_click)
     tilt = np.ones(len(codes))
-    tilt[won] = price_rates.multiplier(codes[won], data.log_cost[won])
+    tilt[won] = won_tilt
     observed_clicks = np.array([totals.clicks[n] for n in names], float)
     observed_conv = np.array([totals.conversions[n] for n in names], float)
     click_factor = anchor_factors(

@@ -279,18 +279,26 @@ def fit_landscapes(
     return chosen
 
 
+def row_components(
+    fit: dict[str, np.ndarray], data: LandscapeData
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's fitted log-price components: location, scale, share, each (n, 2)."""
+    a = data.audience
+    centre = (fit["mu"][a] + fit["beta"][a] * data.shift)[:, None] + fit["loc"][a]
+    return tuple(
+        np.asarray(part, np.float64)
+        for part in (centre, fit["scale"][a], fit["weight"][a])
+    )
+
+
 def row_win_probability(
     fit: dict[str, np.ndarray], data: LandscapeData, log_bid: np.ndarray | None = None
 ) -> np.ndarray:
     """(n,) fitted P(price < bid) for each row (at its own bid unless ``log_bid`` given)."""
-    a = data.audience
     log_bid = data.log_bid if log_bid is None else log_bid
-    centre = (fit["mu"][a] + fit["beta"][a] * data.shift)[:, None] + fit["loc"][a]
+    centre, scale, weight = row_components(fit, data)
     return np.asarray(
-        jnp.sum(
-            fit["weight"][a] * ndtr((log_bid[:, None] - centre) / fit["scale"][a]),
-            axis=1,
-        )
+        jnp.sum(weight * ndtr((log_bid[:, None] - centre) / scale), axis=1)
     )
 
 

@@ -17,10 +17,16 @@ hierarchy over the audiences, g_a ~ N(pooled, spread^2) with the pooled slope
 (empirical Bayes, 0 to ``MAX_SPREAD``). Each audience's slope is its posterior
 mean: where the audiences' estimates differ no more than their noise, every
 audience gets the pooled slope, and a log whose prices say nothing about the
-rates gives ~0 (a noisy estimate would move bids for nothing). A first-price log
-does not reveal the price of a won auction, so there g = 0 (stated in the
-metrics). Conversions follow the clicks' slope (they are clicks times a
-post-click rate).
+rates gives ~0 (a noisy estimate would move bids for nothing).
+
+A first-price log does not reveal the price of a won auction (the cost is the
+bid), so :func:`fit_first_price_rates` fits the same g from how the click rate of
+won impressions moves with the bid: a win at bid b is an impression priced below
+b, and under the fitted landscape its expected multiplier is
+E[(P / exp(r_a))^g | P < b] (closed form per log-normal component). A log whose
+bids barely vary within an audience says little, and the slope stays near the
+pooled one with a wide stated uncertainty. Conversions follow the clicks' slope
+(they are clicks times a post-click rate).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+from scipy.special import log_ndtr, logsumexp
 
 POOLED_SD = 1.0  # prior sd of the pooled slope around 0
 MAX_SPREAD = 1.0  # largest sd of the audiences' slopes around the pooled one
@@ -84,11 +91,6 @@ class PriceRates:
         }
 
 
-FIRST_PRICE = (
-    "A first-price log does not show what a won impression would have cost, so "
-    "the plan assumes click and conversion rates do not change with the price "
-    "beyond what the rate network predicts."
-)
 NO_CLICKS = (
     "The log has no clicks on won impressions, so the plan assumes click and "
     "conversion rates do not change with the price."
@@ -145,6 +147,103 @@ def fit_price_rates(
     return PriceRates(g, sd, ref, pooled, spread, total, True)
 
 
+def fit_first_price_rates(
+    codes: np.ndarray,
+    log_bid: np.ndarray,
+    centre: np.ndarray,
+    scale: np.ndarray,
+    weight: np.ndarray,
+    events: np.ndarray,
+    rate: np.ndarray,
+    n_audiences: int,
+) -> PriceRates:
+    """The slopes g_a from the won impressions of a first-price log.
+
+    Args:
+        codes: (n,) audience index of each won impression.
+        log_bid: (n,) log bid (first price: the price paid).
+        centre, scale, weight: (n, J) the fitted landscape of each row: log-price
+            location, scale and share of each component.
+        events: (n,) clicks (0/1). rate: (n,) the network's click probability.
+        n_audiences: A.
+
+    Row i's multiplier is R_i(g) = E[(P / exp(r_a))^g | P < bid_i], r_a the
+    audience's mean log bid; the profiled log-likelihood per audience,
+    sum_i y_i log R_i - C_a log sum_i p_i R_i, is maximized by Newton steps with
+    central-difference derivatives (one slope per audience, so three passes over
+    the rows per step).
+    """
+    a = n_audiences
+    count = np.maximum(np.bincount(codes, minlength=a), 1)
+    ref = np.bincount(codes, log_bid, minlength=a) / count
+    total = np.bincount(codes, events, minlength=a)
+    if total.sum() == 0:
+        return no_price_rates(ref, NO_CLICKS)
+    x = centre - ref[codes][:, None]  # (n, J) component location - reference
+    d = (log_bid[:, None] - centre) / scale
+    log_w = np.log(np.maximum(weight, 1e-300))
+    base = _log_rated_share(np.zeros((len(codes), 1)), x, d, scale, log_w)
+    log_rate = np.log(np.maximum(rate, 1e-300))
+    weak = 1.0 / SLOPE_BOUND**2
+
+    def loglik(g: np.ndarray) -> np.ndarray:
+        log_r = _log_rated_share(g[codes][:, None], x, d, scale, log_w) - base
+        top = log_rate + log_r
+        peak = np.full(a, -np.inf)
+        np.maximum.at(peak, codes, top)
+        mass = np.bincount(codes, np.exp(top - peak[codes]), minlength=a)
+        return (
+            np.bincount(codes, events * log_r, minlength=a)
+            - total * (np.log(np.maximum(mass, 1e-300)) + peak)
+            - 0.5 * weak * g**2
+        )
+
+    slope, h = np.zeros(a), 1e-4
+    for _ in range(_ITERATIONS):
+        mid, up, down = loglik(slope), loglik(slope + h), loglik(slope - h)
+        grad = (up - down) / (2 * h)
+        curv = np.maximum(-(up - 2 * mid + down) / h**2, weak)
+        step = np.clip(grad / curv, -0.5, 0.5)
+        slope = np.clip(slope + step, -SLOPE_BOUND, SLOPE_BOUND)
+        if np.max(np.abs(step)) < 1e-7:
+            break
+    mid, up, down = loglik(slope), loglik(slope + h), loglik(slope - h)
+    curv = np.maximum(-(up - 2 * mid + down) / h**2, weak)
+    g, sd, pooled, spread = _shrink(slope, 1.0 / curv)
+    return PriceRates(g, sd, ref, pooled, spread, total, True)
+
+
+def expected_multiplier(
+    rates: PriceRates,
+    codes: np.ndarray,
+    log_bid: np.ndarray,
+    centre: np.ndarray,
+    scale: np.ndarray,
+    weight: np.ndarray,
+) -> np.ndarray:
+    """(n,) E[(P / exp(r))^g | P < bid] of won first-price rows under the landscape
+    (arguments as in :func:`fit_first_price_rates`): the rows' multipliers."""
+    x = centre - rates.ref[codes][:, None]
+    d = (log_bid[:, None] - centre) / scale
+    log_w = np.log(np.maximum(weight, 1e-300))
+    g = rates.slope[codes][:, None]
+    return np.exp(
+        _log_rated_share(g, x, d, scale, log_w)
+        - _log_rated_share(np.zeros_like(g), x, d, scale, log_w)
+    )
+
+
+def _log_rated_share(
+    g: np.ndarray, x: np.ndarray, d: np.ndarray, scale: np.ndarray, log_w: np.ndarray
+) -> np.ndarray:
+    """(n,) log E[(P / exp(r))^g ; P < bid] over a row's log-normal components:
+    slopes g (n, 1), locations minus r x, standardized log bids d, scales and log
+    shares (n, J) (the closed form of :func:`optimizer.market.params.rated_share`)."""
+    return logsumexp(
+        log_w + g * x + 0.5 * (g * scale) ** 2 + log_ndtr(d - g * scale), axis=1
+    )
+
+
 def _shrink(
     estimate: np.ndarray, noise: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, float, float]:
@@ -199,7 +298,7 @@ def price_rate_summary(entry: dict | None, names: list[str]) -> dict:
     if not entry.get("estimated"):
         return {
             "estimated": False,
-            "says": entry.get("why", FIRST_PRICE),
+            "says": entry.get("why", NO_CLICKS),
             "audiences": {},
         }
     audiences = {}
