@@ -47,6 +47,8 @@ Methods (a registry, :data:`PLANNERS`):
   daily spend: the log's daily spend barely varies, so the curvature is weakly
   identified, as in real MMM without priors), daily budgets by SLSQP under the
   fitted capacities, and the fitted-market bid that spends each budget;
+* ``flat_bid``: baseline 4, one bid for every audience tuned on the fitted market
+  (what an RTB practitioner runs), throttled uniformly to the budget;
 * ``true_market``: adplan's planner on the true market (upper reference);
 * decomposition: ``true_rates`` refits the market with the truth's per-row rates
   (``fit_market(events, true_p_click, true_p_conv)``): rate-model error removed;
@@ -77,7 +79,7 @@ import numpy as np
 RESULTS = Path(__file__).resolve().parent / "results" / "quality.json"
 DAYS = 14  # log length and plan horizon, days
 BUDGETS = {"tight": 0.5, "medium": 1.0, "loose": 2.0}  # x the log's spend rate
-BASELINES = ("current", "current_rebid", "even", "mmm")
+BASELINES = ("current", "current_rebid", "even", "mmm", "flat_bid")
 EXACT_MAX_CELLS = 40_000  # A x K of the truth up to which solve_exact also runs
 TARGETS = {
     "median_regret": 0.03,
@@ -445,6 +447,34 @@ def plan_mmm(ctx: Context, budget: float) -> Plan:
     )
 
 
+def plan_flat_bid(ctx: Context, budget: float) -> Plan:
+    """Baseline 4: one bid for every audience, tuned on the fitted market (the best
+    of 61 bids from 0.2x to 5x the log's median bid, each audience throttled by the
+    same share where the total spend at that bid exceeds the budget), as an RTB
+    practitioner tunes a single bid on the log."""
+    import jax
+
+    from optimizer.market.params import expected_outcomes
+
+    a = len(ctx.names)
+    centre = float(np.median(ctx.market.current_bid))
+    bids = centre * np.exp(np.linspace(np.log(0.2), np.log(5.0), 61))
+    out = jax.vmap(
+        lambda bid: expected_outcomes(
+            ctx.market.params,
+            jax.numpy.full(a, bid),
+            float(DAYS),
+            None,
+            ctx.first_price,
+        )
+    )(bids)
+    spend = np.asarray(out.spend)  # (61, A)
+    share = np.minimum(1.0, budget / np.maximum(spend.sum(axis=1), 1e-300))
+    conversions = share * np.asarray(out.conversions).sum(axis=1)
+    best = int(np.argmax(conversions))
+    return Plan(np.full(a, bids[best]), spend[best] * share[best], conversions[best])
+
+
 def plan_true_market(ctx: Context, budget: float) -> Plan:
     market = dataclasses.replace(ctx.market, params=ctx.true_params)
     return _solved(market, budget)
@@ -465,6 +495,7 @@ PLANNERS: dict[str, Callable[[Context, float], Plan]] = {
     "current_rebid": plan_current_rebid,
     "even": plan_even,
     "mmm": plan_mmm,
+    "flat_bid": plan_flat_bid,
     "true_market": plan_true_market,
     "true_rates": plan_true_rates,
     "true_landscape": plan_true_landscape,
