@@ -11,9 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from optimizer.allocate.allocator import allocate
+from optimizer.allocate.buckets import allocate_one
 from optimizer.allocate.config import SolveConfig
 from optimizer.allocate.exact import dual_terms, solve_exact
 from optimizer.allocate.problem import capacity, log_bid_bounds, make_problem, spend_at
+from optimizer.market.params import expected_outcomes
+from simulations.synthetic.generate import make_truth
+from simulations.synthetic.truth import Truth
 from tests.markets import random_market
 
 CENT = 0.01
@@ -220,3 +224,32 @@ def test_warm_started_path_matches_independent_plans():
             float(alone.objective), rel=1e-6
         )
         assert float(jnp.sum(path.spend[i])) <= float(b) + CENT
+
+
+@pytest.mark.parametrize("auction", ["second_price", "first_price"])
+def test_atom_markets_get_the_exact_plan(auction):
+    """Price atoms (a --realism real truth) make responses step-like: the projected
+    steps stall there and the certificate says so; allocate_one then keeps the
+    exact dual solver's plan, within budget and never worse."""
+    truth = Truth(make_truth(6, 14, seed=51, realism="real", auction_type=auction))
+    params, first = truth.market_params(), auction == "first_price"
+    config = SolveConfig(first_price=first)
+    bid = jnp.asarray(truth.usual_bids())
+    spend = float(jnp.sum(expected_outcomes(params, bid, 14.0, None, first).spend))
+    problem = make_problem(params, 14.0, spend)
+    plain = allocate(problem, config)
+    exact = solve_exact(problem, config)
+    plan = allocate_one(problem, config)
+    assert not float(plain.objective) >= float(exact.objective) * 0.99  # it stalls
+    assert float(plan.objective) >= float(exact.objective) * (1 - 1e-6)
+    out = expected_outcomes(params, plan.bid, 14.0, plan.budget, first)
+    np.testing.assert_allclose(float(jnp.sum(out.conversions)), float(plan.objective))
+    assert float(jnp.sum(out.spend)) <= spend * (1 + 1e-9)
+    assert float(plan.duality_gap) < 0.01 * float(plan.objective)
+
+
+def test_smooth_markets_keep_the_allocator_plan():
+    """No atoms: the certificate is tight and allocate_one is the allocator's plan."""
+    problem = make_problem(random_market(3, 6), 7.0, 500.0)
+    plan, plain = allocate_one(problem), allocate(problem)
+    np.testing.assert_allclose(np.asarray(plan.bid), np.asarray(plain.bid), rtol=1e-9)

@@ -12,11 +12,17 @@ back to the real audiences and problems.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax
 
 from optimizer import devices
-from optimizer.allocate.allocator import Allocation, allocate, allocate_path
+from optimizer.allocate.allocator import (
+    Allocation,
+    allocate,
+    allocate_path,
+    exact_allocation,
+)
 from optimizer.allocate.config import DEFAULT_CONFIG, SolveConfig
 from optimizer.allocate.problem import Problem
 
@@ -24,6 +30,9 @@ from optimizer.allocate.problem import Problem
 _allocate = devices.Stage(allocate, ("config", "iterations"))
 _allocate_path = devices.Stage(allocate_path, ("config",))
 
+# A plan whose duality gap exceeds this share of its objective is checked against
+# the exact dual solver.
+EXACT_GAP = 1e-3
 # Stack sizes compiled for; larger stacks round up to a multiple of the last.
 STACKS = (4, 16, 64)
 # Audience counts compiled for: powers of two up to the last, then its multiples.
@@ -72,10 +81,24 @@ def trim(alloc: Allocation, n: int) -> Allocation:
 
 def allocate_one(problem: Problem, config: SolveConfig = DEFAULT_CONFIG) -> Allocation:
     """:func:`~optimizer.allocate.allocator.allocate` at a bucketed audience count
-    (the same plan, up to the order of sums)."""
+    (the same plan, up to the order of sums).
+
+    Where its certificate says the plan may be far from the optimum (a duality
+    gap above ``EXACT_GAP`` of the objective, or no finite plan: price atoms
+    make responses step-like) and no group caps apply, the exact dual solver
+    runs too (compiled only then) and the better plan is kept."""
     a = problem.lower.shape[0]
     padded = pad_audiences(problem, audience_size(a))
-    return trim(_allocate(padded, config, audiences=a), a)
+    alloc = trim(_allocate(padded, config, audiences=a), a)
+    objective = float(alloc.objective)
+    loose = not math.isfinite(objective) or float(alloc.duality_gap) > EXACT_GAP * abs(
+        objective
+    )
+    if not loose or problem.group_cap.shape[0]:
+        return alloc
+    exact = exact_allocation(problem, config)
+    better = float(exact.objective) > objective or not math.isfinite(objective)
+    return exact if better else alloc
 
 
 def allocate_path_one(
