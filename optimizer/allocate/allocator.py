@@ -26,7 +26,7 @@ import jax.numpy as jnp
 from optimizer import devices
 from optimizer.allocate import response
 from optimizer.allocate.config import DEFAULT_CONFIG, SolveConfig
-from optimizer.allocate.exact import dual_terms, solve_exact
+from optimizer.allocate.exact import dual_terms
 from optimizer.allocate.problem import (
     Problem,
     bid_for_spend,
@@ -34,7 +34,6 @@ from optimizer.allocate.problem import (
     capacity,
     gain_at,
     log_bid_bounds,
-    log_marginal_at,
     market,
     spend_at,
 )
@@ -263,7 +262,7 @@ def allocate(
     return best
 
 
-def _within_budget(cap: jax.Array, lower: jax.Array, budget: jax.Array) -> jax.Array:
+def within_budget(cap: jax.Array, lower: jax.Array, budget: jax.Array) -> jax.Array:
     """Caps (A,) over ``budget`` (bids that overshoot) cut above each audience's
     lower bound in proportion, so no bound breaks."""
     floor = jnp.minimum(lower, cap)
@@ -272,7 +271,7 @@ def _within_budget(cap: jax.Array, lower: jax.Array, budget: jax.Array) -> jax.A
     return jnp.where(jnp.sum(cap) > budget, floor + (cap - floor) * cut, cap)
 
 
-def _kkt_residual(
+def kkt_residual(
     m: jax.Array,
     cap: jax.Array,
     lower: jax.Array,
@@ -292,52 +291,6 @@ def _kkt_residual(
     )
     return jnp.max(_masked(valid, violation, 0.0)) / jnp.maximum(
         jnp.max(_masked(valid, price, -jnp.inf)), jnp.max(m) * 1e-12
-    )
-
-
-@jax.jit(static_argnames=("config",))
-def exact_allocation(
-    problem: Problem, config: SolveConfig = DEFAULT_CONFIG
-) -> Allocation:
-    """The exact dual solver's plan (:func:`~optimizer.allocate.exact.solve_exact`)
-    as an Allocation with its certificate: the global per-audience search does
-    not stall where price atoms make a response step-like, as the projected steps
-    can. No group caps (the exact solver does not know them); no padding."""
-    upper = jnp.minimum(problem.upper, capacity(problem, config))
-    lower = jnp.minimum(problem.lower, upper)
-    solution = solve_exact(problem, config)
-    u = solution.log_bid
-    cap = _within_budget(
-        jnp.minimum(spend_at(problem, u, config), upper), lower, problem.budget
-    )
-    s = spend_at(problem, u, config)
-    gains = gain_at(problem, u, config) * jnp.where(
-        s > 0, cap / jnp.maximum(s, 1e-300), 0.0
-    )
-    m = jnp.exp(log_marginal_at(problem, u, config))
-    price = solution.dual_price
-    dual_rest, _ = dual_terms(problem, price, config)
-    total = jnp.sum(gains)
-    a = problem.lower.shape[0]
-    return Allocation(
-        bid=jnp.exp(u),
-        budget=cap,
-        spend=cap,
-        gain=gains,
-        marginal=m,
-        dual_price=price,
-        objective=total,
-        kkt_residual=_kkt_residual(
-            m,
-            cap,
-            lower,
-            upper,
-            jnp.broadcast_to(price, m.shape),
-            problem.budget / a,
-            None,
-        ),
-        duality_gap=jnp.maximum(price * problem.budget + dual_rest - total, 0.0),
-        group_price=jnp.zeros(problem.group_cap.shape[0]),
     )
 
 
@@ -397,11 +350,11 @@ def _certify(
         audience_price = price + group_price[problem.group]
     else:
         audience_price = jnp.broadcast_to(price, m.shape)
-    cap = _within_budget(cap, lower, budget)
+    cap = within_budget(cap, lower, budget)
     share = jnp.where(s > 0, cap / jnp.maximum(s, 1e-300), 0.0)
     gains = gain_at(problem, u, config) * share
     total = jnp.sum(gains)
-    kkt = _kkt_residual(m, cap, lower, upper, audience_price, budget / n, valid)
+    kkt = kkt_residual(m, cap, lower, upper, audience_price, budget / n, valid)
     # Weak duality: D(price) >= optimum, evaluated globally per audience (a
     # 24-point bid grid, its two best local maxima refined by 32 bisection steps).
     dual_rest, u_dual = dual_terms(

@@ -17,13 +17,9 @@ import math
 import jax
 
 from optimizer import devices
-from optimizer.allocate.allocator import (
-    Allocation,
-    allocate,
-    allocate_path,
-    exact_allocation,
-)
+from optimizer.allocate.allocator import Allocation, allocate, allocate_path
 from optimizer.allocate.config import DEFAULT_CONFIG, SolveConfig
+from optimizer.allocate.fallback import exact_allocation
 from optimizer.allocate.problem import Problem
 
 # The solves a command runs at top level, kept traced on disk (see optimizer.devices.Stage).
