@@ -233,26 +233,16 @@ def _price_rates(
     Second price: from the costs of won auctions; first price: from how the click
     rate moves with the bid, under the fitted landscape ``fit``."""
     won = data.won
-    codes = data.audience[won]
+    codes, events, rate = data.audience[won], clicks[won].astype(float), p_click[won]
+    a = data.n_audiences
     if data.first_price:
         parts = [part[won] for part in row_components(fit, data)]
-        rates = fit_first_price_rates(
-            codes,
-            data.log_bid[won],
-            *parts,
-            clicks[won].astype(float),
-            p_click[won],
-            data.n_audiences,
-        )
-        return rates, expected_multiplier(rates, codes, data.log_bid[won], *parts)
-    rates = fit_price_rates(
-        codes,
-        data.log_cost[won],
-        clicks[won].astype(float),
-        p_click[won],
-        data.n_audiences,
-    )
-    return rates, rates.multiplier(codes, data.log_cost[won])
+        log_bid = data.log_bid[won]
+        rates = fit_first_price_rates(codes, log_bid, *parts, events, rate, a)
+        return rates, expected_multiplier(rates, codes, log_bid, *parts)
+    log_cost = data.log_cost[won]
+    rates = fit_price_rates(codes, log_cost, events, rate, a)
+    return rates, rates.multiplier(codes, log_cost)
 
 
 def fit_market(

@@ -126,12 +126,10 @@ def fit_price_rates(
     -C_a Var(x), x = log price - r_a, C_a the audience's events.
     """
     a = n_audiences
-    count = np.maximum(np.bincount(codes, minlength=a), 1)
-    ref = np.bincount(codes, log_price, minlength=a) / count
-    x = log_price - ref[codes]
-    total = np.bincount(codes, events, minlength=a)
+    ref, total = _reference_and_events(codes, log_price, events, a)
     if total.sum() == 0:
         return no_price_rates(ref, NO_CLICKS)
+    x = log_price - ref[codes]
     event_mean = np.bincount(codes, events * x, minlength=a) / np.maximum(total, 1)
     weak = 1.0 / SLOPE_BOUND**2
     slope = np.zeros(a)
@@ -174,15 +172,10 @@ def fit_first_price_rates(
     the rows per step).
     """
     a = n_audiences
-    count = np.maximum(np.bincount(codes, minlength=a), 1)
-    ref = np.bincount(codes, log_bid, minlength=a) / count
-    total = np.bincount(codes, events, minlength=a)
+    ref, total = _reference_and_events(codes, log_bid, events, a)
     if total.sum() == 0:
         return no_price_rates(ref, NO_CLICKS)
-    x = centre - ref[codes][:, None]  # (n, J) component location - reference
-    d = (log_bid[:, None] - centre) / scale
-    log_w = np.log(np.maximum(weight, 1e-300))
-    base = _log_rated_share(np.zeros((len(codes), 1)), x, d, scale, log_w)
+    x, d, log_w, base = _first_price_terms(ref[codes], log_bid, centre, scale, weight)
     log_rate = np.log(np.maximum(rate, 1e-300))
     weak = 1.0 / SLOPE_BOUND**2
 
@@ -223,14 +216,36 @@ def expected_multiplier(
 ) -> np.ndarray:
     """(n,) E[(P / exp(r))^g | P < bid] of won first-price rows under the landscape
     (arguments as in :func:`fit_first_price_rates`): the rows' multipliers."""
-    x = centre - rates.ref[codes][:, None]
+    x, d, log_w, base = _first_price_terms(
+        rates.ref[codes], log_bid, centre, scale, weight
+    )
+    g = rates.slope[codes][:, None]
+    return np.exp(_log_rated_share(g, x, d, scale, log_w) - base)
+
+
+def _reference_and_events(
+    codes: np.ndarray, log_price: np.ndarray, events: np.ndarray, a: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(A,) each audience's mean log price paid (the reference r_a) and its events."""
+    count = np.maximum(np.bincount(codes, minlength=a), 1)
+    ref = np.bincount(codes, log_price, minlength=a) / count
+    return ref, np.bincount(codes, events, minlength=a)
+
+
+def _first_price_terms(
+    ref: np.ndarray,
+    log_bid: np.ndarray,
+    centre: np.ndarray,
+    scale: np.ndarray,
+    weight: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per won row of reference ``ref`` (n,): component locations minus it x,
+    standardized log bids d, log shares (n, J) and the log won share (n,)."""
+    x = centre - ref[:, None]
     d = (log_bid[:, None] - centre) / scale
     log_w = np.log(np.maximum(weight, 1e-300))
-    g = rates.slope[codes][:, None]
-    return np.exp(
-        _log_rated_share(g, x, d, scale, log_w)
-        - _log_rated_share(np.zeros_like(g), x, d, scale, log_w)
-    )
+    base = _log_rated_share(np.zeros((len(ref), 1)), x, d, scale, log_w)
+    return x, d, log_w, base
 
 
 def _log_rated_share(
