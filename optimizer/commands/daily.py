@@ -197,18 +197,14 @@ def train_daily(
         library_versions,
         write_json,
     )
-    from optimizer.market.daily import fit_daily_market
     from optimizer.market.store import save_market
 
     check_writable(model_dir, folder=True)
     frame, info = read_daily_report(path, preset, mapping)
-    days = daily_totals(frame)
-    fail_if_empty(days, Path(path))
-    market = fit_daily_market(days, info["notes"])
+    fail_if_empty(daily_totals(frame), Path(path))
+    market = fit_report(frame, info["breakdowns"], info["notes"], seed)
     metrics = {"rates": {"heads": {}}, "market": market.metrics}
-    band, band_lines = (
-        _band(days, info["notes"], path, seed, quiet) if backtest else ({}, [])
-    )
+    band, band_lines = _band(frame, info, path, seed, quiet) if backtest else ({}, [])
     with atomic_dir(model_dir) as tmp:
         save_market(tmp, market)
         if band:
@@ -238,7 +234,7 @@ def train_daily(
     known = sum(f["identified"] for f in fits)
     currency = f", currency {info['currency']}" if info["currency"] else ""
     return [
-        f"Daily report: {len(frame):,} rows, {days['date'].nunique()} days, "
+        f"Daily report: {len(frame):,} rows, {frame['date'].nunique()} days, "
         f"{len(market.names)} ad sets (preset {info['preset']}{currency}).",
         f"  model folder: {model_dir} (model id {model_id}; bids are set by the "
         "platform: the plan is a budget per ad set)",
@@ -248,9 +244,20 @@ def train_daily(
     ]
 
 
-def _band(days, notes, path: Path, seed: int, quiet: bool) -> tuple[dict, list]:
+def fit_report(rows, breakdowns: list[str], notes: list[str], seed: int = 0):
+    """The daily market of a validated report's rows: the rate network on its
+    counts (per ad set, breakdown and weekday), then the spend curves."""
+    from optimizer.io.daily import daily_totals
+    from optimizer.market.daily import fit_daily_market
+    from optimizer.rates.counts import fit_count_rates
+
+    rates = fit_count_rates(rows, breakdowns, seed)
+    return fit_daily_market(daily_totals(rows), notes, count_rates=rates)
+
+
+def _band(rows, info: dict, path: Path, seed: int, quiet: bool) -> tuple[dict, list]:
     """The daily backtest's summary (band.json) and its lines, from the report's
-    totals already read; ({}, a note) where it is too short to hold days out."""
+    rows already read; ({}, a note) where it is too short to hold days out."""
     from optimizer.commands.backtest import summary_lines
     from optimizer.commands.backtest_daily import backtest_days
     from optimizer.errors import InputError
@@ -258,7 +265,7 @@ def _band(days, notes, path: Path, seed: int, quiet: bool) -> tuple[dict, list]:
     if not quiet:
         print("Checking the forecast on the report's last days ...", flush=True)
     try:
-        _, summary = backtest_days(days, notes, path, None, None, seed, 60)
+        _, summary = backtest_days(rows, info, path, None, None, seed, 60)
     except InputError as exc:
         return {}, [f"  band not checked (backtest skipped): {exc}"]
     return summary, summary_lines(summary)
@@ -268,7 +275,7 @@ def write_daily_market(out_dir: Path, n: int, days: int, seed: int) -> list[str]
     """``adplan generate --daily``: daily.csv, audiences.csv and truth.json."""
     from optimizer.io.atomic import check_writable
     from optimizer.io.files import atomic_dir, dumps_json, write_csv
-    from simulations.synthetic.daily import daily_report
+    from simulations.synthetic.daily import DailyEffects, daily_report
     from simulations.synthetic.generate import audience_settings, make_truth
     from simulations.synthetic.truth import Truth
 
@@ -276,16 +283,25 @@ def write_daily_market(out_dir: Path, n: int, days: int, seed: int) -> list[str]
     data = make_truth(n, days, seed, "first_price", 0.0, "demo")
     truth = Truth(data)
     names = [a["audience"] for a in data["audiences"]]
+    effects = DailyEffects.draw(n, seed)
     report = daily_report(
-        truth.market_params(), names, truth.usual_bids(), days, seed, data["start"]
+        truth.market_params(),
+        names,
+        truth.usual_bids(),
+        days,
+        seed,
+        data["start"],
+        effects,
     )
+    data["daily"] = effects.to_json()
     with atomic_dir(out_dir) as tmp:
         write_csv(tmp / "daily.csv", report)
         write_csv(tmp / "audiences.csv", audience_settings(data))
         (tmp / "truth.json").write_text(dumps_json(data) + "\n", encoding="utf-8")
     return [
-        f"Synthetic daily report: {n} ad sets, {days} days (first price; the platform "
-        "bids to spend each day's budget).",
+        f"Synthetic daily report: {n} ad sets, {days} days, split by device (first "
+        "price; the platform bids to spend each day's budget; volume and conversion "
+        "rates vary by day of the week).",
         f"  daily report:       {out_dir / 'daily.csv'}",
         f"  true market:        {out_dir / 'truth.json'}",
     ]

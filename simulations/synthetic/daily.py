@@ -6,9 +6,18 @@ budget in expectation (budgets vary from day to day around the usual bid's spend
 as real ones do); impressions, clicks and conversions are drawn around the
 expectation with a day-to-day volume shock. :func:`budget_outcomes` scores any
 daily budget per ad set exactly under the truth, the same way.
+
+With :class:`DailyEffects` the report also has what platform exports show: the
+auctions and the conversion rate vary by day of the week (one pattern for the
+market), and each day's rows are split by a ``device`` breakdown whose levels
+convert at different rates (each ad set with its own mix of devices; the ad
+set's average rate is the market's). ``budget_outcomes`` then averages the
+week's days (a horizon's days spread evenly over the week).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +29,61 @@ from optimizer.market.params import MarketParams, per_auction
 _BUDGET_SD = 0.35  # sd of log daily budget around its ad set's usual spend
 _VOLUME_SD = 0.08  # sd of the log day-to-day volume shock
 _BISECTIONS = 60
+DEVICES = ("mobile", "desktop", "tablet")
+_DEVICE_CONVERSION = np.array([0.75, 1.8, 1.1])  # before each ad set's normalization
+_DEVICE_CLICK = np.array([1.1, 0.85, 1.0])
+
+
+@dataclasses.dataclass(frozen=True)
+class DailyEffects:
+    """Day-of-week and device effects of a synthetic daily report (truth.json "daily").
+
+    Attributes:
+        weekday_volume: (7,) auctions multiplier, Monday first (mean 1).
+        weekday_conversion: (7,) conversion-rate multiplier (mean 1).
+        device_share: (A, 3) share of an ad set's impressions per device of ``DEVICES``.
+        device_click: (A, 3) click-rate multiplier per device (share-weighted mean 1).
+        device_conversion: (A, 3) conversion-rate multiplier (share-weighted mean 1).
+    """
+
+    weekday_volume: np.ndarray
+    weekday_conversion: np.ndarray
+    device_share: np.ndarray
+    device_click: np.ndarray
+    device_conversion: np.ndarray
+
+    @classmethod
+    def draw(cls, n: int, seed: int) -> DailyEffects:
+        """Effects of a market of ``n`` ad sets: busier or quieter weekends, weaker
+        weekend conversion, and a device mix per ad set."""
+        rng = np.random.default_rng([seed, 23])
+        weekend = (
+            rng.uniform(0.65, 0.85) if rng.random() < 0.5 else rng.uniform(1.2, 1.45)
+        )
+        volume = np.exp(rng.normal(0.0, 0.04, 7)) * np.r_[np.ones(5), weekend, weekend]
+        conversion = np.r_[np.ones(5), np.full(2, rng.uniform(0.7, 0.85))]
+        share = rng.dirichlet([6.0, 3.0, 1.0], n)
+        return cls(
+            weekday_volume=volume / volume.mean(),
+            weekday_conversion=conversion / conversion.mean(),
+            device_share=share,
+            device_click=_DEVICE_CLICK / (share @ _DEVICE_CLICK)[:, None],
+            device_conversion=_DEVICE_CONVERSION
+            / (share @ _DEVICE_CONVERSION)[:, None],
+        )
+
+    def to_json(self) -> dict:
+        """The effects as plain lists (truth.json)."""
+        return {k: np.asarray(v).tolist() for k, v in dataclasses.asdict(self).items()}
+
+    def on_weekday(self, params: MarketParams, weekday: int) -> MarketParams:
+        """The market on one day of the week (0 = Monday)."""
+        conv = float(self.weekday_conversion[weekday])
+        return dataclasses.replace(
+            params,
+            volume_per_day=params.volume_per_day * float(self.weekday_volume[weekday]),
+            p_conv=params.p_conv * conv,
+        )
 
 
 @jax.jit
@@ -45,10 +109,20 @@ def bids_for_budgets(params: MarketParams, daily_budget: np.ndarray) -> np.ndarr
 
 
 def budget_outcomes(
-    params: MarketParams, daily_budget: np.ndarray, days: float
+    params: MarketParams,
+    daily_budget: np.ndarray,
+    days: float,
+    effects: DailyEffects | None = None,
 ) -> dict[str, np.ndarray]:
     """Exact expected spend, impressions, clicks, conversions, value per ad set over
-    ``days`` when the platform spends ``daily_budget`` (A,) per day."""
+    ``days`` when the platform spends ``daily_budget`` (A,) per day (with
+    ``effects``: the mean of the week's days, each at its own bid)."""
+    if effects is not None:
+        week = [
+            budget_outcomes(effects.on_weekday(params, d), daily_budget, days / 7.0)
+            for d in range(7)
+        ]
+        return {k: sum(w[k] for w in week) for k in week[0]}
     budget = np.asarray(daily_budget, float)
     rates = np.asarray(
         per_auction(params, jnp.asarray(bids_for_budgets(params, budget)), True)
@@ -76,35 +150,55 @@ def daily_report(
     days: int,
     seed: int,
     start: str,
+    effects: DailyEffects | None = None,
 ) -> pd.DataFrame:
-    """The platform's daily report (canonical columns, with ``daily_budget``)."""
+    """The platform's daily report (canonical columns, with ``daily_budget``; with
+    ``effects``, a ``device`` column and one row per ad set, day and device)."""
     rng = np.random.default_rng([seed, 19])
     base = usual_daily_budgets(params, usual_bids)
     rows = []
     for t in range(days):
+        date = pd.Timestamp(start) + pd.Timedelta(days=t)
+        market = (
+            params if effects is None else effects.on_weekday(params, date.weekday())
+        )
         budget = base * np.exp(rng.normal(0.0, _BUDGET_SD, len(names)))
-        bid = bids_for_budgets(params, budget)
-        rates = np.asarray(per_auction(params, jnp.asarray(bid), True))
+        bid = bids_for_budgets(market, budget)
+        rates = np.asarray(per_auction(market, jnp.asarray(bid), True))
         shock = np.exp(rng.normal(0.0, _VOLUME_SD, len(names)))
-        mean = np.asarray(params.volume_per_day) * rates[:, 0] * shock
+        mean = np.asarray(market.volume_per_day) * rates[:, 0] * shock
         impressions = rng.poisson(mean)
         p_click = rates[:, 2] / np.maximum(rates[:, 0], 1e-300)
         p_conv = rates[:, 3] / np.maximum(rates[:, 0], 1e-300)
         vpc = rates[:, 4] / np.maximum(rates[:, 3], 1e-300)
-        clicks = rng.binomial(impressions, np.clip(p_click, 0, 1))
-        conversions = rng.binomial(impressions, np.clip(p_conv, 0, 1))
-        day = (pd.Timestamp(start) + pd.Timedelta(days=t)).strftime("%Y-%m-%d")
+        if effects is None:
+            split = impressions[:, None]
+            click_rate, conv_rate = p_click[:, None], p_conv[:, None]
+        else:
+            split = np.stack(
+                [
+                    rng.multinomial(k, s)
+                    for k, s in zip(impressions, effects.device_share, strict=True)
+                ]
+            )
+            click_rate = p_click[:, None] * effects.device_click
+            conv_rate = p_conv[:, None] * effects.device_conversion
+        clicks = rng.binomial(split, np.clip(click_rate, 0, 1))
+        conversions = rng.binomial(split, np.clip(conv_rate, 0, 1))
+        day = date.strftime("%Y-%m-%d")
         for i, name in enumerate(names):
-            rows.append(
-                {
+            for j in range(split.shape[1]):
+                row = {
                     "date": day,
                     "audience": name,
-                    "spend": round(float(impressions[i] * bid[i]), 2),
-                    "impressions": int(impressions[i]),
-                    "clicks": int(clicks[i]),
-                    "conversions": int(conversions[i]),
-                    "value": round(float(conversions[i] * vpc[i]), 2),
+                    "spend": round(float(split[i, j] * bid[i]), 2),
+                    "impressions": int(split[i, j]),
+                    "clicks": int(clicks[i, j]),
+                    "conversions": int(conversions[i, j]),
+                    "value": round(float(conversions[i, j] * vpc[i]), 2),
                     "daily_budget": round(float(budget[i]), 2),
                 }
-            )
+                if effects is not None:
+                    row["device"] = DEVICES[j]
+                rows.append(row)
     return pd.DataFrame(rows)
