@@ -103,13 +103,21 @@ def _points(held: pd.DataFrame, names: list[str]) -> pd.DataFrame:
 
 
 def _simulate(market: FittedMarket, points: pd.DataFrame, days: int, runs, seed):
-    """(R, P) simulated outcomes of each forecast point (no budget cap)."""
+    """(R, P) simulated outcomes of each forecast point (no budget cap); a point's
+    optional ``click_factor``/``conv_factor`` scale its rates (a weekday's)."""
     from simulations.simulator.uncertainty import rate_draws, simulate_rate_draws
 
     idx = jnp.asarray(points["a"].to_numpy())
     params = market.params.take(idx)
+    scale = {
+        k: jnp.asarray(points[c].to_numpy())[:, None] if c in points else 1.0
+        for k, c in (("p_click", "click_factor"), ("p_conv", "conv_factor"))
+    }
     params = dataclasses.replace(
-        params, volume_per_day=params.volume_per_day * points["share"].to_numpy()
+        params,
+        volume_per_day=params.volume_per_day * points["share"].to_numpy(),
+        p_click=params.p_click * scale["p_click"],
+        p_conv=params.p_conv * scale["p_conv"],
     )
     draws = rate_draws(market, min(_RATE_GROUPS, runs), seed)[:, points["a"], :]
     result = simulate_rate_draws(

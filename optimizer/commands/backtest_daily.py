@@ -39,11 +39,14 @@ MIN_TRAIN_DAYS = 7  # a week of days before the held-out ones: curves need varia
 _BISECTIONS = 80
 
 
-def cost_per_impression(market: FittedMarket, a: np.ndarray, spend: np.ndarray):
+def cost_per_impression(
+    market: FittedMarket, a: np.ndarray, spend: np.ndarray, volume_factor=1.0
+):
     """(n,) the price per impression at which ad set ``a`` (n,) spends ``spend``
-    (n,) a day on the model's curve: V b Phi((log b - m) / s) = spend."""
+    (n,) on a day whose volume is ``volume_factor`` (n,) times the average day's,
+    on the model's curve: V f b Phi((log b - m) / s) = spend."""
     p = market.params
-    v = np.asarray(p.volume_per_day, float)[a]
+    v = np.asarray(p.volume_per_day, float)[a] * volume_factor
     m = np.asarray(p.mix_loc, float)[a, 0]
     s = np.asarray(p.mix_scale, float)[a, 0]
     lo = m - 12.0 * s
@@ -56,18 +59,34 @@ def cost_per_impression(market: FittedMarket, a: np.ndarray, spend: np.ndarray):
 
 
 def _points(market: FittedMarket, held: pd.DataFrame, n_days: int) -> pd.DataFrame:
-    """One forecast point per held-out (ad set, day) that spent: its price and a
-    day's share of the volume."""
+    """One forecast point per held-out (ad set, day) that spent: its price, its
+    share of the held-out days' volume (by the weekday's volume factor) and its
+    weekday's click and conversion rate factors."""
     index = {n: i for i, n in enumerate(market.names)}
     rows = held[held["spend"] > 0]
     a = rows["audience"].map(index).to_numpy(int)
     spend = rows["spend"].to_numpy(float)
+    weekday = rows["date"].dt.day_of_week.to_numpy()
+    volume = market.metrics.get("weekday_volume", {}).get("factors")
+    factor = np.asarray(list(volume.values()))[weekday] if volume else 1.0
+    rates = market.metrics.get("weekday_rates", {})
+    rate = {
+        head: np.array(
+            [
+                rates[n][head][d] if n in rates else 1.0
+                for n, d in zip(rows["audience"], weekday, strict=True)
+            ]
+        )
+        for head in ("click", "conv")
+    }
     return pd.DataFrame(
         {
             "a": a,
             "audience": rows["audience"].to_numpy(),
-            "bid": cost_per_impression(market, a, spend),
-            "share": np.full(len(rows), 1.0 / n_days),
+            "bid": cost_per_impression(market, a, spend, factor),
+            "share": np.full(len(rows), 1.0 / n_days) * factor,
+            "click_factor": rate["click"],
+            "conv_factor": rate["conv"],
         }
     ).reset_index(drop=True)
 
@@ -117,36 +136,43 @@ def backtest_daily(
     from optimizer.io.daily import daily_totals, fail_if_empty, read_daily_report
 
     frame, info = read_daily_report(path, preset, mapping)
-    days = daily_totals(frame)
-    fail_if_empty(days, Path(path))
-    return backtest_days(days, info["notes"], path, holdout_days, audiences, seed, runs)
+    fail_if_empty(daily_totals(frame), Path(path))
+    return backtest_days(frame, info, path, holdout_days, audiences, seed, runs)
 
 
 def backtest_days(
-    days: pd.DataFrame,
-    notes: list[str],
+    rows: pd.DataFrame,
+    info: dict,
     path: Path,
     holdout_days: int | None,
     audiences: Path | None,
     seed: int,
     runs: int,
 ) -> tuple[pd.DataFrame, dict]:
-    """Fit a report's per-(audience, date) totals minus their last days, check the
-    forecast of those days; return the comparison table and its summary
-    (band.json's content). ``path`` names the report in messages."""
-    from optimizer.io.daily import fail_if_empty
+    """Fit a validated report's rows (``info``: its ``breakdowns`` and ``notes``)
+    minus their last days, check the forecast of those days; return the comparison
+    table and its summary (band.json's content). ``path`` names the report in
+    messages."""
+    from optimizer.io.daily import daily_totals, fail_if_empty
     from optimizer.market.daily import fit_daily_market
+    from optimizer.rates.counts import fit_count_rates
 
-    train, held, n_days, cutoff = split_days(
-        days, holdout_days, path, "date", "daily report", MIN_TRAIN_DAYS
+    train_rows, held_rows, n_days, cutoff = split_days(
+        rows, holdout_days, path, "date", "daily report", MIN_TRAIN_DAYS
     )
+    train, held = daily_totals(train_rows), daily_totals(held_rows)
     fail_if_empty(train, Path(path))
-    market = _with_values(fit_daily_market(train, notes), audiences)
+    rates = fit_count_rates(train_rows, info["breakdowns"], seed)
+    market = _with_values(
+        fit_daily_market(train, info["notes"], count_rates=rates), audiences
+    )
     table = compare_daily(market, held, n_days, runs, seed)
     identified = [
         f["audience"] for f in market.metrics["landscapes"] if f["identified"]
     ]
-    guessed = _with_values(fit_daily_market(train, [], guess_curves=True), audiences)
+    guessed = _with_values(
+        fit_daily_market(train, [], guess_curves=True, count_rates=rates), audiences
+    )
     check = compare_daily(
         guessed, held[held["audience"].isin(identified)], n_days, runs, seed
     )

@@ -39,9 +39,11 @@ DAILY_NOTES = [
     "a daily budget per ad set; plan.csv's bid column is empty (plan.json's 'bid' is "
     "the expected average price per impression at that budget, used by the simulator).",
     "What daily data can tell: each ad set's spend-to-impressions curve (from how "
-    "its daily spend varied) and its conversions per impression; not the auction "
-    "prices behind the platform's bids, nor differences between breakdowns (their "
-    "rows are summed per ad set and day).",
+    "its daily spend varied), how delivery varies by day of the week, and its "
+    "conversions per impression by breakdown and weekday (the rate network on the "
+    "counts); not the auction prices behind the platform's bids. The plan is one "
+    "daily budget per ad set for an average day: the platform spreads it over the "
+    "breakdowns itself.",
 ]
 
 

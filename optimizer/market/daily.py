@@ -15,8 +15,18 @@ around the pooled fit (sd ``_S_PRIOR_SD``) weighted by the pooled residual
 variance. Where spend never varied (fewer than 3 days or under
 ``_MIN_SPEND_VARIATION`` sd of log spend) the curve is unidentified: it takes the
 pooled ``s`` and the other ad sets' typical place on their curve, and says so.
-Click and conversion rates per impression come from the counts, shrunk to the
-pooled rate with a beta prior worth ``_PRIOR_EVENTS`` events.
+
+Day of the week: where the report shows it (an F-test of the curve residuals
+by weekday, p < ``_WEEKDAY_P``), log impressions carry a weekday term shared by
+the ad sets (factors of mean 1), fitted jointly with the curves; the plan's
+volume is the average day, a backtest's held-out day gets its own weekday.
+
+Click and conversion rates per impression: each ad set's level from its counts,
+shrunk to the pooled rate with a beta prior worth ``_PRIOR_EVENTS`` events; with
+the rate network's cells (:func:`optimizer.rates.counts.fit_count_rates`, passed
+in by the command, since the market stage does not import the rate stage) the
+network's rates per (ad set, breakdown, weekday) calibrated to that level, and
+the plan's rate is the ad set's breakdown mix over an average week.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 from scipy.special import log_ndtr, ndtr
+from scipy.stats import f as f_dist
 
 from optimizer.market.fit import FittedMarket, RateEvidence
 from optimizer.market.params import MONEY, MarketParams
@@ -36,6 +47,30 @@ _MIN_SPEND_VARIATION = 0.05  # sd of log daily spend below which a curve is unid
 _PRIOR_EVENTS = 20.0
 _RECENT_DAYS = 7
 _DEFAULT_S, _DEFAULT_Z = 0.6, 0.0
+_WEEKDAY_P = 0.01  # a weekday volume effect is used when its F-test is below this
+_WEEKDAY_PASSES = (
+    8  # backfitting passes of curves and weekday term (stops when settled)
+)
+_EFFECT_SD = 3.5  # a rate effect is named this many sd from 1 (~1% false alarms in 20) ...
+_EFFECT_SIZE = 0.10  # ... and at least 10% from 1
+WEEKDAYS = (
+    "Mon",
+    "Tue",
+    "Wed",
+    "Thu",
+    "Fri",
+    "Sat",
+    "Sun",
+)  # as the rate cells name them
+_DAY_NAMES = (
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+)
 
 
 def _grid_fit(
@@ -64,16 +99,33 @@ def _landscapes(
     ``guess_all``: every curve is the guess an unidentified one gets (pooled s,
     the *other* ad sets' typical place on their curve), to measure how wrong
     that guess is where spend did vary (the backtest's check)."""
-    fits, points = {}, {}
+    points, varied = {}, []
     for name in names:
         rows = days[(days["audience"] == name) & (days["spend"] > 0)]
         rows = rows[rows["impressions"] > 0]
         x = np.log(rows["spend"].to_numpy() / rows["impressions"].to_numpy())
         y = np.log(rows["impressions"].to_numpy())
-        points[name] = (x, y)
-        varied = len(x) >= 3 and np.std(np.log(rows["spend"])) >= _MIN_SPEND_VARIATION
-        if varied:
-            fits[name] = _grid_fit(x, y)
+        points[name] = (x, y, rows["date"].dt.day_of_week.to_numpy())
+        if len(x) >= 3 and np.std(np.log(rows["spend"])) >= _MIN_SPEND_VARIATION:
+            varied.append(name)
+    week = {"log_factor": np.zeros(7), "p_value": 1.0, "used": False}
+    for _ in range(_WEEKDAY_PASSES if varied else 0):
+        fits = {
+            n: _grid_fit(points[n][0], points[n][1] - week["log_factor"][points[n][2]])
+            for n in varied
+        }
+        found = _weekday_effect(fits, points, week["log_factor"])
+        if not found["used"]:
+            break
+        settled = np.max(np.abs(found["log_factor"] - week["log_factor"])) < 1e-3
+        week = found
+        if settled:
+            break
+    fits = {
+        n: _grid_fit(points[n][0], points[n][1] - week["log_factor"][points[n][2]])
+        for n in varied
+    }
+    points = {n: (x, y - week["log_factor"][d], d) for n, (x, y, d) in points.items()}
     a = len(names)
     s, m, log_v = np.zeros(a), np.zeros(a), np.zeros(a)
     known = np.array([n in fits for n in names])
@@ -93,7 +145,7 @@ def _landscapes(
             s[i], m[i], log_v[i] = _S_GRID[j], mi[j], lvi[j]
             z[name] = np.mean((points[name][0] - m[i]) / s[i])
     for i in range(a) if guess_all else np.flatnonzero(~known):
-        x, y = points[names[i]]
+        x, y, _ = points[names[i]]
         others = [v for n, v in z.items() if n != names[i]]
         typical = float(np.median(others)) if others else _DEFAULT_Z
         s[i] = np.exp(pooled)
@@ -104,7 +156,36 @@ def _landscapes(
         "sets (wide uncertainty); vary its daily budget for a week to learn it."
         for i in np.flatnonzero(~known)
     ]
-    return {"s": s, "m": m, "log_v": log_v, "known": known, "points": points}, notes
+    fit = {"s": s, "m": m, "log_v": log_v, "known": known, "points": points}
+    return fit | {"weekday": week}, notes
+
+
+def _weekday_effect(fits: dict, points: dict, used: np.ndarray) -> dict:
+    """The weekday term of log impressions, from the fitted curves' residuals
+    (``used``: the term they were fitted with): (7,) log factors (mean of the
+    factors 1), the F-test's p-value and whether it is below ``_WEEKDAY_P``."""
+    resid, weekday = [], []
+    for name, (m, log_v, sse) in fits.items():
+        x, y, d = points[name]
+        j = int(np.argmin(sse))
+        resid.append(y - used[d] - log_v[j] - log_ndtr((x - m[j]) / _S_GRID[j]))
+        weekday.append(d)
+    r, d = np.concatenate(resid), np.concatenate(weekday)
+    counts = np.bincount(d, minlength=7)
+    if (counts < 2).any():
+        return {"log_factor": np.zeros(7), "p_value": 1.0, "used": False}
+    total = used + np.bincount(d, weights=r, minlength=7) / counts
+    means = np.bincount(d, weights=r, minlength=7) / counts
+    within = float(np.sum((r - means[d]) ** 2))
+    dof = len(r) - 7 - 3 * len(fits)
+    between = float(np.sum(counts * (total - np.average(total, weights=counts)) ** 2))
+    p = (
+        1.0
+        if dof < 1 or within <= 0
+        else float(f_dist.sf(between / 6.0 / (within / dof), 6, dof))
+    )
+    log_factor = total - np.log(np.mean(np.exp(total)))
+    return {"log_factor": log_factor, "p_value": p, "used": p < _WEEKDAY_P}
 
 
 def _shrunk(events: np.ndarray, trials: np.ndarray) -> np.ndarray:
@@ -117,7 +198,7 @@ def _shrunk(events: np.ndarray, trials: np.ndarray) -> np.ndarray:
 def _landscape_metrics(names, fit, n_days) -> list[dict]:
     rows = []
     for i, name in enumerate(names):
-        x, y = fit["points"][name]
+        x, y, _ = fit["points"][name]
         v = np.exp(fit["log_v"][i])
         fitted = ndtr((x - fit["m"][i]) / fit["s"][i])
         order = np.argsort(x)
@@ -148,12 +229,83 @@ def _landscape_metrics(names, fit, n_days) -> list[dict]:
     return rows
 
 
+def _network_rates(
+    count_rates, names: list[str], p_click, p_conv, day_volume: np.ndarray
+) -> dict:
+    """The network's cells calibrated per ad set to the shrunk counts ``p_click``,
+    ``p_conv`` (A,); the plan's rates (the ad set's breakdown mix of the report
+    over a week, each weekday weighted by its volume factor ``day_volume`` (7,)),
+    each (ad set, weekday)'s rate over the plan's, and notes."""
+    cells = count_rates.cells[count_rates.cells["audience"].isin(names)].copy()
+    mix = [f for f in count_rates.fields if f != "weekday"]  # audience + breakdowns
+    n = cells["impressions"]
+    cells["share"] = n.groupby([cells[f] for f in mix]).transform("sum") / n.groupby(
+        cells["audience"]
+    ).transform("sum").clip(lower=1e-300)
+    out = {"notes": _effect_notes(count_rates.effects), "weekday_factor": {}}
+    factors = {}
+    for head, col, level in (
+        ("click", "p_click", p_click),
+        ("conv", "p_conversion", p_conv),
+    ):
+        by_audience = cells.groupby("audience")
+        fitted = (n * cells[col]).groupby(cells["audience"]).sum() / by_audience[
+            "impressions"
+        ].sum().clip(lower=1e-300)
+        target = pd.Series(level, index=names).loc[fitted.index]
+        cells[col] *= cells["audience"].map(target / fitted)
+        # (audience, weekday) rate of the ad set's mix; an average week of it
+        day = (cells["share"] * cells[col]).groupby(
+            [cells["audience"], cells["weekday"]]
+        ).sum() / cells["share"].groupby([cells["audience"], cells["weekday"]]).sum()
+        day = day.unstack().reindex(columns=list(WEEKDAYS))
+        seen = day.notna().to_numpy() * day_volume[None, :]
+        week = (day.fillna(0.0) * seen).sum(axis=1) / seen.sum(axis=1).clip(1e-300)
+        out[f"p_{head}"] = week.reindex(names).fillna(pd.Series(level, index=names))
+        factors[head] = day.div(week, axis=0).fillna(1.0)
+    out["weekday_factor"] = {
+        a: {h: factors[h].loc[a].tolist() for h in ("click", "conv")}
+        for a in factors["click"].index
+    }
+    return out
+
+
+def _effect_notes(effects: dict) -> list[str]:
+    """Plain-words notes of the breakdown and weekday levels whose rates differ
+    from their ad sets' average by more than ``_EFFECT_SD`` sd and 10%."""
+    notes = []
+    for field, levels in effects.items():
+        for e in levels:
+            said = [
+                f"{what} at {e[f'{head}_factor']:.2f}x (± {e[f'{head}_factor'] * e[f'{head}_sd_log']:.2f})"
+                for head, what in (("conversion", "convert"), ("click", "click"))
+                if abs(e[f"{head}_factor"] - 1) >= _EFFECT_SIZE
+                and abs(np.log(e[f"{head}_factor"])) > _EFFECT_SD * e[f"{head}_sd_log"]
+            ]
+            if said:
+                who = (
+                    f"on {_DAY_NAMES[WEEKDAYS.index(e['level'])]}s"
+                    if field == "weekday"
+                    else f"with {field} {e['level']}"
+                )
+                notes.append(
+                    f"impressions {who} {' and '.join(said)} their ad sets' average "
+                    "rate (the rate network on the report's counts)."
+                )
+    return notes
+
+
 def fit_daily_market(
-    days: pd.DataFrame, report_notes: list[str], guess_curves: bool = False
+    days: pd.DataFrame,
+    report_notes: list[str],
+    guess_curves: bool = False,
+    count_rates=None,
 ) -> FittedMarket:
     """The market of every ad set that spent, from per-(audience, date) totals
     (:func:`optimizer.io.daily.daily_totals`); ``guess_curves``: every spend curve
-    guessed as an unidentified one is (see :func:`_landscapes`)."""
+    guessed as an unidentified one is (see :func:`_landscapes`); ``count_rates``:
+    the rate network's :class:`~optimizer.rates.counts.CountRates` of the same
+    report, or None for the shrunk counts alone."""
     spent = days.groupby("audience")["spend"].sum()
     names = sorted(spent.index[spent.to_numpy() > 0])
     per = days.groupby("audience")[
@@ -165,6 +317,12 @@ def fit_daily_market(
     impressions = per["impressions"].to_numpy()
     p_click = _shrunk(per["clicks"].to_numpy(), impressions)
     p_conv = _shrunk(per["conversions"].to_numpy(), impressions)
+    network = None
+    if count_rates is not None:
+        day_volume = np.exp(fit["weekday"]["log_factor"])
+        network = _network_rates(count_rates, names, p_click, p_conv, day_volume)
+        p_click = network["p_click"].to_numpy(float)
+        p_conv = network["p_conv"].to_numpy(float)
     has_value = "value" in days and float(days["value"].sum()) > 0
     value = np.ones(a)
     if has_value:
@@ -200,9 +358,33 @@ def fit_daily_market(
         mix_scale=jnp.asarray(fit["s"][:, None], MONEY),
     )
     conversions = per["conversions"].to_numpy()
+    week = fit["weekday"]
+    if week["used"]:
+        high, low = (
+            int(np.argmax(week["log_factor"])),
+            int(np.argmin(week["log_factor"])),
+        )
+        notes.append(
+            f"impressions vary by day of the week: {_DAY_NAMES[high]}s deliver "
+            f"{np.exp(week['log_factor'][high]):.2f}x an average day, {_DAY_NAMES[low]}s "
+            f"{np.exp(week['log_factor'][low]):.2f}x; the plan's daily budget is for an "
+            "average day of the week."
+        )
+    if network is not None:
+        notes += network["notes"]
     metrics = {
         "input_kind": "daily",
         "landscapes": _landscape_metrics(names, fit, days["date"].nunique()),
+        "weekday_volume": {
+            "factors": dict(
+                zip(WEEKDAYS, np.exp(week["log_factor"]).tolist(), strict=True)
+            ),
+            "p_value": week["p_value"],
+            "used": bool(week["used"]),
+        },
+        "rate_model": "network on counts" if network else "counts per ad set",
+        "weekday_rates": network["weekday_factor"] if network else {},
+        "rate_effects": count_rates.effects if network else {},
         "daily_notes": [*report_notes, *notes],
         "price_rates": {
             "estimated": False,

@@ -1,0 +1,161 @@
+"""Daily reports: the rate network on counts and the day-of-week effects (issue 19)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from optimizer.commands.backtest import calibration, split_days
+from optimizer.commands.backtest_daily import compare_daily
+from optimizer.io.daily import daily_totals
+from optimizer.market.daily import fit_daily_market
+from optimizer.rates.counts import fit_count_rates
+from simulations.synthetic.daily import DEVICES, DailyEffects, daily_report
+from simulations.synthetic.generate import make_truth
+from simulations.synthetic.truth import Truth
+
+N = 8
+
+
+def _report(days: int, seed: int, effects: bool) -> tuple[pd.DataFrame, DailyEffects]:
+    """A synthetic daily report (with ``effects``: weekday and device ones) and the
+    effects drawn for it, their ad set rows in the report's sorted name order."""
+    data = make_truth(N, days, seed, "first_price", 0.0, "demo")
+    truth = Truth(data)
+    names = [a["audience"] for a in data["audiences"]]
+    drawn = DailyEffects.draw(N, seed)
+    report = daily_report(
+        truth.market_params(),
+        names,
+        truth.usual_bids(),
+        days,
+        seed,
+        data["start"],
+        drawn if effects else None,
+    )
+    report["date"] = pd.to_datetime(report["date"])
+    order = np.argsort(names)
+    return report, dataclasses.replace(
+        drawn,
+        device_share=drawn.device_share[order],
+        device_click=drawn.device_click[order],
+        device_conversion=drawn.device_conversion[order],
+    )
+
+
+@pytest.fixture(scope="module")
+def weekly():
+    """A 56-day report with weekday and device effects, and its fits."""
+    report, effects = _report(56, 4, True)
+    rates = fit_count_rates(report, ["device"], 0)
+    return (
+        report,
+        effects,
+        rates,
+        fit_daily_market(daily_totals(report), [], False, rates),
+    )
+
+
+def test_the_network_recovers_the_device_effects(weekly):
+    report, effects, rates, _ = weekly
+    found = {e["level"]: e for e in rates.effects["device"]}
+    # The truth's factor of a device: its ad sets' factors, weighted by impressions.
+    seen = report.pivot_table("impressions", "audience", "device", aggfunc="sum")
+    for j, device in enumerate(DEVICES):
+        weights = seen[device].sort_index().to_numpy()
+        true_conv = np.average(effects.device_conversion[:, j], weights=weights)
+        true_click = np.average(effects.device_click[:, j], weights=weights)
+        assert found[device]["impressions"] == weights.sum()
+        # Within 3 of its own sd (and 5% for the prior's pull): honest uncertainty.
+        for head, true in (("click", true_click), ("conversion", true_conv)):
+            sd = found[device][f"{head}_sd_log"]
+            assert 0 < sd < 0.5
+            assert abs(np.log(found[device][f"{head}_factor"] / true)) < 3 * sd + 0.05
+    desktop, mobile = (found[d]["conversion_factor"] for d in ("desktop", "mobile"))
+    assert desktop > 1.3 and mobile < 0.8
+
+
+def test_rates_are_calibrated_to_each_ad_sets_counts(weekly):
+    report, _, _, market = weekly
+    plain = fit_daily_market(daily_totals(report), [])
+    # The network spreads the rate over devices and weekdays; the ad set's level
+    # stays its counts' (shrunk) rate, here over an average week.
+    ratio = np.asarray(market.params.p_conv[:, 0]) / np.asarray(
+        plain.params.p_conv[:, 0]
+    )
+    np.testing.assert_allclose(ratio, 1.0, atol=0.06)
+    assert market.metrics["rate_model"] == "network on counts"
+    assert plain.metrics["rate_model"] == "counts per ad set"
+    weekdays = market.metrics["weekday_rates"][market.names[0]]
+    assert len(weekdays["conv"]) == 7 and len(weekdays["click"]) == 7
+    notes = " ".join(market.metrics["daily_notes"])
+    assert "with device desktop convert at" in notes
+    assert "with device mobile convert at" in notes
+
+
+def test_the_weekday_volume_effect_is_found_and_used(weekly):
+    _, effects, _, market = weekly
+    week = market.metrics["weekday_volume"]
+    assert week["used"] and week["p_value"] < 1e-6
+    np.testing.assert_allclose(
+        list(week["factors"].values()), effects.weekday_volume, rtol=0.05
+    )
+    assert np.mean(list(week["factors"].values())) == pytest.approx(1.0, abs=1e-9)
+    # The weekend is the busiest or the quietest part of the week: the note names it.
+    (note,) = [
+        n for n in market.metrics["daily_notes"] if "vary by day of the week" in n
+    ]
+    assert "Saturdays" in note or "Sundays" in note
+
+
+def test_held_out_weekends_are_forecast_better_with_their_weekday(weekly):
+    report, _, _, _ = weekly
+    train, held, n, _ = split_days(report, 14, "", "date", "", 7)
+    rates = fit_count_rates(train, ["device"], 0)
+    market = fit_daily_market(daily_totals(train), [], False, rates)
+    flat = dataclasses.replace(
+        market,
+        metrics={
+            **market.metrics,
+            "weekday_volume": {"factors": dict.fromkeys(market.metrics["weekday_volume"]["factors"], 1.0)},
+            "weekday_rates": {},
+        },
+    )  # fmt: skip
+    held = daily_totals(held[held["date"].dt.day_of_week >= 5])  # the weekends
+    with_week = compare_daily(market, held, n, 60, 0)
+    without = compare_daily(flat, held, n, 60, 0)
+
+    def impressions_error(table):
+        rows = table[
+            (table["metric"] == "impressions") & (table["audience"] != "TOTAL")
+        ]
+        return float(np.median(np.abs(rows["forecast"] / rows["actual"] - 1)))
+
+    assert impressions_error(with_week) < 0.6 * impressions_error(without)
+    assert calibration(with_week[with_week["metric"] != "spend"])["coverage"] >= 0.5
+
+
+def test_no_effect_is_claimed_where_the_report_has_none():
+    report, _ = _report(28, 5, False)
+    rates = fit_count_rates(report, [], 0)
+    assert rates.fields == ("audience", "weekday")
+    market = fit_daily_market(daily_totals(report), [], False, rates)
+    assert not market.metrics["weekday_volume"]["used"]
+    assert set(market.metrics["weekday_volume"]["factors"].values()) == {1.0}
+    assert not [n for n in market.metrics["daily_notes"] if "impressions on" in n]
+    assert not [n for n in market.metrics["daily_notes"] if "vary by day" in n]
+
+
+def test_the_fit_reproduces_from_its_seed_and_pads_its_cells(weekly):
+    report, _, rates, _ = weekly
+    again = fit_count_rates(report, ["device"], 0)
+    pd.testing.assert_frame_equal(rates.cells, again.cells)
+    fewer = fit_count_rates(
+        report[report["audience"] != report["audience"].iloc[0]], ["device"], 0
+    )
+    assert (
+        len(fewer.cells) == len(rates.cells) - 3 * 7
+    )  # one ad set x 3 devices x 7 days
