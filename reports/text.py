@@ -299,6 +299,32 @@ VERDICT_RANDOM = (
     "that the log's conversions are recorded correctly."
 )
 HEALTH_HEAD = ["Predictor", "AUC", "Log loss", "ECE"]
+DAILY_HEALTH_INTRO = (
+    "What the daily report says about rates and delivery: how each breakdown level "
+    "and day of the week converts and clicks against its ad sets' average, and how "
+    "many impressions each weekday delivers against an average day."
+)
+DAILY_TRAINING = (
+    "Daily report: conversion and click rates per impression from the rate network "
+    "fitted on the report's counts (per ad set, breakdown and day of the week), each "
+    "ad set's level calibrated to its own counts; ± is the spread over refits on "
+    "days resampled from the report."
+)
+DAILY_EFFECT_TITLE = "Rates by {field}"
+DAILY_EFFECT_HEAD = [
+    "Level",
+    "Impressions",
+    "Converts (x average)",
+    "Clicks (x average)",
+]
+DAILY_WEEKDAY_TITLE = "By day of the week"
+DAILY_WEEKDAY_HEAD = [
+    "Day",
+    "Impressions (x average day)",
+    "Converts (x average)",
+    "Clicks (x average)",
+]
+DAILY_VOLUME_FLAT = "same (no weekday effect found)"
 HEADS = {"click": "Click rate", "conversion": "Conversion rate"}
 PREDICTORS = {
     "model": "Rate network (calibrated)",

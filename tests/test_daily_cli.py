@@ -45,6 +45,14 @@ def test_meta_export_to_plan_and_report(tmp_path):
     assert "at the daily spend the report shows" in out  # the band was checked
     info = json.loads((model / "model.json").read_text())
     assert info["input_kind"] == "daily" and info["preset"] == "meta"
+    assert info["breakdowns"] == ["device"]
+    market = json.loads((model / "metrics.json").read_text())["market"]
+    assert market["rate_model"] == "network on counts"
+    assert {e["level"] for e in market["rate_effects"]["device"]} == {
+        "mobile",
+        "desktop",
+        "tablet",
+    }
     band = json.loads((model / "band.json").read_text())
     assert band["unidentified"] == [frame["Ad set name"].iloc[0]]
     budget = 14 * frame["Amount spent (EUR)"].sum() / 21
@@ -77,6 +85,9 @@ def test_meta_export_to_plan_and_report(tmp_path):
     _run("report", "--model", model, "--plan", plan, "--out", report)
     html = report.read_text()
     assert "platform sets the bids" in html
+    # The rate network's tables: the export's device breakdown and the weekdays.
+    assert "Rates by device" in html and "By day of the week" in html
+    assert "Converts (x average)" in html and "Predictor" not in html
 
 
 def test_a_bad_daily_report_stops_train_with_one_message(tmp_path):

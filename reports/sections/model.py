@@ -45,11 +45,16 @@ def model_health(inputs: ReportInputs) -> dict[str, Any]:
     ]
     series = [s for s in series if s["series"]]
     rows = rates.get("rows") or {}
+    market = inputs.metrics.get("market", {})
+    daily = market.get("input_kind") == "daily"
     return {
+        "intro": text.DAILY_HEALTH_INTRO if daily else None,
         "verdicts": [v for h, head in heads.items() if (v := verdict(h, head))],
-        "tables": tables,
+        "tables": tables + (_daily_tables(market) if daily else []),
         "calibration": Markup(charts.calibration(series)) if series else None,
-        "training": text.HEALTH_TRAINING.format(
+        "training": text.DAILY_TRAINING
+        if daily
+        else text.HEALTH_TRAINING.format(
             validation=decimal(rows.get("validation"), 0),
             train=decimal(rows.get("train"), 0),
             best_epoch=rates.get("best_epoch", text.NOT_AVAILABLE),
@@ -57,6 +62,75 @@ def model_health(inputs: ReportInputs) -> dict[str, Any]:
         ),
         "spread": _spread_text(inputs.metrics.get("market", {})),
     }
+
+
+def _factor(level: dict[str, Any], head: str) -> str:
+    """'1.44x ± 0.04' of a rate effect (the ± from its sd on the log scale)."""
+    factor, sd = (
+        number(level.get(f"{head}_factor")),
+        number(level.get(f"{head}_sd_log")),
+    )
+    if factor is None:
+        return text.NOT_AVAILABLE
+    spread = f" ± {decimal(factor * sd)}" if sd is not None else ""
+    return f"{decimal(factor)}x{spread}"
+
+
+def _cells(*texts: str) -> list[dict[str, Any]]:
+    """Health-table cells of plain texts (none flagged best)."""
+    return [{"best": False, "text": t} for t in texts]
+
+
+def _daily_tables(market: dict[str, Any]) -> list[dict[str, Any]]:
+    """A daily model's rate effects per breakdown and per weekday (with the
+    weekday's volume factor), as health tables with their own headers."""
+    effects = market.get("rate_effects") or {}
+    tables = [
+        {
+            "title": text.DAILY_EFFECT_TITLE.format(field=field),
+            "head": text.DAILY_EFFECT_HEAD,
+            "rows": [
+                {
+                    "name": str(e.get("level")),
+                    "cells": _cells(
+                        decimal(e.get("impressions"), 0),
+                        _factor(e, "conversion"),
+                        _factor(e, "click"),
+                    ),
+                }
+                for e in levels
+            ],
+        }
+        for field, levels in effects.items()
+        if field != "weekday" and isinstance(levels, list)
+    ]
+    week = market.get("weekday_volume") or {}
+    volume = week.get("factors") or {}
+    days = {str(e.get("level")): e for e in effects.get("weekday") or []}
+    rows = []
+    for day in volume or days:
+        found = days.get(day)
+        rows.append(
+            {
+                "name": day,
+                "cells": _cells(
+                    f"{decimal(volume[day])}x"
+                    if week.get("used") and day in volume
+                    else text.DAILY_VOLUME_FLAT,
+                    _factor(found, "conversion") if found else text.NOT_AVAILABLE,
+                    _factor(found, "click") if found else text.NOT_AVAILABLE,
+                ),
+            }
+        )
+    if rows:
+        tables.append(
+            {
+                "title": text.DAILY_WEEKDAY_TITLE,
+                "head": text.DAILY_WEEKDAY_HEAD,
+                "rows": rows,
+            }
+        )
+    return tables
 
 
 def verdict(name: str, head: dict[str, Any]) -> dict[str, Any] | None:
