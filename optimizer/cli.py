@@ -148,13 +148,17 @@ def train(
 @opt.model_option
 @opt.events_option("Event log to score (CSV or Parquet).", dir_okay=False)
 @opt.out_file_option(
-    "CSV to write: the input rows plus p_click, p_conversion, p_conversion_given_click."
+    "CSV to write: the input rows plus p_click, p_conversion, p_conversion_given_click "
+    "(a daily report: p_click, p_conversion per impression and expected_clicks, "
+    "expected_conversions)."
 )
 @opt.csv_format_options
 @click.pass_context
+@daily.predict_inputs
 @friendly_errors
 def predict(ctx: click.Context, model_dir: Path, events: Path, out_file: Path) -> None:
-    """Score auctions: click and conversion probability per won impression."""
+    """Score auctions (click and conversion probability per won impression), or a
+    daily report's rows (their rates per impression and expected counts)."""
     enable_x64()
     from optimizer.commands.predict import write_predictions
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 from click.testing import CliRunner
 
@@ -55,6 +56,22 @@ def test_meta_export_to_plan_and_report(tmp_path):
     }
     band = json.loads((model / "band.json").read_text())
     assert band["unidentified"] == [frame["Ad set name"].iloc[0]]
+    # predict scores the export's rows with the rates of their cells.
+    scored = tmp_path / "scored.csv"
+    out = _run("predict", "--model", model, "--events", export, "--out", scored)
+    assert "rates per impression by audience, device, weekday" in out
+    rows = pd.read_csv(scored)
+    assert list(rows.columns[: len(frame.columns)]) == list(frame.columns)
+    assert rows["p_conversion"].between(0, 1).all() and rows["p_click"].gt(0).all()
+    np.testing.assert_allclose(
+        rows["expected_clicks"].sum(), rows["Link clicks"].sum(), rtol=0.1
+    )
+    assert (
+        len(pd.read_csv(model / "rates_by_cell.csv"))
+        == rows.groupby(
+            ["Ad set name", "device", pd.to_datetime(rows["Day"]).dt.day_of_week]
+        ).ngroups
+    )
     budget = 14 * frame["Amount spent (EUR)"].sum() / 21
     out = _run(
         "plan",
@@ -103,3 +120,27 @@ def test_a_bad_daily_report_stops_train_with_one_message(tmp_path):
         "column 'spend' is negative in 1 row(s) (first at data row 1)" in result.output
     )
     assert "Traceback" not in result.output
+
+
+def test_predict_refuses_a_model_of_the_other_input_kind(tmp_path):
+    market, model = tmp_path / "market", tmp_path / "model"
+    _run("generate", "--daily", "--out", market, "--audiences", 3, "--days", 14)
+    _run("train", "--events", market / "daily.csv", "--out", model, "--no-backtest")
+    _run("generate", "--out", tmp_path / "log", "--audiences", 3, "--days", 2)
+    result = CliRunner().invoke(
+        main,
+        ["predict", "--model", str(model), "--events", str(tmp_path / "log" / "events.csv"),
+         "--out", str(tmp_path / "p.csv")],
+    )  # fmt: skip
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "trained on a daily report" in result.output
+    auctions = tmp_path / "auction_model"
+    auctions.mkdir()
+    (auctions / "model.json").write_text(json.dumps({"input_kind": "auctions"}))
+    result = CliRunner().invoke(
+        main,
+        ["predict", "--model", str(auctions), "--events", str(market / "daily.csv"),
+         "--out", str(tmp_path / "p.csv")],
+    )  # fmt: skip
+    assert result.exit_code == 1 and "trained on an auction log" in result.output
+    assert not (tmp_path / "p.csv").exists()

@@ -13,7 +13,12 @@ from optimizer.commands.backtest_daily import compare_daily
 from optimizer.io.daily import daily_totals
 from optimizer.market.daily import fit_daily_market
 from optimizer.rates.counts import fit_count_rates
-from simulations.synthetic.daily import DEVICES, DailyEffects, daily_report
+from simulations.synthetic.daily import (
+    DEVICES,
+    DailyEffects,
+    budget_outcomes,
+    daily_report,
+)
 from simulations.synthetic.generate import make_truth
 from simulations.synthetic.truth import Truth
 
@@ -159,3 +164,26 @@ def test_the_fit_reproduces_from_its_seed_and_pads_its_cells(weekly):
     assert (
         len(fewer.cells) == len(rates.cells) - 3 * 7
     )  # one ad set x 3 devices x 7 days
+
+
+def test_the_truth_scores_a_week_of_days_each_at_its_own_bid():
+    data = make_truth(3, 7, 0, "first_price", 0.0, "demo")
+    params = Truth(data).market_params()
+    plain = DailyEffects.draw(3, 0)
+    budget = np.array([5.0, 0.0, 20.0])
+    flat = dataclasses.replace(
+        plain, weekday_volume=np.ones(7), weekday_conversion=np.full(7, 0.5)
+    )
+    base = budget_outcomes(params, budget, 14.0)
+    halved = budget_outcomes(params, budget, 14.0, flat)
+    np.testing.assert_allclose(
+        halved["conversions"], 0.5 * base["conversions"], rtol=1e-9
+    )
+    np.testing.assert_allclose(halved["impressions"], base["impressions"], rtol=1e-9)
+    weekly = budget_outcomes(params, budget, 14.0, plain)
+    np.testing.assert_allclose(
+        weekly["spend"], 14.0 * budget, rtol=1e-6
+    )  # every day spends it
+    assert weekly["conversions"][1] == 0.0
+    # Busier days buy more impressions for the same budget, so the week is not the average day.
+    assert not np.allclose(weekly["impressions"], base["impressions"], rtol=1e-3)

@@ -15,11 +15,13 @@ import hashlib
 from pathlib import Path
 
 import click
+import pandas as pd
 
 from optimizer.commands.runtime import echo, enable_x64, friendly_errors
 
 PRESET_NAMES = ("adplan", "dv360", "google_ads", "meta")  # optimizer.io.daily.PRESETS
 INPUT_KINDS = ("auto", "auctions", "daily")
+RATE_CELLS = "rates_by_cell.csv"  # a daily model's calibrated rates per cell
 
 
 def daily_options(daily_job):
@@ -79,8 +81,94 @@ def backtest_daily_job(kwargs: dict, preset, mapping, quiet: bool) -> list[str]:
     return summary_lines(summary, kwargs["out_dir"])
 
 
+def predict_daily_job(kwargs: dict, preset, mapping, quiet: bool) -> list[str]:
+    """``adplan predict`` on a daily report: its rows plus their cells' rates."""
+    return predict_daily(
+        kwargs["model_dir"], kwargs["events"], kwargs["out_file"], preset, mapping
+    )
+
+
 train_inputs = daily_options(train_daily_job)  # adplan train --events
 backtest_inputs = daily_options(backtest_daily_job)  # adplan backtest --events
+predict_inputs = daily_options(predict_daily_job)  # adplan predict --events
+
+
+def predict_daily(
+    model_dir: Path,
+    path: Path,
+    out_file: Path,
+    preset: str | None,
+    mapping: Path | None,
+) -> list[str]:
+    """Write a daily report's rows plus ``p_click``, ``p_conversion`` (per
+    impression, from the model's calibrated cells: ad set x breakdowns x weekday)
+    and ``expected_clicks``, ``expected_conversions`` at the row's impressions. A
+    row whose cell the model never saw gets its ad set's average rate (or the
+    report's, for an ad set it never saw), and the count is said."""
+    from optimizer.errors import InputError
+    from optimizer.io.atomic import check_writable
+    from optimizer.io.daily import read_daily_report
+    from optimizer.io.files import check_model_folder, write_csv
+    from optimizer.io.schema import read_table
+    from optimizer.rates.counts import WEEKDAYS
+
+    check_writable(out_file, folder=False)
+    info = check_model_folder(model_dir)
+    if info.get("input_kind") != "daily":
+        raise InputError(
+            f"model {model_dir}: it was trained on an auction log, and {path} is a "
+            "daily report. Score it with a model trained on a daily report "
+            f"(adplan train --events {path} --out MODEL)."
+        )
+    cells = pd.read_csv(Path(model_dir) / RATE_CELLS, keep_default_na=False)
+    fields = [c for c in cells.columns if c not in _CELL_MEASURES]
+    frame, _ = read_daily_report(path, preset, mapping)
+    missing = [f for f in fields if f not in frame and f != "weekday"]
+    if missing:
+        raise InputError(
+            f"daily report {path}: column(s) {', '.join(missing)} missing; the model "
+            f"was trained with breakdowns {', '.join(missing)}. Export them too."
+        )
+    keys = frame.assign(weekday=frame["date"].dt.day_of_week.map(WEEKDAYS.__getitem__))
+    keys = keys[fields].astype(str)
+    cells[fields] = cells[fields].astype(str)
+    joined = keys.merge(cells, on=fields, how="left")
+    n = cells["impressions"].astype(float)
+    unseen = joined["p_click"].isna().to_numpy()
+    for rate in ("p_click", "p_conversion"):
+        mass = (n * cells[rate]).groupby(cells["audience"]).sum() / n.groupby(
+            cells["audience"]
+        ).sum().clip(lower=1e-300)
+        pooled = float((n * cells[rate]).sum() / max(n.sum(), 1e-300))
+        fill = keys["audience"].map(mass).fillna(pooled)
+        joined[rate] = joined[rate].fillna(fill)
+    out = read_table(path, "daily report")
+    out["p_click"] = joined["p_click"].to_numpy()
+    out["p_conversion"] = joined["p_conversion"].to_numpy()
+    out["expected_clicks"] = frame["impressions"].to_numpy() * out["p_click"]
+    out["expected_conversions"] = frame["impressions"].to_numpy() * out["p_conversion"]
+    write_csv(out_file, out)
+    note = (
+        f"; {int(unseen.sum()):,} row(s) in a cell the model never saw got their ad "
+        "set's average rate"
+        if unseen.any()
+        else ""
+    )
+    return [
+        f"Scored {len(out):,} rows of a daily report -> {out_file} (rates per "
+        f"impression by {', '.join(fields)}{note})."
+    ]
+
+
+_CELL_MEASURES = (
+    "impressions",
+    "clicks",
+    "conversions",
+    "p_click",
+    "p_click_sd_log",
+    "p_conversion",
+    "p_conversion_sd_log",
+)
 
 
 def _with_daily_options(wrapper):
@@ -195,6 +283,7 @@ def train_daily(
         file_sha256,
         folder_checksums,
         library_versions,
+        write_csv,
         write_json,
     )
     from optimizer.market.store import save_market
@@ -205,7 +294,9 @@ def train_daily(
     market = fit_report(frame, info["breakdowns"], info["notes"], seed)
     metrics = {"rates": {"heads": {}}, "market": market.metrics}
     band, band_lines = _band(frame, info, path, seed, quiet) if backtest else ({}, [])
+    cells = pd.DataFrame(market.metrics.pop("rate_cells"))
     with atomic_dir(model_dir) as tmp:
+        write_csv(tmp / RATE_CELLS, cells)
         save_market(tmp, market)
         if band:
             write_json(tmp / "band.json", band)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from optimizer.errors import InputError
 from optimizer.io.atomic import MIN_FREE_BYTES, check_writable
 from optimizer.io.files import check_model_folder, write_csv
 from optimizer.io.schema import read_event_log, read_table
@@ -19,7 +20,12 @@ def write_predictions(model_dir: Path, events: Path, out_file: Path) -> list[str
         else MIN_FREE_BYTES
     )
     check_writable(out_file, folder=False, need_bytes=need)
-    check_model_folder(model_dir)
+    if check_model_folder(model_dir).get("input_kind") == "daily":
+        raise InputError(
+            f"model {model_dir}: it was trained on a daily report, and {events} is an "
+            "auction log. Score the log with a model trained on an auction log, or "
+            "score a daily report with this one."
+        )
     model = load_rate_model(model_dir)
     frame = read_event_log(events)
     preds = model.predict(frame)

@@ -51,7 +51,9 @@ _WEEKDAY_P = 0.01  # a weekday volume effect is used when its F-test is below th
 _WEEKDAY_PASSES = (
     8  # backfitting passes of curves and weekday term (stops when settled)
 )
-_EFFECT_SD = 3.5  # a rate effect is named this many sd from 1 (~1% false alarms in 20) ...
+_EFFECT_SD = (
+    3.5  # a rate effect is named this many sd from 1 (~1% false alarms in 20) ...
+)
 _EFFECT_SIZE = 0.10  # ... and at least 10% from 1
 WEEKDAYS = (
     "Mon",
@@ -235,7 +237,8 @@ def _network_rates(
     """The network's cells calibrated per ad set to the shrunk counts ``p_click``,
     ``p_conv`` (A,); the plan's rates (the ad set's breakdown mix of the report
     over a week, each weekday weighted by its volume factor ``day_volume`` (7,)),
-    each (ad set, weekday)'s rate over the plan's, and notes."""
+    each (ad set, weekday)'s rate over the plan's, notes, and the calibrated cells
+    as records (``rate_cells``: train moves them to the model's rates_by_cell.csv)."""
     cells = count_rates.cells[count_rates.cells["audience"].isin(names)].copy()
     mix = [f for f in count_rates.fields if f != "weekday"]  # audience + breakdowns
     n = cells["impressions"]
@@ -267,6 +270,9 @@ def _network_rates(
         a: {h: factors[h].loc[a].tolist() for h in ("click", "conv")}
         for a in factors["click"].index
     }
+    keep = [*count_rates.fields, "impressions", "clicks", "conversions"]
+    keep += ["p_click", "p_click_sd_log", "p_conversion", "p_conversion_sd_log"]
+    out["cells"] = cells[keep].to_dict("records")
     return out
 
 
@@ -385,6 +391,8 @@ def fit_daily_market(
         "rate_model": "network on counts" if network else "counts per ad set",
         "weekday_rates": network["weekday_factor"] if network else {},
         "rate_effects": count_rates.effects if network else {},
+        "rate_fields": list(count_rates.fields) if network else [],
+        "rate_cells": network["cells"] if network else [],
         "daily_notes": [*report_notes, *notes],
         "price_rates": {
             "estimated": False,

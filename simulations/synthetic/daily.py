@@ -108,33 +108,47 @@ def bids_for_budgets(params: MarketParams, daily_budget: np.ndarray) -> np.ndarr
     return np.asarray(_bisect(params, jnp.asarray(daily_budget, jnp.float64)))
 
 
+@jax.jit
+def _day_outcomes(
+    params: MarketParams, volume: jax.Array, conversion: jax.Array, budget: jax.Array
+) -> jax.Array:
+    """(D, A, 5) expected impressions, spend, clicks, conversions, value of one day
+    per ad set on D kinds of day (auctions x ``volume`` (D,), conversion rates x
+    ``conversion`` (D,)) when the platform spends ``budget`` (A,) on each."""
+
+    def one(v, c):
+        market = dataclasses.replace(
+            params, volume_per_day=params.volume_per_day * v, p_conv=params.p_conv * c
+        )
+        rates = per_auction(market, _bisect(market, budget), True)
+        out = market.volume_per_day[:, None] * rates
+        return jnp.where(budget[:, None] > 0, out, 0.0)
+
+    return jax.vmap(one)(volume, conversion)
+
+
 def budget_outcomes(
     params: MarketParams,
     daily_budget: np.ndarray,
     days: float,
     effects: DailyEffects | None = None,
 ) -> dict[str, np.ndarray]:
-    """Exact expected spend, impressions, clicks, conversions, value per ad set over
+    """Exact expected impressions, spend, clicks, conversions, value per ad set over
     ``days`` when the platform spends ``daily_budget`` (A,) per day (with
     ``effects``: the mean of the week's days, each at its own bid)."""
-    if effects is not None:
-        week = [
-            budget_outcomes(effects.on_weekday(params, d), daily_budget, days / 7.0)
-            for d in range(7)
-        ]
-        return {k: sum(w[k] for w in week) for k in week[0]}
-    budget = np.asarray(daily_budget, float)
-    rates = np.asarray(
-        per_auction(params, jnp.asarray(bids_for_budgets(params, budget)), True)
-    )
-    n = np.asarray(params.volume_per_day) * days
-    out = {
-        k: n * rates[:, i]
-        for i, k in enumerate(
-            ("impressions", "spend", "clicks", "conversions", "value")
+    ones = np.ones(1)
+    volume = ones if effects is None else effects.weekday_volume
+    conversion = ones if effects is None else effects.weekday_conversion
+    per_day = np.asarray(
+        _day_outcomes(
+            params,
+            jnp.asarray(volume, jnp.float64),
+            jnp.asarray(conversion, jnp.float64),
+            jnp.asarray(daily_budget, jnp.float64),
         )
-    }
-    return {k: np.where(budget > 0, v, 0.0) for k, v in out.items()}
+    ).mean(axis=0)
+    names = ("impressions", "spend", "clicks", "conversions", "value")
+    return {k: per_day[:, i] * days for i, k in enumerate(names)}
 
 
 def usual_daily_budgets(params: MarketParams, usual_bids: np.ndarray) -> np.ndarray:
