@@ -107,10 +107,9 @@ def predict_daily(
     report's, for an ad set it never saw), and the count is said."""
     from optimizer.errors import InputError
     from optimizer.io.atomic import check_writable
-    from optimizer.io.daily import read_daily_report
+    from optimizer.io.daily import read_daily_report, weekday_names
     from optimizer.io.files import check_model_folder, write_csv
     from optimizer.io.schema import read_table
-    from optimizer.rates.counts import WEEKDAYS
 
     check_writable(out_file, folder=False)
     info = check_model_folder(model_dir)
@@ -129,7 +128,7 @@ def predict_daily(
             f"daily report {path}: column(s) {', '.join(missing)} missing; the model "
             f"was trained with breakdowns {', '.join(missing)}. Export them too."
         )
-    keys = frame.assign(weekday=frame["date"].dt.day_of_week.map(WEEKDAYS.__getitem__))
+    keys = frame.assign(weekday=weekday_names(frame["date"]))
     keys = keys[fields].astype(str)
     cells[fields] = cells[fields].astype(str)
     joined = keys.merge(cells, on=fields, how="left")

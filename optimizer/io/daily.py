@@ -28,6 +28,15 @@ from optimizer.io.schema import _fail, _Rules, read_table
 REQUIRED = ("date", "audience", "spend", "impressions", "clicks", "conversions")
 OPTIONAL = ("value", "reach", "daily_budget")
 COUNTS = ("spend", "impressions", "clicks", "conversions", *OPTIONAL)
+WEEKDAYS = (
+    "Mon",
+    "Tue",
+    "Wed",
+    "Thu",
+    "Fri",
+    "Sat",
+    "Sun",
+)  # day_of_week 0-6, in cells
 # Preset name -> canonical column -> accepted headers (a regex; group 1, when
 # there, is the currency code, e.g. "Amount spent (EUR)").
 PRESETS: dict[str, dict[str, str]] = {
@@ -199,6 +208,11 @@ def read_daily_report(
         )
     info = {"preset": used, "currency": currency, "breakdowns": breakdowns}
     return frame.reset_index(drop=True), {**info, "notes": notes}
+
+
+def weekday_names(dates: pd.Series) -> pd.Series:
+    """The ``WEEKDAYS`` name of each date (Mon ... Sun)."""
+    return dates.dt.day_of_week.map(WEEKDAYS.__getitem__)
 
 
 def daily_totals(frame: pd.DataFrame) -> pd.DataFrame:

@@ -37,6 +37,7 @@ import pandas as pd
 from scipy.special import log_ndtr, ndtr
 from scipy.stats import f as f_dist
 
+from optimizer.io.daily import WEEKDAYS
 from optimizer.market.fit import FittedMarket, RateEvidence
 from optimizer.market.params import MONEY, MarketParams
 
@@ -47,23 +48,10 @@ _MIN_SPEND_VARIATION = 0.05  # sd of log daily spend below which a curve is unid
 _PRIOR_EVENTS = 20.0
 _RECENT_DAYS = 7
 _DEFAULT_S, _DEFAULT_Z = 0.6, 0.0
-_WEEKDAY_P = 0.01  # a weekday volume effect is used when its F-test is below this
-_WEEKDAY_PASSES = (
-    8  # backfitting passes of curves and weekday term (stops when settled)
-)
-_EFFECT_SD = (
-    3.5  # a rate effect is named this many sd from 1 (~1% false alarms in 20) ...
-)
+_WEEKDAY_P = 0.01  # a weekday volume term is used when its F-test is below this
+_WEEKDAY_PASSES = 8  # backfitting passes of curves and weekday term (or until settled)
+_EFFECT_SD = 3.5  # a rate effect is named this many sd from 1 (~1% false alarms in 20)
 _EFFECT_SIZE = 0.10  # ... and at least 10% from 1
-WEEKDAYS = (
-    "Mon",
-    "Tue",
-    "Wed",
-    "Thu",
-    "Fri",
-    "Sat",
-    "Sun",
-)  # as the rate cells name them
 _DAY_NAMES = (
     "Monday",
     "Tuesday",
@@ -176,8 +164,8 @@ def _weekday_effect(fits: dict, points: dict, used: np.ndarray) -> dict:
     counts = np.bincount(d, minlength=7)
     if (counts < 2).any():
         return {"log_factor": np.zeros(7), "p_value": 1.0, "used": False}
-    total = used + np.bincount(d, weights=r, minlength=7) / counts
     means = np.bincount(d, weights=r, minlength=7) / counts
+    total = used + means
     within = float(np.sum((r - means[d]) ** 2))
     dof = len(r) - 7 - 3 * len(fits)
     between = float(np.sum(counts * (total - np.average(total, weights=counts)) ** 2))
@@ -251,10 +239,9 @@ def _network_rates(
         ("click", "p_click", p_click),
         ("conv", "p_conversion", p_conv),
     ):
-        by_audience = cells.groupby("audience")
-        fitted = (n * cells[col]).groupby(cells["audience"]).sum() / by_audience[
-            "impressions"
-        ].sum().clip(lower=1e-300)
+        fitted = (n * cells[col]).groupby(cells["audience"]).sum() / n.groupby(
+            cells["audience"]
+        ).sum().clip(lower=1e-300)
         target = pd.Series(level, index=names).loc[fitted.index]
         cells[col] *= cells["audience"].map(target / fitted)
         # (audience, weekday) rate of the ad set's mix; an average week of it

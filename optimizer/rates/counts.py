@@ -34,9 +34,9 @@ import pandas as pd
 from flax import nnx
 
 from optimizer.features import FeatureBatch
+from optimizer.io.daily import WEEKDAYS, weekday_names
 from optimizer.rates.model import NetConfig, RateNet
 
-WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 BOOTSTRAPS = 32
 _STEPS = 600
 _LEARNING_RATE = 0.05
@@ -45,6 +45,7 @@ _DEEP_PRIOR_SD = (
     0.05  # sd of the embeddings and the MLP: interactions need strong evidence
 )
 _NET = {"embed_dim": 4, "hidden": (16,)}
+_MEASURES = ("impressions", "clicks", "conversions")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,25 +70,21 @@ class CountRates:
     effects: dict[str, list[dict]]
 
 
-def cell_table(rows: pd.DataFrame, breakdowns: list[str]) -> pd.DataFrame:
-    """Rows summed per (audience, breakdowns, weekday) cell, over the days."""
-    frame = rows.assign(weekday=rows["date"].dt.day_of_week.map(WEEKDAYS.__getitem__))
-    keys = ["audience", *breakdowns, "weekday"]
-    measures = ["impressions", "clicks", "conversions"]
-    return frame.groupby(keys, sort=True, observed=True)[measures].sum().reset_index()
-
-
 def fit_count_rates(
     rows: pd.DataFrame, breakdowns: list[str], seed: int = 0
 ) -> CountRates:
     """Fit the network on a validated daily report's rows (``date``, ``audience``,
     ``breakdowns``, ``impressions``, ``clicks``, ``conversions``; several rows per
     cell are fine) and return every cell's rates with their uncertainty."""
-    rows = rows.assign(**{b: rows[b].astype(str) for b in breakdowns})
-    cells = cell_table(rows, breakdowns)
     fields = ("audience", *breakdowns, "weekday")
+    keyed = rows.assign(
+        weekday=weekday_names(rows["date"]),
+        **{b: rows[b].astype(str) for b in breakdowns},
+    )
+    grouped = keyed.groupby(list(fields), sort=True, observed=True)
+    cells = grouped[list(_MEASURES)].sum().reset_index()
     codes, sizes = _codes(cells, fields)
-    counts = _bootstrap_counts(rows, breakdowns, cells, seed)
+    counts = _bootstrap_counts(keyed, grouped.ngroup().to_numpy(), len(cells), seed)
     totals = counts[0].sum(axis=0)
     base = tuple(float(_logit(max(k, 0.5) / max(totals[0], 1.0))) for k in totals[1:])
     cfg = NetConfig(sizes, 0, **_NET)
@@ -164,25 +161,22 @@ def _codes(cells: pd.DataFrame, fields) -> tuple[np.ndarray, tuple[int, ...]]:
 
 
 def _bootstrap_counts(
-    rows: pd.DataFrame, breakdowns: list[str], cells: pd.DataFrame, seed: int
+    rows: pd.DataFrame, cell: np.ndarray, n_cells: int, seed: int
 ) -> np.ndarray:
-    """(1 + BOOTSTRAPS, C, 3) impressions, clicks, conversions per cell: the report
-    as it is, then resampled by day (each day's rows weighted by Poisson(1))."""
-    keys = ["audience", *breakdowns, "weekday"]
-    frame = rows.assign(weekday=rows["date"].dt.day_of_week.map(WEEKDAYS.__getitem__))
-    cell = frame.merge(cells[keys].reset_index(), on=keys, how="left")["index"]
-    day = pd.factorize(frame["date"])[0]
+    """(1 + BOOTSTRAPS, C, 3) impressions, clicks, conversions per cell (``cell``:
+    each row's): the report as it is, then resampled by day (each day's rows
+    weighted by a Poisson(1) draw)."""
+    day = pd.factorize(rows["date"])[0]
     rng = np.random.default_rng([seed, 29])
     weights = np.vstack(
         [np.ones(day.max() + 1), rng.poisson(1.0, (BOOTSTRAPS, day.max() + 1))]
     )
-    values = frame[["impressions", "clicks", "conversions"]].to_numpy(float, copy=True)
-    values[:, 1:] = np.minimum(
-        values[:, 1:], values[:, :1]
-    )  # "all clicks", view-through
-    out = np.zeros((len(weights), len(cells), 3))
+    values = rows[list(_MEASURES)].to_numpy(float, copy=True)
+    # at most one click and one conversion per impression ("all clicks", view-through)
+    values[:, 1:] = np.minimum(values[:, 1:], values[:, :1])
+    out = np.zeros((len(weights), n_cells, 3))
     for b, w in enumerate(weights):
-        np.add.at(out[b], cell.to_numpy(), values * w[day][:, None])
+        np.add.at(out[b], cell, values * w[day][:, None])
     return out
 
 
