@@ -301,8 +301,9 @@ VERDICT_RANDOM = (
 HEALTH_HEAD = ["Predictor", "AUC", "Log loss", "ECE"]
 DAILY_HEALTH_INTRO = (
     "What the daily report says about rates and delivery: how each breakdown level "
-    "and day of the week converts and clicks against its ad sets' average, and how "
-    "many impressions each weekday delivers against an average day."
+    "and day of the week converts and clicks, as a multiple of its ad sets' average "
+    "rate, and how many impressions each weekday delivers, as a multiple of an "
+    "average day."
 )
 DAILY_TRAINING = (
     "Daily report: conversion and click rates per impression from the rate network "
@@ -311,20 +312,10 @@ DAILY_TRAINING = (
     "days resampled from the report."
 )
 DAILY_EFFECT_TITLE = "Rates by {field}"
-DAILY_EFFECT_HEAD = [
-    "Level",
-    "Impressions",
-    "Converts (x average)",
-    "Clicks (x average)",
-]
+DAILY_EFFECT_HEAD = ["Level", "Impressions", "Converts", "Clicks"]
 DAILY_WEEKDAY_TITLE = "By day of the week"
-DAILY_WEEKDAY_HEAD = [
-    "Day",
-    "Impressions (x average day)",
-    "Converts (x average)",
-    "Clicks (x average)",
-]
-DAILY_VOLUME_FLAT = "same (no weekday effect found)"
+DAILY_WEEKDAY_HEAD = ["Day", "Impressions", "Converts", "Clicks"]
+DAILY_VOLUME_FLAT = "same (no effect found)"
 HEADS = {"click": "Click rate", "conversion": "Conversion rate"}
 PREDICTORS = {
     "model": "Rate network (calibrated)",

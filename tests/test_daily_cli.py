@@ -104,7 +104,8 @@ def test_meta_export_to_plan_and_report(tmp_path):
     assert "platform sets the bids" in html
     # The rate network's tables: the export's device breakdown and the weekdays.
     assert "Rates by device" in html and "By day of the week" in html
-    assert "Converts (x average)" in html and "Predictor" not in html
+    assert '<th scope="col" class="num">Converts</th>' in html
+    assert "Predictor" not in html
 
 
 def test_a_bad_daily_report_stops_train_with_one_message(tmp_path):
