@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 from click.testing import CliRunner
 
 from optimizer.cli import main
@@ -145,3 +146,28 @@ def test_predict_refuses_a_model_of_the_other_input_kind(tmp_path):
     )  # fmt: skip
     assert result.exit_code == 1 and "trained on an auction log" in result.output
     assert not (tmp_path / "p.csv").exists()
+
+
+def test_blank_breakdowns_and_an_ad_set_that_never_spent(tmp_path):
+    export = tmp_path / "meta.csv"
+    export.write_text(
+        "Day,Ad set name,Age,Amount spent (EUR),Impressions,Link clicks,Results\n"
+        "2026-03-01,Prospecting,18-24,12.50,1000,20,2\n"
+        "2026-03-01,Prospecting,,7.50,600,9,1\n"
+        "2026-03-01,Retargeting,18-24,5.00,300,8,3\n"
+        "2026-03-02,Prospecting,25-34,8.00,620,10,0\n"
+        "2026-03-02,Retargeting,18-24,5.00,310,2,4\n"
+        "2026-03-03,Paused,18-24,0,0,0,0\n"
+    )
+    model, scored = tmp_path / "model", tmp_path / "scored.csv"
+    out = _run("train", "--events", export, "--out", model, "--no-backtest")
+    assert "'Paused' never spent" in out and "0.00x" not in out
+    cells = pd.read_csv(model / "rates_by_cell.csv", keep_default_na=False)
+    assert "(blank)" in set(cells["Age"]) and "Paused" not in set(cells["audience"])
+    out = _run("predict", "--model", model, "--events", export, "--out", scored)
+    assert "1 row(s) in a cell the model never saw" in out  # the paused ad set's row
+    rows = pd.read_csv(scored)
+    blank = rows[rows["Age"].isna()].iloc[0]
+    cell = cells[cells["Age"] == "(blank)"].iloc[0]
+    assert blank["p_conversion"] == pytest.approx(cell["p_conversion"])
+    assert rows["expected_conversions"].notna().all()

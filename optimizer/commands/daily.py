@@ -107,7 +107,7 @@ def predict_daily(
     report's, for an ad set it never saw), and the count is said."""
     from optimizer.errors import InputError
     from optimizer.io.atomic import check_writable
-    from optimizer.io.daily import read_daily_report, weekday_names
+    from optimizer.io.daily import breakdown_labels, read_daily_report, weekday_names
     from optimizer.io.files import check_model_folder, write_csv
     from optimizer.io.schema import read_table
 
@@ -119,8 +119,9 @@ def predict_daily(
             "daily report. Score it with a model trained on a daily report "
             f"(adplan train --events {path} --out MODEL)."
         )
-    cells = pd.read_csv(Path(model_dir) / RATE_CELLS, keep_default_na=False)
+    cells = pd.read_csv(Path(model_dir) / RATE_CELLS, dtype=str, keep_default_na=False)
     fields = [c for c in cells.columns if c not in _CELL_MEASURES]
+    cells[list(_CELL_MEASURES)] = cells[list(_CELL_MEASURES)].astype(float)
     frame, _ = read_daily_report(path, preset, mapping)
     missing = [f for f in fields if f not in frame and f != "weekday"]
     if missing:
@@ -128,9 +129,14 @@ def predict_daily(
             f"daily report {path}: column(s) {', '.join(missing)} missing; the model "
             f"was trained with breakdowns {', '.join(missing)}. Export them too."
         )
-    keys = frame.assign(weekday=weekday_names(frame["date"]))
-    keys = keys[fields].astype(str)
-    cells[fields] = cells[fields].astype(str)
+    keys = frame.assign(
+        weekday=weekday_names(frame["date"]),
+        **{
+            f: breakdown_labels(frame[f])
+            for f in fields
+            if f not in ("audience", "weekday")
+        },
+    )[fields]
     joined = keys.merge(cells, on=fields, how="left")
     n = cells["impressions"].astype(float)
     unseen = joined["p_click"].isna().to_numpy()

@@ -210,6 +210,12 @@ def read_daily_report(
     return frame.reset_index(drop=True), {**info, "notes": notes}
 
 
+def breakdown_labels(values: pd.Series) -> pd.Series:
+    """A breakdown column as text labels, a missing value as "(blank)"."""
+    text = values.astype(object).where(values.notna(), "(blank)")
+    return text.astype(str)
+
+
 def weekday_names(dates: pd.Series) -> pd.Series:
     """The ``WEEKDAYS`` name of each date (Mon ... Sun)."""
     return dates.dt.day_of_week.map(WEEKDAYS.__getitem__)

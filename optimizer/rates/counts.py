@@ -34,7 +34,7 @@ import pandas as pd
 from flax import nnx
 
 from optimizer.features import FeatureBatch
-from optimizer.io.daily import WEEKDAYS, weekday_names
+from optimizer.io.daily import WEEKDAYS, breakdown_labels, weekday_names
 from optimizer.rates.model import NetConfig, RateNet
 
 BOOTSTRAPS = 32
@@ -79,7 +79,7 @@ def fit_count_rates(
     fields = ("audience", *breakdowns, "weekday")
     keyed = rows.assign(
         weekday=weekday_names(rows["date"]),
-        **{b: rows[b].astype(str) for b in breakdowns},
+        **{b: breakdown_labels(rows[b]) for b in breakdowns},
     )
     grouped = keyed.groupby(list(fields), sort=True, observed=True)
     cells = grouped[list(_MEASURES)].sum().reset_index()
@@ -111,7 +111,8 @@ def fit_count_rates(
 
 def _level_effects(cells: pd.DataFrame, field: str, log_rates: np.ndarray) -> list:
     """Each level's rate relative to the average rate of its impressions' ad sets,
-    per head: replicate 0's ratio and the sd of the log ratio over the others."""
+    per head: replicate 0's ratio and the sd of the log ratio over the others
+    (levels without impressions are left out)."""
     n = cells["impressions"].to_numpy(float)[None, :, None]
     rates = np.exp(log_rates)  # (R, C, 2)
     audience = pd.factorize(cells["audience"])[0]
@@ -126,6 +127,8 @@ def _level_effects(cells: pd.DataFrame, field: str, log_rates: np.ndarray) -> li
     out = []
     for j, name in enumerate(names):
         mine = level == j
+        if not n[0, mine, 0].sum() > 0:  # no impressions: nothing to compare
+            continue
         ratio = (n * rates)[:, mine].sum(axis=1) / np.maximum(
             expected[:, mine].sum(axis=1), 1e-300
         )  # (R, 2)
