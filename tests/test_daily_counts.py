@@ -187,3 +187,22 @@ def test_the_truth_scores_a_week_of_days_each_at_its_own_bid():
     assert weekly["conversions"][1] == 0.0
     # Busier days buy more impressions for the same budget, so the week is not the average day.
     assert not np.allclose(weekly["impressions"], base["impressions"], rtol=1e-3)
+
+
+def test_an_ad_set_that_spent_without_impressions_keeps_the_pooled_rate():
+    day = pd.date_range("2026-03-02", periods=10)
+    rows = pd.DataFrame(
+        {
+            "date": np.repeat(day, 2),
+            "audience": ["A", "B"] * 10,
+            "spend": np.ravel([[10.0 + t, 5.0] for t in range(10)]),
+            "impressions": np.ravel([[1000.0 + 50 * t, 0.0] for t in range(10)]),
+            "clicks": [10.0, 0.0] * 10,
+            "conversions": [1.0, 0.0] * 10,
+        }
+    )
+    rates = fit_count_rates(rows, [], 0)
+    market = fit_daily_market(daily_totals(rows), [], False, rates)
+    p_conv = np.asarray(market.params.p_conv[:, 0])
+    assert np.isfinite(p_conv).all() and (p_conv > 0).all()
+    assert p_conv[1] == pytest.approx(p_conv[0], rel=0.05)  # B: the pooled rate

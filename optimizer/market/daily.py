@@ -243,7 +243,8 @@ def _network_rates(
             cells["audience"]
         ).sum().clip(lower=1e-300)
         target = pd.Series(level, index=names).loc[fitted.index]
-        cells[col] *= cells["audience"].map(target / fitted)
+        ratio = (target / fitted).replace([np.inf, -np.inf], np.nan).fillna(1.0)
+        cells[col] *= cells["audience"].map(ratio)
         # (audience, weekday) rate of the ad set's mix; an average week of it
         day = (cells["share"] * cells[col]).groupby(
             [cells["audience"], cells["weekday"]]
@@ -251,6 +252,7 @@ def _network_rates(
         day = day.unstack().reindex(columns=list(WEEKDAYS))
         seen = day.notna().to_numpy() * day_volume[None, :]
         week = (day.fillna(0.0) * seen).sum(axis=1) / seen.sum(axis=1).clip(1e-300)
+        week = week.where(seen.sum(axis=1) > 0)  # no impressions: the counts' level
         out[f"p_{head}"] = week.reindex(names).fillna(pd.Series(level, index=names))
         factors[head] = day.div(week, axis=0).fillna(1.0)
     out["weekday_factor"] = {

@@ -86,7 +86,8 @@ def fit_count_rates(
     codes, sizes = _codes(cells, fields)
     counts = _bootstrap_counts(keyed, grouped.ngroup().to_numpy(), len(cells), seed)
     totals = counts[0].sum(axis=0)
-    base = tuple(float(_logit(max(k, 0.5) / max(totals[0], 1.0))) for k in totals[1:])
+    n = max(totals[0], 1.0)
+    base = tuple(_logit(min(max(k, 0.5), n - 0.5) / n) for k in totals[1:])
     cfg = NetConfig(sizes, 0, **_NET)
     graphdef, state = nnx.split(
         RateNet(cfg, base_logits=base, rngs=nnx.Rngs(params=seed))
