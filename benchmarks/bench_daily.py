@@ -19,7 +19,6 @@ whose spend never varied). Writes ``benchmarks/results/quality_daily.json``.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 import warnings
@@ -113,28 +112,16 @@ def run_case(seed: int) -> dict:
     from optimizer.plan.output import plan_frame
     from optimizer.plan.resolve import solve_plan
     from optimizer.plan.scenario import load_scenario
-    from simulations.synthetic.daily import DailyEffects, budget_outcomes, daily_report
-    from simulations.synthetic.generate import make_truth
-    from simulations.synthetic.truth import Truth
+    from simulations.synthetic.daily import budget_outcomes, synthetic_report
 
-    data = make_truth(N_ADSETS, LOG_DAYS, seed, "first_price", 0.0, "demo")
-    truth = Truth(data)
+    truth, report, effects = synthetic_report(N_ADSETS, LOG_DAYS, seed)
     true_params = truth.market_params()
-    names = [a["audience"] for a in data["audiences"]]
-    effects = DailyEffects.draw(N_ADSETS, seed)
-    report = daily_report(
-        true_params, names, truth.usual_bids(), LOG_DAYS, seed, data["start"], effects
-    )
+    names = [a["audience"] for a in truth.data["audiences"]]
     report["date"] = pd.to_datetime(report["date"])
     market = fit_report(report, ["device"], [], seed)
     order = [names.index(n) for n in market.names]
     params = true_params.take(jnp.asarray(order))
-    effects = dataclasses.replace(
-        effects,
-        device_share=effects.device_share[order],
-        device_click=effects.device_click[order],
-        device_conversion=effects.device_conversion[order],
-    )
+    effects = effects.take(order)
     daily_budget = float(report["spend"].sum()) / LOG_DAYS
     budget = daily_budget * HORIZON
     scenario = load_scenario(None, {"budget": budget, "days": float(HORIZON)})

@@ -17,7 +17,7 @@ from simulations.synthetic.daily import (
     DEVICES,
     DailyEffects,
     budget_outcomes,
-    daily_report,
+    synthetic_report,
 )
 from simulations.synthetic.generate import make_truth
 from simulations.synthetic.truth import Truth
@@ -28,27 +28,11 @@ N = 8
 def _report(days: int, seed: int, effects: bool) -> tuple[pd.DataFrame, DailyEffects]:
     """A synthetic daily report (with ``effects``: weekday and device ones) and the
     effects drawn for it, their ad set rows in the report's sorted name order."""
-    data = make_truth(N, days, seed, "first_price", 0.0, "demo")
-    truth = Truth(data)
-    names = [a["audience"] for a in data["audiences"]]
-    drawn = DailyEffects.draw(N, seed)
-    report = daily_report(
-        truth.market_params(),
-        names,
-        truth.usual_bids(),
-        days,
-        seed,
-        data["start"],
-        drawn if effects else None,
-    )
+    truth, report, drawn = synthetic_report(N, days, seed, effects)
+    names = [a["audience"] for a in truth.data["audiences"]]
     report["date"] = pd.to_datetime(report["date"])
     order = np.argsort(names)
-    return report, dataclasses.replace(
-        drawn,
-        device_share=drawn.device_share[order],
-        device_click=drawn.device_click[order],
-        device_conversion=drawn.device_conversion[order],
-    )
+    return report, drawn.take(order)
 
 
 @pytest.fixture(scope="module")

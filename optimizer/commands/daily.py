@@ -371,24 +371,12 @@ def write_daily_market(out_dir: Path, n: int, days: int, seed: int) -> list[str]
     """``adplan generate --daily``: daily.csv, audiences.csv and truth.json."""
     from optimizer.io.atomic import check_writable
     from optimizer.io.files import atomic_dir, dumps_json, write_csv
-    from simulations.synthetic.daily import DailyEffects, daily_report
-    from simulations.synthetic.generate import audience_settings, make_truth
-    from simulations.synthetic.truth import Truth
+    from simulations.synthetic.daily import synthetic_report
+    from simulations.synthetic.generate import audience_settings
 
     check_writable(out_dir, folder=True)
-    data = make_truth(n, days, seed, "first_price", 0.0, "demo")
-    truth = Truth(data)
-    names = [a["audience"] for a in data["audiences"]]
-    effects = DailyEffects.draw(n, seed)
-    report = daily_report(
-        truth.market_params(),
-        names,
-        truth.usual_bids(),
-        days,
-        seed,
-        data["start"],
-        effects,
-    )
+    truth, report, effects = synthetic_report(n, days, seed)
+    data = truth.data
     data["daily"] = effects.to_json()
     with atomic_dir(out_dir) as tmp:
         write_csv(tmp / "daily.csv", report)

@@ -25,6 +25,8 @@ import numpy as np
 import pandas as pd
 
 from optimizer.market.params import MarketParams, per_auction
+from simulations.synthetic.generate import make_truth
+from simulations.synthetic.truth import Truth
 
 _BUDGET_SD = 0.35  # sd of log daily budget around its ad set's usual spend
 _VOLUME_SD = 0.08  # sd of the log day-to-day volume shock
@@ -70,6 +72,15 @@ class DailyEffects:
             device_click=_DEVICE_CLICK / (share @ _DEVICE_CLICK)[:, None],
             device_conversion=_DEVICE_CONVERSION
             / (share @ _DEVICE_CONVERSION)[:, None],
+        )
+
+    def take(self, order) -> DailyEffects:
+        """The effects with their ad set rows in ``order`` (indices)."""
+        return dataclasses.replace(
+            self,
+            device_share=self.device_share[order],
+            device_click=self.device_click[order],
+            device_conversion=self.device_conversion[order],
         )
 
     def to_json(self) -> dict:
@@ -216,3 +227,24 @@ def daily_report(
                     row["device"] = DEVICES[j]
                 rows.append(row)
     return pd.DataFrame(rows)
+
+
+def synthetic_report(
+    n: int, days: int, seed: int, with_effects: bool = True
+) -> tuple[Truth, pd.DataFrame, DailyEffects]:
+    """A first-price synthetic market of ``n`` ad sets (its truth), the daily report
+    the platform would show over ``days`` days (date as text), and the effects
+    drawn for it (in the report only ``with_effects``; rows in the truth's order)."""
+    truth = Truth(make_truth(n, days, seed, "first_price", 0.0, "demo"))
+    names = [a["audience"] for a in truth.data["audiences"]]
+    effects = DailyEffects.draw(n, seed)
+    report = daily_report(
+        truth.market_params(),
+        names,
+        truth.usual_bids(),
+        days,
+        seed,
+        truth.data["start"],
+        effects if with_effects else None,
+    )
+    return truth, report, effects
