@@ -142,6 +142,62 @@ def test_an_ad_set_that_never_spent_is_a_note(tmp_path):
     assert "Paused" not in market.names
 
 
+def _with_column(text: str, header: str, values: list) -> str:
+    """``text`` (a CSV) with one more column."""
+    lines = text.strip().split("\n")
+    out = [f"{lines[0]},{header}"] + [
+        f"{line},{v}" for line, v in zip(lines[1:], values, strict=True)
+    ]
+    return "\n".join(out) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("header", "values", "why"),
+    [
+        ("Landing page views", [14, 7.5, 3, 18, 9, 2], "holds numbers"),
+        ("Week starting", ["2026-03-01"] * 3 + ["2026-03-02"] * 3, "holds dates"),
+        ("Ad name", [f"ad {i}" for i in range(6)], None),
+    ],
+)
+def test_columns_that_are_not_breakdowns_are_left_out_with_a_note(
+    tmp_path, header, values, why, monkeypatch
+):
+    if why is None:  # more distinct text values than a breakdown may have
+        monkeypatch.setattr("optimizer.io.daily.MAX_LEVELS", 5)
+        why = "has 6 different values"
+    frame, info = read_daily_report(
+        _write(tmp_path, _with_column(META, header, values))
+    )
+    assert info["breakdowns"] == ["Age"]
+    assert header not in frame
+    assert any(f"column '{header}' {why}" in n for n in info["notes"])
+
+
+def test_a_numeric_breakdown_reads_as_the_same_labels_however_stored(tmp_path):
+    # Age as whole numbers, one row blank: pandas reads the column as 25.0, 35.0 ...
+    text = META.replace("18-24", "25").replace("25-34", "35")
+    text = text.replace("2026-03-02,Retargeting,25", "2026-03-02,Retargeting,")
+    frame, info = read_daily_report(_write(tmp_path, text))
+    assert info["breakdowns"] == ["Age"]
+    assert frame["Age"].tolist()[:5] == ["25", "35", "25", "25", "35"]
+    assert pd.isna(frame["Age"].iloc[5])
+    # A one-row-per-day report's whole numbers are a measure, not a breakdown.
+    one = "\n".join(
+        line
+        for line in text.split("\n")
+        if ",35," not in line and "Retargeting" not in line
+    )
+    _, info = read_daily_report(_write(tmp_path, one, "one.csv"))
+    assert info["breakdowns"] == []
+
+
+@pytest.mark.parametrize("header", ["weekday", "Clicks", "share"])
+def test_a_breakdown_named_like_an_adplan_column_is_refused(tmp_path, header):
+    text = _with_column(META, header, ["a", "b"] * 3)
+    with pytest.raises(InputError, match=f"column '{header}' would be a breakdown"):
+        read_daily_report(_write(tmp_path, text))
+
+
 def _known_market(n: int) -> MarketParams:
     a = jnp.ones((n, 1))
     return MarketParams(
@@ -163,7 +219,9 @@ def test_known_curves_are_recovered_and_a_flat_one_is_flagged():
     truth = _known_market(n)
     names = [f"ad_{i}" for i in range(n)]
     usual = np.exp(np.asarray(truth.mix_loc[:, 0]))  # median price: ~50% win rate
-    report = daily_report(truth, names, usual, 60, 0, "2026-01-01")
+    # No market-wide shock per date: the test is how well day-to-day spend
+    # variation alone identifies the curves' shape.
+    report = daily_report(truth, names, usual, 60, 0, "2026-01-01", shared_sd=0.0)
     report["date"] = pd.to_datetime(report["date"])
     flat = report["audience"] == "ad_3"  # its budget never moved: one spend level
     fixed = float(report.loc[flat, "daily_budget"].median())

@@ -51,8 +51,8 @@ def test_backtest_of_a_daily_report_writes_the_log_backtest_table(report, tmp_pa
     np.testing.assert_allclose(
         rows.loc[("TOTAL", "spend"), "actual"], held["spend"].sum(), rtol=1e-9
     )
-    spend = table[table["metric"] == "spend"]
-    np.testing.assert_allclose(spend["forecast"], spend["actual"], rtol=0.01)
+    spend = table[table["metric"] == "spend"]  # mean of 60 runs with curve draws
+    np.testing.assert_allclose(spend["forecast"], spend["actual"], rtol=0.02)
     # Curves learned from 21 days forecast the next 7 days' delivery closely.
     impressions = table[
         (table["metric"] == "impressions") & (table["audience"] != "TOTAL")

@@ -171,3 +171,31 @@ def test_blank_breakdowns_and_an_ad_set_that_never_spent(tmp_path):
     cell = cells[cells["Age"] == "(blank)"].iloc[0]
     assert blank["p_conversion"] == pytest.approx(cell["p_conversion"])
     assert rows["expected_conversions"].notna().all()
+
+
+def test_a_numeric_breakdown_scores_the_cells_it_was_trained_on(tmp_path):
+    # Trained on ages read as 25.0/35.0 (a blank row makes the column decimal);
+    # scored on a file without the blank, read as 25/35: the same cells.
+    rows = [
+        "2026-03-0{d},Prospecting,25,12.50,1000,20,2",
+        "2026-03-0{d},Prospecting,35,7.50,600,9,1",
+        "2026-03-0{d},Retargeting,25,5.00,300,8,3",
+    ]
+    header = "Day,Ad set name,Age,Amount spent (EUR),Impressions,Link clicks,Results\n"
+    body = "\n".join(r.format(d=d) for d in range(1, 8) for r in rows)
+    train, score = tmp_path / "train.csv", tmp_path / "score.csv"
+    train.write_text(header + body + "\n2026-03-08,Retargeting,,5.00,300,8,3\n")
+    score.write_text(header + body + "\n")
+    model = tmp_path / "model"
+    _run("train", "--events", train, "--out", model, "--no-backtest")
+    out = _run(
+        "predict", "--model", model, "--events", score, "--out", tmp_path / "s.csv"
+    )
+    assert "never saw" not in out
+    bad = tmp_path / "bad.csv"
+    bad.write_text(header.replace("Age", "weekday") + body + "\n")
+    result = CliRunner().invoke(
+        main, ["train", "--events", str(bad), "--out", str(model)]
+    )
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "column 'weekday' would be a breakdown" in result.output

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +78,73 @@ _IGNORED = re.compile(
     r"line item id|campaign name|account name|attribution setting|result indicator|"
     r"cost per .*|ctr.*|cpm.*|cpc.*|frequency)$"
 )
+
+
+# Names adplan gives columns of its own (the cells, predict's output): a breakdown
+# column may not carry one (compared without case).
+RESERVED = frozenset(
+    (*REQUIRED, *OPTIONAL, "weekday", "share", "level", "p_click", "p_conversion",
+     "p_click_sd_log", "p_conversion_sd_log", "expected_clicks", "expected_conversions")
+)  # fmt: skip
+MAX_LEVELS = 50  # a text column with more distinct values is not used as a breakdown
+_MAX_NUMERIC_LEVELS = 24  # a whole-number column with more is a measure (hour: 24)
+
+
+def _breakdowns(
+    raw: pd.DataFrame, candidates: list[str], keyed: bool, path: Path
+) -> tuple[list[str], list[str]]:
+    """The candidate columns that are breakdowns, and a note per one that is not.
+
+    A breakdown splits an ad set's day into rows by a label (age, device,
+    placement). Not breakdowns: a second date column; a number with decimals or
+    more than ``_MAX_NUMERIC_LEVELS`` values, or any number when no column splits
+    the rows (``keyed`` False: one row per ad set and day), which is a measure the
+    plan does not use (landing page views, video plays); text with more than
+    ``MAX_LEVELS`` values (ad names, ids), too many levels to learn rates for."""
+    clash = [c for c in candidates if c.strip().lower() in RESERVED]
+    if clash:
+        raise InputError(
+            f"daily report {path}: column '{clash[0]}' would be a breakdown, but "
+            f"adplan uses that name itself ({'it derives the weekday from the date' if clash[0].strip().lower() == 'weekday' else 'for its own column'}). "
+            "Rename the column (e.g. 'report_" + clash[0].strip() + "') or drop it."
+        )
+    kept, notes = [], []
+    for col in candidates:
+        values = raw[col].dropna()
+        text = values.astype(str).str.strip()
+        numbers = pd.to_numeric(text, errors="coerce")
+        levels = text.nunique()
+        why = None
+        if len(values) and numbers.notna().all():
+            whole = bool(np.all(np.isclose(numbers, np.round(numbers))))
+            if not whole or levels > _MAX_NUMERIC_LEVELS or not keyed:
+                why = "holds numbers that vary like a measure"
+        elif len(values) and _dates(text):
+            why = "holds dates (the report's day is its date column)"
+        elif levels > MAX_LEVELS:
+            why = f"has {levels:,} different values (at most {MAX_LEVELS} are learned)"
+        if why:
+            notes.append(f"column '{col}' {why}: not used as a breakdown.")
+        else:
+            kept.append(col)
+    return kept, notes
+
+
+def _dates(text: pd.Series) -> bool:
+    """Whether every value of a text column reads as a date."""
+    with warnings.catch_warnings():  # pandas warns when it guesses each format
+        warnings.simplefilter("ignore", UserWarning)
+        return bool(pd.to_datetime(text, errors="coerce").notna().all())
+
+
+def _labels(values: pd.Series) -> pd.Series:
+    """A breakdown column as text, whole numbers without decimals ('25', not
+    '25.0', however the file stored them), missing values kept missing."""
+    numbers = pd.to_numeric(values, errors="coerce")
+    whole = (numbers.notna() & (numbers == numbers.round())).to_numpy()
+    text = values.astype(str).str.strip().astype(object)
+    text[whole] = numbers[whole].round().astype("int64").astype(str)
+    return text.where(values.notna())
 
 
 def _match(preset: dict[str, str], headers: list[str]) -> tuple[dict, str | None]:
@@ -171,8 +239,13 @@ def read_daily_report(
             f"for {', '.join(missing)} not in the file ({used}). Fix the header or the mapping."
         )
     taken = set(columns.values())
-    breakdowns = [c for c in raw.columns if c not in taken and not _IGNORED.match(c)]
+    candidates = [c for c in raw.columns if c not in taken and not _IGNORED.match(c)]
+    day_keys = [columns["date"], columns["audience"]]
+    keyed = bool(raw.duplicated(day_keys).any())
+    breakdowns, dropped = _breakdowns(raw, candidates, keyed, path)
     frame = raw.rename(columns={v: k for k, v in columns.items()})
+    for col in breakdowns:
+        frame[col] = _labels(frame[col])
     frame = frame[[c for c in (*REQUIRED, *OPTIONAL) if c in frame] + breakdowns]
     dates = pd.to_datetime(frame["date"].astype(str).str.strip(), errors="coerce")
     _fail(path, columns["date"], frame["date"].isna(), "is empty",
@@ -196,7 +269,7 @@ def read_daily_report(
           "repeats an earlier row's (date, audience, breakdown)",
           "Export one row per day and ad set (and breakdown), or sum the repeats.")  # fmt: skip
     totals = frame.groupby("audience")["spend"].sum()
-    notes = [
+    notes = dropped + [
         f"'{a}' never spent in the report: it is left out of the plan."
         for a in totals.index[totals.to_numpy() <= 0]
     ]

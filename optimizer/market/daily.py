@@ -89,23 +89,26 @@ def _landscapes(
     ``guess_all``: every curve is the guess an unidentified one gets (pooled s,
     the *other* ad sets' typical place on their curve), to measure how wrong
     that guess is where spend did vary (the backtest's check)."""
-    points, varied = {}, []
+    points, dates, varied = {}, {}, []
     for name in names:
         rows = days[(days["audience"] == name) & (days["spend"] > 0)]
         rows = rows[rows["impressions"] > 0]
         x = np.log(rows["spend"].to_numpy() / rows["impressions"].to_numpy())
         y = np.log(rows["impressions"].to_numpy())
         points[name] = (x, y, rows["date"].dt.day_of_week.to_numpy())
+        dates[name] = rows["date"].to_numpy()
         if len(x) >= 3 and np.std(np.log(rows["spend"])) >= _MIN_SPEND_VARIATION:
             varied.append(name)
-    week = {"log_factor": np.zeros(7), "p_value": 1.0, "used": False}
+    week = {"log_factor": np.zeros(7), "p_value": None, "used": False}
     for _ in range(_WEEKDAY_PASSES if varied else 0):
         fits = {
             n: _grid_fit(points[n][0], points[n][1] - week["log_factor"][points[n][2]])
             for n in varied
         }
-        found = _weekday_effect(fits, points, week["log_factor"])
+        found = _weekday_effect(fits, points, dates, week["log_factor"])
         if not found["used"]:
+            if not week["used"]:  # the first test's verdict: no weekly pattern
+                week = week | {"p_value": found["p_value"]}
             break
         settled = np.max(np.abs(found["log_factor"] - week["log_factor"])) < 1e-3
         week = found
@@ -150,32 +153,40 @@ def _landscapes(
     return fit | {"weekday": week}, notes
 
 
-def _weekday_effect(fits: dict, points: dict, used: np.ndarray) -> dict:
+def _weekday_effect(fits: dict, points: dict, dates: dict, used: np.ndarray) -> dict:
     """The weekday term of log impressions, from the fitted curves' residuals
     (``used``: the term they were fitted with): (7,) log factors (mean of the
-    factors 1), the F-test's p-value and whether it is below ``_WEEKDAY_P``."""
-    resid, weekday = [], []
+    factors 1), the F-test's p-value and whether it is below ``_WEEKDAY_P``.
+
+    The test is a one-way ANOVA of each *date's* mean residual (over the ad sets)
+    by weekday, F(6, dates - 7): a shock every ad set shares on a date (a holiday,
+    the platform's whole auction volume) counts once, so shared noise on a few
+    dates cannot pass for a weekly pattern."""
+    resid, when = [], []
     for name, (m, log_v, sse) in fits.items():
         x, y, d = points[name]
         j = int(np.argmin(sse))
         resid.append(y - used[d] - log_v[j] - log_ndtr((x - m[j]) / _S_GRID[j]))
-        weekday.append(d)
-    r, d = np.concatenate(resid), np.concatenate(weekday)
+        when.append(dates[name])
+    per_date = pd.Series(np.concatenate(resid)).groupby(np.concatenate(when)).mean()
+    r = per_date.to_numpy()
+    d = pd.DatetimeIndex(per_date.index).day_of_week.to_numpy()
     counts = np.bincount(d, minlength=7)
     if (counts < 2).any():
-        return {"log_factor": np.zeros(7), "p_value": 1.0, "used": False}
+        return {"log_factor": np.zeros(7), "p_value": None, "used": False}
     means = np.bincount(d, weights=r, minlength=7) / counts
     total = used + means
     within = float(np.sum((r - means[d]) ** 2))
-    dof = len(r) - 7 - 3 * len(fits)
+    dof = len(r) - 7
     between = float(np.sum(counts * (total - np.average(total, weights=counts)) ** 2))
     p = (
-        1.0
+        None
         if dof < 1 or within <= 0
         else float(f_dist.sf(between / 6.0 / (within / dof), 6, dof))
     )
     log_factor = total - np.log(np.mean(np.exp(total)))
-    return {"log_factor": log_factor, "p_value": p, "used": p < _WEEKDAY_P}
+    used_now = p is not None and p < _WEEKDAY_P
+    return {"log_factor": log_factor, "p_value": p, "used": used_now}
 
 
 def _shrunk(events: np.ndarray, trials: np.ndarray) -> np.ndarray:

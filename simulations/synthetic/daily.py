@@ -4,7 +4,8 @@ The market is a first-price synthetic market (:mod:`simulations.synthetic.genera
 Each day the platform bids for each ad set the flat bid that spends that day's
 budget in expectation (budgets vary from day to day around the usual bid's spend,
 as real ones do); impressions, clicks and conversions are drawn around the
-expectation with a day-to-day volume shock. :func:`budget_outcomes` scores any
+expectation with a day-to-day volume shock (each ad set's own, times one all
+share on that date, as a holiday or the platform's traffic would). :func:`budget_outcomes` scores any
 daily budget per ad set exactly under the truth, the same way.
 
 With :class:`DailyEffects` the report also has what platform exports show: the
@@ -29,7 +30,8 @@ from simulations.synthetic.generate import make_truth
 from simulations.synthetic.truth import Truth
 
 _BUDGET_SD = 0.35  # sd of log daily budget around its ad set's usual spend
-_VOLUME_SD = 0.08  # sd of the log day-to-day volume shock
+_VOLUME_SD = 0.08  # sd of the log day-to-day volume shock of each ad set
+SHARED_SD = 0.05  # sd of the log volume shock all ad sets share on a date
 _BISECTIONS = 60
 DEVICES = ("mobile", "desktop", "tablet")
 _DEVICE_CONVERSION = np.array([0.75, 1.8, 1.1])  # before each ad set's normalization
@@ -176,9 +178,11 @@ def daily_report(
     seed: int,
     start: str,
     effects: DailyEffects | None = None,
+    shared_sd: float = SHARED_SD,
 ) -> pd.DataFrame:
     """The platform's daily report (canonical columns, with ``daily_budget``; with
-    ``effects``, a ``device`` column and one row per ad set, day and device)."""
+    ``effects``, a ``device`` column and one row per ad set, day and device;
+    ``shared_sd``: sd of the log volume shock the ad sets share on a date)."""
     rng = np.random.default_rng([seed, 19])
     base = usual_daily_budgets(params, usual_bids)
     rows = []
@@ -190,7 +194,8 @@ def daily_report(
         budget = base * np.exp(rng.normal(0.0, _BUDGET_SD, len(names)))
         bid = bids_for_budgets(market, budget)
         rates = np.asarray(per_auction(market, jnp.asarray(bid), True))
-        shock = np.exp(rng.normal(0.0, _VOLUME_SD, len(names)))
+        shared = rng.normal(0.0, shared_sd) if shared_sd > 0 else 0.0
+        shock = np.exp(shared + rng.normal(0.0, _VOLUME_SD, len(names)))
         mean = np.asarray(market.volume_per_day) * rates[:, 0] * shock
         impressions = rng.poisson(mean)
         p_click = rates[:, 2] / np.maximum(rates[:, 0], 1e-300)
@@ -230,11 +235,16 @@ def daily_report(
 
 
 def synthetic_report(
-    n: int, days: int, seed: int, with_effects: bool = True
+    n: int,
+    days: int,
+    seed: int,
+    with_effects: bool = True,
+    shared_sd: float = SHARED_SD,
 ) -> tuple[Truth, pd.DataFrame, DailyEffects]:
     """A first-price synthetic market of ``n`` ad sets (its truth), the daily report
     the platform would show over ``days`` days (date as text), and the effects
-    drawn for it (in the report only ``with_effects``; rows in the truth's order)."""
+    drawn for it (in the report only ``with_effects``; rows in the truth's order;
+    ``shared_sd`` as in :func:`daily_report`)."""
     truth = Truth(make_truth(n, days, seed, "first_price", 0.0, "demo"))
     names = [a["audience"] for a in truth.data["audiences"]]
     effects = DailyEffects.draw(n, seed)
@@ -246,5 +256,6 @@ def synthetic_report(
         seed,
         truth.data["start"],
         effects if with_effects else None,
+        shared_sd,
     )
     return truth, report, effects
