@@ -165,7 +165,8 @@ def test_blank_breakdowns_and_an_ad_set_that_never_spent(tmp_path):
     cells = pd.read_csv(model / "rates_by_cell.csv", keep_default_na=False)
     assert "(blank)" in set(cells["Age"]) and "Paused" not in set(cells["audience"])
     out = _run("predict", "--model", model, "--events", export, "--out", scored)
-    assert "1 row(s) in a cell the model never saw" in out  # the paused ad set's row
+    assert "1 row(s) of ad sets the model never saw" in out  # the paused ad set's row
+    assert "in a cell the model never saw" not in out
     rows = pd.read_csv(scored)
     blank = rows[rows["Age"].isna()].iloc[0]
     cell = cells[cells["Age"] == "(blank)"].iloc[0]
@@ -192,6 +193,20 @@ def test_a_numeric_breakdown_scores_the_cells_it_was_trained_on(tmp_path):
         "predict", "--model", model, "--events", score, "--out", tmp_path / "s.csv"
     )
     assert "never saw" not in out
+    no_age = tmp_path / "no_age.csv"
+    no_age.write_text(score.read_text().replace(",Age,", ",Age group,"))
+    result = CliRunner().invoke(
+        main, ["predict", "--model", str(model), "--events", str(no_age), "--out",
+               str(tmp_path / "x.csv")]
+    )  # fmt: skip
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "was trained with breakdowns Age. Export the report" in result.output
+    (model / "rates_by_cell.csv").unlink()  # a model from before predict scored cells
+    result = CliRunner().invoke(
+        main, ["predict", "--model", str(model), "--events", str(score), "--out",
+               str(tmp_path / "x.csv")]
+    )  # fmt: skip
+    assert result.exit_code == 1 and "Retrain with" in result.output
     bad = tmp_path / "bad.csv"
     bad.write_text(header.replace("Age", "weekday") + body + "\n")
     result = CliRunner().invoke(

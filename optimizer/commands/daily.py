@@ -2,9 +2,11 @@
 ``--input-kind daily``) and ``adplan generate --daily``.
 
 The model folder of a daily report holds market.json, metrics.json and
-model.json (``input_kind`` = "daily"); there is no rate network (the rates are
-per ad set from counts), so every command that plans from market.json works on
-it as on an auction-log model.
+model.json (``input_kind`` = "daily") and ``rates_by_cell.csv``, the rate
+network's calibrated rates per ad set x breakdowns x weekday
+(:mod:`optimizer.rates.counts`), which ``adplan predict`` scores a report's rows
+with. Every command that plans from market.json works on it as on an
+auction-log model.
 """
 
 from __future__ import annotations
@@ -125,9 +127,11 @@ def predict_daily(
     frame, _ = read_daily_report(path, preset, mapping)
     missing = [f for f in fields if f not in frame and f != "weekday"]
     if missing:
+        trained = [f for f in fields if f not in ("audience", "weekday")]
         raise InputError(
             f"daily report {path}: column(s) {', '.join(missing)} missing; the model "
-            f"was trained with breakdowns {', '.join(missing)}. Export them too."
+            f"was trained with breakdowns {', '.join(trained)}. Export the report "
+            "with the same breakdowns."
         )
     keys = frame.assign(
         weekday=weekday_names(frame["date"]),
@@ -140,6 +144,7 @@ def predict_daily(
     joined = keys.merge(cells, on=fields, how="left")
     n = cells["impressions"].astype(float)
     unseen = joined["p_click"].isna().to_numpy()
+    new_sets = (~keys["audience"].isin(cells["audience"])).to_numpy()
     for rate in ("p_click", "p_conversion"):
         mass = (n * cells[rate]).groupby(cells["audience"]).sum() / n.groupby(
             cells["audience"]
@@ -153,11 +158,18 @@ def predict_daily(
     out["expected_clicks"] = frame["impressions"].to_numpy() * out["p_click"]
     out["expected_conversions"] = frame["impressions"].to_numpy() * out["p_conversion"]
     write_csv(out_file, out)
-    note = (
-        f"; {int(unseen.sum()):,} row(s) in a cell the model never saw got their ad "
-        "set's average rate"
-        if unseen.any()
-        else ""
+    known = int((unseen & ~new_sets).sum())
+    note = "".join(
+        [
+            f"; {known:,} row(s) in a cell the model never saw got their ad set's "
+            "average rate"
+            if known
+            else "",
+            f"; {int(new_sets.sum()):,} row(s) of ad sets the model never saw got the "
+            "trained report's average rate"
+            if new_sets.any()
+            else "",
+        ]
     )
     return [
         f"Scored {len(out):,} rows of a daily report -> {out_file} (rates per "
