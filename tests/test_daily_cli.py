@@ -99,6 +99,18 @@ def test_meta_export_to_plan_and_report(tmp_path):
     assert "1 ad set(s) with a guessed spend curve" in out
     sim = json.loads((sim / "summary.json").read_text())
     assert list(sim["band_widening_guessed_curves"]) == band["unidentified"]
+    # On the true market the platform spends each daily budget: the Monte-Carlo
+    # runs there agree with the exact expectation (each weekday at its own bid).
+    truth = tmp_path / "market" / "truth.json"
+    out = _run("simulate", "--model", model, "--plan", plan, "--runs", 40,
+               "--truth", truth, "--out", tmp_path / "sim_truth")  # fmt: skip
+    assert "exact expectation there" in out
+    sim = json.loads((tmp_path / "sim_truth" / "summary.json").read_text())
+    exact = sim["truth_exact"]
+    assert exact["spend"] == pytest.approx(table["budget"].sum(), rel=0.01)
+    mc = {r["metric"]: r["mean"] for r in sim["truth"] if r["row"] == "total"}
+    assert mc["spend"] == pytest.approx(exact["spend"], rel=0.03)
+    assert mc["conversions"] == pytest.approx(exact["conversions"], rel=0.1)
     report = tmp_path / "report.html"
     _run("report", "--model", model, "--plan", plan, "--out", report)
     html = report.read_text()

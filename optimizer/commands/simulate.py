@@ -116,9 +116,23 @@ def write_simulation(
             raise InputError(
                 f"truth file {truth_file}: audiences {missing[:5]} are not in this market; use the truth.json generated with the event log."
             )
-        true_params = truth_params_for(truth, doc, market.names)
+        if info.get("input_kind") == "daily":
+            true_params, true_bid, exact = _daily_truth(
+                truth, market.names, budget, days
+            )
+            out["truth_exact"] = exact
+        else:
+            true_params, true_bid = truth_params_for(truth, doc, market.names), bid
         truth_result = _run(
-            true_params, bid, budget, days, first_price, pacing, runs, seed + 1, quiet
+            true_params,
+            true_bid,
+            budget,
+            days,
+            first_price,
+            pacing,
+            runs,
+            seed + 1,
+            quiet,
         )
         truth_summary = summarize(truth_result, market.names)
         out["truth"] = truth_summary.to_dict(orient="records")
@@ -134,6 +148,13 @@ def write_simulation(
         lines.append(
             f"  on the true market: conversions mean {t.loc['conversions', 'mean']:,.1f} (P10 {t.loc['conversions', 'p10']:,.1f} - P90 {t.loc['conversions', 'p90']:,.1f}), spend {t.loc['spend', 'mean']:,.2f}"
         )
+        if "truth_exact" in out:
+            exact = out["truth_exact"]
+            lines.append(
+                f"  exact expectation there (the platform spending each daily budget, "
+                f"each day of the week at its own bid): conversions "
+                f"{exact['conversions']:,.1f}, spend {exact['spend']:,.2f}"
+            )
     if uncertainty is not None:
         lines.append(uncertainty_text(uncertainty))
     lines.append(_band_text(band, widening))
@@ -152,6 +173,31 @@ def write_simulation(
             write_csv(tmp / "truth_summary.csv", truth_summary)
     lines.append(f"Written to {out_dir / 'summary.csv'}")
     return lines
+
+
+def _daily_truth(truth, names: list[str], budget: np.ndarray, days: int):
+    """A daily plan on the true market: the true market (audiences ``names``), the
+    bid the platform would place to spend each daily budget (``budget`` (A,) over
+    ``days``) on an average day, and the exact expected total of each measure
+    over the horizon, each weekday at its own bid (truth.json's "daily" block)."""
+    import jax.numpy as jnp
+
+    from simulations.synthetic.daily import (
+        DailyEffects,
+        bids_for_budgets,
+        budget_outcomes,
+    )
+
+    params = truth.market_params().take(
+        jnp.asarray([truth.audiences.index(n) for n in names])
+    )
+    order = [truth.audiences.index(n) for n in names]
+    block = truth.data.get("daily")
+    effects = DailyEffects.from_json(block).take(order) if block else None
+    per_day = np.asarray(budget, float) / days
+    exact = budget_outcomes(params, per_day, float(days), effects)
+    totals = {k: float(np.sum(v)) for k, v in exact.items()}
+    return params, bids_for_budgets(params, per_day), totals
 
 
 def _band_text(band: dict | None, widening: dict[str, float]) -> str:

@@ -89,6 +89,12 @@ class DailyEffects:
         """The effects as plain lists (truth.json)."""
         return {k: np.asarray(v).tolist() for k, v in dataclasses.asdict(self).items()}
 
+    @classmethod
+    def from_json(cls, data: dict) -> DailyEffects:
+        """The effects from :meth:`to_json`'s lists."""
+        fields = [f.name for f in dataclasses.fields(cls)]
+        return cls(**{k: np.asarray(data[k], float) for k in fields})
+
     def on_weekday(self, params: MarketParams, weekday: int) -> MarketParams:
         """The market on one day of the week (0 = Monday)."""
         conv = float(self.weekday_conversion[weekday])
