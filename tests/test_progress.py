@@ -6,6 +6,7 @@ import io
 import sys
 
 import numpy as np
+import pandas as pd
 
 from optimizer.io.progress import progress_bar
 from optimizer.market.landscape import LandscapeData, fit_landscapes
@@ -42,4 +43,20 @@ def test_landscape_fit_shows_its_bar(monkeypatch):
     quiet = _Terminal()
     monkeypatch.setattr(sys, "stderr", quiet)
     fit_landscapes(_data(), iterations=20, progress=False)
+    assert quiet.getvalue() == ""
+
+
+def test_the_daily_rate_network_shows_its_bar(monkeypatch):
+    from optimizer.rates.counts import fit_count_rates
+    from simulations.synthetic.daily import synthetic_report
+
+    _, report, _ = synthetic_report(3, 14, 0)
+    report["date"] = pd.to_datetime(report["date"])
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    fit_count_rates(report, ["device"], 0, show=True)
+    assert "rate network (" in terminal.getvalue() and "/600 [" in terminal.getvalue()
+    quiet = _Terminal()
+    monkeypatch.setattr(sys, "stderr", quiet)
+    fit_count_rates(report, ["device"], 0, show=False)
     assert quiet.getvalue() == ""

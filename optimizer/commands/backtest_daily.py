@@ -131,13 +131,14 @@ def backtest_daily(
     audiences: Path | None,
     seed: int,
     runs: int,
+    show: bool = False,
 ) -> tuple[pd.DataFrame, dict]:
     """Read the report at ``path`` and :func:`backtest_days` it."""
     from optimizer.io.daily import daily_totals, fail_if_empty, read_daily_report
 
     frame, info = read_daily_report(path, preset, mapping)
     fail_if_empty(daily_totals(frame), Path(path))
-    return backtest_days(frame, info, path, holdout_days, audiences, seed, runs)
+    return backtest_days(frame, info, path, holdout_days, audiences, seed, runs, show)
 
 
 def backtest_days(
@@ -148,11 +149,12 @@ def backtest_days(
     audiences: Path | None,
     seed: int,
     runs: int,
+    show: bool = False,
 ) -> tuple[pd.DataFrame, dict]:
     """Fit a validated report's rows (``info``: its ``breakdowns`` and ``notes``)
     minus their last days, check the forecast of those days; return the comparison
     table and its summary (band.json's content). ``path`` names the report in
-    messages."""
+    messages; ``show``: the rate network's progress bar."""
     from optimizer.io.daily import daily_totals, fail_if_empty
     from optimizer.market.daily import fit_daily_market
     from optimizer.rates.counts import fit_count_rates
@@ -162,7 +164,7 @@ def backtest_days(
     )
     train, held = daily_totals(train_rows), daily_totals(held_rows)
     fail_if_empty(train, Path(path))
-    rates = fit_count_rates(train_rows, info["breakdowns"], seed)
+    rates = fit_count_rates(train_rows, info["breakdowns"], seed, show)
     market = _with_values(
         fit_daily_market(train, info["notes"], count_rates=rates), audiences
     )

@@ -78,6 +78,7 @@ def backtest_daily_job(kwargs: dict, preset, mapping, quiet: bool) -> list[str]:
         audiences=kwargs["settings_file"],
         seed=kwargs["seed"],
         runs=kwargs["runs"],
+        show=not quiet,
     )
     write_backtest(kwargs["out_dir"], table, summary)
     return summary_lines(summary, kwargs["out_dir"])
@@ -308,7 +309,7 @@ def train_daily(
     check_writable(model_dir, folder=True)
     frame, info = read_daily_report(path, preset, mapping)
     fail_if_empty(daily_totals(frame), Path(path))
-    market = fit_report(frame, info["breakdowns"], info["notes"], seed)
+    market = fit_report(frame, info["breakdowns"], info["notes"], seed, not quiet)
     metrics = {"rates": {"heads": {}}, "market": market.metrics}
     band, band_lines = _band(frame, info, path, seed, quiet) if backtest else ({}, [])
     cells = pd.DataFrame(market.metrics.pop("rate_cells"))
@@ -352,14 +353,17 @@ def train_daily(
     ]
 
 
-def fit_report(rows, breakdowns: list[str], notes: list[str], seed: int = 0):
+def fit_report(
+    rows, breakdowns: list[str], notes: list[str], seed: int = 0, show: bool = False
+):
     """The daily market of a validated report's rows: the rate network on its
-    counts (per ad set, breakdown and weekday), then the spend curves."""
+    counts (per ad set, breakdown and weekday), then the spend curves (``show``:
+    the network's progress bar)."""
     from optimizer.io.daily import daily_totals
     from optimizer.market.daily import fit_daily_market
     from optimizer.rates.counts import fit_count_rates
 
-    rates = fit_count_rates(rows, breakdowns, seed)
+    rates = fit_count_rates(rows, breakdowns, seed, show)
     return fit_daily_market(daily_totals(rows), notes, count_rates=rates)
 
 
@@ -373,7 +377,7 @@ def _band(rows, info: dict, path: Path, seed: int, quiet: bool) -> tuple[dict, l
     if not quiet:
         print("Checking the forecast on the report's last days ...", flush=True)
     try:
-        _, summary = backtest_days(rows, info, path, None, None, seed, 60)
+        _, summary = backtest_days(rows, info, path, None, None, seed, 60, not quiet)
     except InputError as exc:
         return {}, [f"  band not checked (backtest skipped): {exc}"]
     return summary, summary_lines(summary)

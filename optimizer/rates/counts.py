@@ -35,11 +35,14 @@ from flax import nnx
 
 from optimizer.features import FeatureBatch
 from optimizer.io.daily import WEEKDAYS, breakdown_labels, weekday_names
+from optimizer.io.progress import progress_bar
 from optimizer.rates.model import NetConfig, RateNet
 
 BOOTSTRAPS = 32
 _STEPS = 600
+_CHUNK = 50  # steps per call between progress updates (divides _STEPS)
 _LEARNING_RATE = 0.05
+_TX = optax.adam(_LEARNING_RATE)
 _PRIOR_SD = 1.0  # sd of the wide (first-order) terms' shift from the start, logit scale
 _DEEP_PRIOR_SD = (
     0.05  # sd of the embeddings and the MLP: interactions need strong evidence
@@ -71,11 +74,12 @@ class CountRates:
 
 
 def fit_count_rates(
-    rows: pd.DataFrame, breakdowns: list[str], seed: int = 0
+    rows: pd.DataFrame, breakdowns: list[str], seed: int = 0, show: bool = False
 ) -> CountRates:
     """Fit the network on a validated daily report's rows (``date``, ``audience``,
     ``breakdowns``, ``impressions``, ``clicks``, ``conversions``; several rows per
-    cell are fine) and return every cell's rates with their uncertainty."""
+    cell are fine) and return every cell's rates with their uncertainty (``show``:
+    a progress bar on a terminal)."""
     fields = ("audience", *breakdowns, "weekday")
     keyed = rows.assign(
         weekday=weekday_names(rows["date"]),
@@ -97,7 +101,7 @@ def fit_count_rates(
     padded_codes = np.pad(codes, ((0, pad), (0, 0)))
     padded_counts = np.pad(counts, ((0, 0), (0, pad), (0, 0)))
     log_rates = np.asarray(
-        _fit_replicates(graphdef, state, padded_codes, padded_counts)
+        _fit_replicates(graphdef, state, padded_codes, padded_counts, show, len(cells))
     )[:, : len(cells)]
     point, spread = log_rates[0], log_rates[1:].std(axis=0)
     effects = {f: _level_effects(cells, f, log_rates) for f in fields[1:]}
@@ -198,22 +202,22 @@ def _prior_sd(path) -> float:
     return _PRIOR_SD if first_order else _DEEP_PRIOR_SD
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _fit_replicates(graphdef, state, codes, counts) -> jax.Array:
-    """(R, C, 2) fitted log click and log conversion rate per cell, one fit per
-    replicate of ``counts`` (R, C, 3), all from the same initial ``state``."""
-    codes = jnp.asarray(codes)
+def _log_rates(graphdef, params, codes: jax.Array) -> jax.Array:
+    """(C, 2) log click and log conversion rate per cell."""
     no_numeric = jnp.zeros((codes.shape[0], 0), jnp.float32)
-    tx = optax.adam(_LEARNING_RATE)
+    logits = nnx.merge(graphdef, params)(FeatureBatch(codes, no_numeric))
+    return jax.nn.log_sigmoid(logits)
 
-    def log_rates(params):
-        logits = nnx.merge(graphdef, params)(FeatureBatch(codes, no_numeric))
-        return jax.nn.log_sigmoid(logits)
+
+@functools.partial(jax.jit, static_argnums=0)
+def _fit_chunk(graphdef, state, codes, counts, params, opt):
+    """``_CHUNK`` Adam steps of every replicate's fit (``counts`` (R, C, 3);
+    ``params``, ``opt``: the replicates' parameters and optimizer state, stacked;
+    ``state``: the initial parameters the prior is centred on)."""
 
     def loss(params, replicate):
         n, k = replicate[:, 0], replicate[:, 1:]
-        lp = log_rates(params)
-        nll = _binomial_nll(lp, k, n[:, None]).sum()
+        nll = _binomial_nll(_log_rates(graphdef, params, codes), k, n[:, None]).sum()
         shifts = jax.tree.map(jnp.subtract, params, state)
         prior = sum(
             jnp.sum(x**2) / _prior_sd(path) ** 2
@@ -221,16 +225,37 @@ def _fit_replicates(graphdef, state, codes, counts) -> jax.Array:
         )
         return (nll + 0.5 * prior) / jnp.maximum(n.sum(), 1.0)
 
-    def fit_one(replicate):
-        replicate = replicate.astype(jnp.float32)
-
+    def fit_one(replicate, params, opt):
         def step(carry, _):
             params, opt = carry
             grads = jax.grad(loss)(params, replicate)
-            updates, opt = tx.update(grads, opt, params)
+            updates, opt = _TX.update(grads, opt, params)
             return (optax.apply_updates(params, updates), opt), None
 
-        (params, _), _ = jax.lax.scan(step, (state, tx.init(state)), None, _STEPS)
-        return log_rates(params)
+        return jax.lax.scan(step, (params, opt), None, _CHUNK)[0]
 
-    return jax.vmap(fit_one)(jnp.asarray(counts))
+    return jax.vmap(fit_one)(counts.astype(jnp.float32), params, opt)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _stacked_log_rates(graphdef, params, codes) -> jax.Array:
+    """(R, C, 2) log rates per cell of every replicate's ``params``."""
+    return jax.vmap(lambda p: _log_rates(graphdef, p, codes))(params)
+
+
+def _fit_replicates(graphdef, state, codes, counts, show: bool, cells: int):
+    """(R, C, 2) fitted log click and log conversion rate per cell, one fit per
+    replicate of ``counts`` (R, C, 3), all from the same initial ``state``; a bar
+    with ETA over the steps unless ``show`` is False (``cells``: how many of the
+    C are real, for its label)."""
+    codes, counts = jnp.asarray(codes), jnp.asarray(counts)
+    n = counts.shape[0]
+    params = jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *x.shape)), state)
+    opt = jax.vmap(_TX.init)(params)
+    with progress_bar(
+        _STEPS, f"rate network ({cells:,} cells x {n} fits)", "step", show
+    ) as bar:
+        for _ in range(_STEPS // _CHUNK):
+            params, opt = _fit_chunk(graphdef, state, codes, counts, params, opt)
+            bar.update(_CHUNK)
+    return _stacked_log_rates(graphdef, params, codes)
