@@ -191,10 +191,67 @@ def test_a_numeric_breakdown_reads_as_the_same_labels_however_stored(tmp_path):
     assert info["breakdowns"] == []
 
 
+@pytest.mark.parametrize(
+    ("header", "values", "why"),
+    [
+        ("Post-click conversions", [1, 0, 2, 1, 0, 3], "holds numbers"),
+        (
+            "Search impr. share",
+            ["< 10%", "--", "12.50%", "11%", "--", "9%"],
+            "holds numbers",
+        ),
+        ("Status", ["Active"] * 6, "has one value per ad set and day"),
+        ("Advertiser ID", [1234] * 6, "holds numbers"),
+        ("Notes", [""] * 6, "is empty"),
+        ("Video plays", [900, 500, 280, 1000, 560, 300], "holds numbers"),
+    ],
+)
+def test_measures_and_attributes_of_a_split_report_are_not_breakdowns(
+    tmp_path, header, values, why
+):
+    _, info = read_daily_report(_write(tmp_path, _with_column(META, header, values)))
+    assert info["breakdowns"] == ["Age"]
+    assert any(f"column '{header}' {why}" in n for n in info["notes"])
+
+
+def test_hours_are_a_breakdown_and_too_many_regions_are_summed_over(
+    tmp_path, monkeypatch
+):
+    hours = ["00:00", "09:00", "00:00", "00:00", "09:00", "00:00"]
+    _, info = read_daily_report(_write(tmp_path, _with_column(META, "Hour", hours)))
+    assert info["breakdowns"] == ["Age", "Hour"]
+    # Split by region as well, with more regions than a breakdown may have: the rows
+    # are summed over it (each day's Prospecting 18-24 row from two regions).
+    monkeypatch.setattr("optimizer.io.daily.MAX_LEVELS", 2)
+    lines = META.strip().split("\n")
+    text = "\n".join(
+        [lines[0] + ",Region"] + [f"{line},R{i}" for i, line in enumerate(lines[1:])]
+    )
+    text += "\n2026-03-01,Prospecting,18-24,2.50,100,1,1,40,R9\n"
+    frame, info = read_daily_report(_write(tmp_path, text, "regions.csv"))
+    assert info["breakdowns"] == ["Age"]
+    assert any(
+        "7 rows summed to 6, over column(s) 'Region'" in n for n in info["notes"]
+    )
+    first = frame[(frame["audience"] == "Prospecting") & (frame["Age"] == "18-24")]
+    assert (
+        first["spend"].tolist() == [15.0, 15.0] and first["impressions"].iloc[0] == 1100
+    )
+
+
+def test_a_measure_named_like_an_adplan_column_is_left_out_not_refused(tmp_path):
+    # DV360's preset maps no reach column: its Reach is a measure, not a breakdown.
+    _, info = read_daily_report(
+        _write(tmp_path, _with_column(DV360, "Reach", [900, 950]))
+    )
+    assert info["breakdowns"] == []
+    assert any("column 'Reach' holds numbers" in n for n in info["notes"])
+
+
 @pytest.mark.parametrize("header", ["weekday", "Clicks", "share"])
 def test_a_breakdown_named_like_an_adplan_column_is_refused(tmp_path, header):
     text = _with_column(META, header, ["a", "b"] * 3)
-    with pytest.raises(InputError, match=f"column '{header}' would be a breakdown"):
+    with pytest.raises(InputError, match=f"column '{header}' is a breakdown"):
         read_daily_report(_write(tmp_path, text))
 
 

@@ -205,6 +205,16 @@ def test_a_numeric_breakdown_scores_the_cells_it_was_trained_on(tmp_path):
         "predict", "--model", model, "--events", score, "--out", tmp_path / "s.csv"
     )
     assert "never saw" not in out
+    # A file with one age per ad set and day is scored by the model's breakdowns
+    # (read alone, its Age would split nothing and not be one).
+    one = tmp_path / "one.csv"
+    one.write_text(
+        header + "\n".join(r.format(d=d) for d in range(1, 8) for r in rows[::2])
+    )
+    out = _run(
+        "predict", "--model", model, "--events", one, "--out", tmp_path / "o.csv"
+    )
+    assert "never saw" not in out
     no_age = tmp_path / "no_age.csv"
     no_age.write_text(score.read_text().replace(",Age,", ",Age group,"))
     result = CliRunner().invoke(
@@ -220,9 +230,10 @@ def test_a_numeric_breakdown_scores_the_cells_it_was_trained_on(tmp_path):
     )  # fmt: skip
     assert result.exit_code == 1 and "Retrain with" in result.output
     bad = tmp_path / "bad.csv"
-    bad.write_text(header.replace("Age", "weekday") + body + "\n")
+    text = body.replace(",25,", ",x,").replace(",35,", ",y,")  # weekday as labels
+    bad.write_text(header.replace("Age", "weekday") + text + "\n")
     result = CliRunner().invoke(
         main, ["train", "--events", str(bad), "--out", str(model)]
     )
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert "column 'weekday' would be a breakdown" in result.output
+    assert "column 'weekday' is a breakdown" in result.output

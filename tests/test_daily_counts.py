@@ -156,6 +156,13 @@ def test_shocks_all_ad_sets_share_on_a_date_do_not_pass_for_a_weekday_effect():
     assert claimed <= 1
 
 
+def test_a_report_under_two_weeks_says_the_weekday_was_not_tested():
+    report, _ = _report(10, 3, True)
+    market = fit_daily_market(daily_totals(report), [])
+    assert market.metrics["weekday_volume"]["p_value"] is None
+    assert any("was not tested" in n for n in market.metrics["daily_notes"])
+
+
 def test_the_fit_reproduces_from_its_seed_and_pads_its_cells(weekly):
     report, _, rates, _ = weekly
     again = fit_count_rates(report, ["device"], 0)

@@ -125,15 +125,8 @@ def predict_daily(
     cells = pd.read_csv(Path(model_dir) / RATE_CELLS, dtype=str, keep_default_na=False)
     fields = [c for c in cells.columns if c not in _CELL_MEASURES]
     cells[list(_CELL_MEASURES)] = cells[list(_CELL_MEASURES)].astype(float)
-    frame, _ = read_daily_report(path, preset, mapping)
-    missing = [f for f in fields if f not in frame and f != "weekday"]
-    if missing:
-        trained = [f for f in fields if f not in ("audience", "weekday")]
-        raise InputError(
-            f"daily report {path}: column(s) {', '.join(missing)} missing; the model "
-            f"was trained with breakdowns {', '.join(trained)}. Export the report "
-            "with the same breakdowns."
-        )
+    trained = [f for f in fields if f not in ("audience", "weekday")]
+    frame, _ = read_daily_report(path, preset, mapping, trained)
     keys = frame.assign(
         weekday=weekday_names(frame["date"]),
         **{

@@ -88,40 +88,58 @@ RESERVED = frozenset(
 )  # fmt: skip
 MAX_LEVELS = 50  # a text column with more distinct values is not used as a breakdown
 _MAX_NUMERIC_LEVELS = 24  # a whole-number column with more is a measure (hour: 24)
+# A column of whole numbers is a breakdown only when named as a category.
+_CATEGORY_NAME = re.compile(
+    r"(?i)\b(hours?|age|ages|age group|region|dma|zip|postal|postcode|segment|"
+    r"cluster|bucket|tier)\b"
+)
+_NUMBER_DECOR = r"[%<>,\s]"  # "< 10%", "1,234": numbers as platforms print them
+_DATE_SHAPE = (
+    r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}(?:[ T].*)?|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}"
+    r"|[A-Za-z]{3,9}\.? \d{1,2},? \d{4}|\d{1,2} [A-Za-z]{3,9}\.? \d{4}"
+)
 
 
 def _breakdowns(
-    raw: pd.DataFrame, candidates: list[str], keyed: bool, path: Path
+    raw: pd.DataFrame, candidates: list[str], day_keys: list[str]
 ) -> tuple[list[str], list[str]]:
     """The candidate columns that are breakdowns, and a note per one that is not.
 
-    A breakdown splits an ad set's day into rows by a label (age, device,
-    placement). Not breakdowns: a second date column; a number with decimals or
-    more than ``_MAX_NUMERIC_LEVELS`` values, or any number when no column splits
-    the rows (``keyed`` False: one row per ad set and day), which is a measure the
-    plan does not use (landing page views, video plays); text with more than
-    ``MAX_LEVELS`` values (ad names, ids), too many levels to learn rates for."""
-    clash = [c for c in candidates if c.strip().lower() in RESERVED]
-    if clash:
-        raise InputError(
-            f"daily report {path}: column '{clash[0]}' would be a breakdown, but "
-            f"adplan uses that name itself ({'it derives the weekday from the date' if clash[0].strip().lower() == 'weekday' else 'for its own column'}). "
-            "Rename the column (e.g. 'report_" + clash[0].strip() + "') or drop it."
-        )
+    A breakdown splits an ad set's day (``day_keys``: the date and ad set
+    columns) into rows by a label: age, device, placement, region. Not
+    breakdowns: an empty column; numbers (with or without %, "--" blank), which
+    are measures the plan does not use (landing page views, post-click
+    conversions, impression share) unless the column is named as a category
+    (``_CATEGORY_NAME``: hour, age, region ...) and holds at most
+    ``_MAX_NUMERIC_LEVELS`` whole numbers; dates; a column with one value per ad
+    set and day (status, ids, day of week: the ad set and date carry it); text
+    with more than ``MAX_LEVELS`` values (ad names)."""
     kept, notes = [], []
     for col in candidates:
-        values = raw[col].dropna()
-        text = values.astype(str).str.strip()
-        numbers = pd.to_numeric(text, errors="coerce")
+        text = raw[col].dropna().astype(str).str.strip()
+        text = text[(text != "") & (text != "--")]
+        numbers = pd.to_numeric(
+            text.str.replace(_NUMBER_DECOR, "", regex=True), "coerce"
+        )
         levels = text.nunique()
         why = None
-        if len(values) and numbers.notna().all():
-            whole = bool(np.all(np.isclose(numbers, np.round(numbers))))
-            if not whole or levels > _MAX_NUMERIC_LEVELS or not keyed:
-                why = "holds numbers that vary like a measure"
-        elif len(values) and _dates(text):
+        if not len(text):
+            why = "is empty"
+        elif numbers.notna().all():
+            whole = bool(np.all(numbers == np.round(numbers)))
+            category = (
+                _CATEGORY_NAME.search(col) and whole and levels <= _MAX_NUMERIC_LEVELS
+            )
+            if not category:
+                why = "holds numbers (a measure the plan does not use)"
+        elif _dates(text):
             why = "holds dates (the report's day is its date column)"
-        elif levels > MAX_LEVELS:
+        if (
+            why is None
+            and not raw.groupby(day_keys)[col].nunique(dropna=False).gt(1).any()
+        ):
+            why = "has one value per ad set and day (the ad set and date carry it)"
+        elif why is None and levels > MAX_LEVELS:
             why = f"has {levels:,} different values (at most {MAX_LEVELS} are learned)"
         if why:
             notes.append(f"column '{col}' {why}: not used as a breakdown.")
@@ -131,7 +149,10 @@ def _breakdowns(
 
 
 def _dates(text: pd.Series) -> bool:
-    """Whether every value of a text column reads as a date."""
+    """Whether every value of a text column is a calendar date (a time of day or
+    a bucket such as "1-2" is not)."""
+    if not text.str.fullmatch(_DATE_SHAPE).all():
+        return False
     with warnings.catch_warnings():  # pandas warns when it guesses each format
         warnings.simplefilter("ignore", UserWarning)
         return bool(pd.to_datetime(text, errors="coerce").notna().all())
@@ -218,10 +239,55 @@ def _choose(
     )
 
 
+def _sum_over(
+    frame: pd.DataFrame, others: pd.DataFrame, keys: list[str]
+) -> tuple[pd.DataFrame, list[str]]:
+    """Rows that differ only in columns that are not breakdowns (``others``, the
+    file's, row for row) summed per ``keys``, and a note; unchanged when rows
+    repeat even with those columns (the duplicate check names them)."""
+    finer = pd.concat(
+        [frame[keys], others.set_axis(range(others.shape[1]), axis=1)], axis=1
+    )
+    if finer.duplicated().any():
+        return frame, []
+    measures = [c for c in COUNTS if c in frame and c != "daily_budget"]
+    how = {c: "sum" for c in measures} | (
+        {"daily_budget": "max"} if "daily_budget" in frame else {}
+    )
+    summed = frame.groupby(keys, sort=False, dropna=False).agg(how).reset_index()
+    names = ", ".join(f"'{c}'" for c in others.columns)
+    note = (
+        f"{len(frame):,} rows summed to {len(summed):,}, over column(s) {names} that "
+        "are not breakdowns."
+    )
+    return summed[list(frame.columns)], [note]
+
+
+def _refuse_reserved(breakdowns: list[str], path: Path) -> None:
+    """A breakdown may not carry a name adplan gives a column of its own."""
+    clash = [c for c in breakdowns if c.strip().lower() in RESERVED]
+    if clash:
+        why = (
+            "adplan derives the weekday from the date"
+            if clash[0].strip().lower() == "weekday"
+            else "adplan names a column of its own so"
+        )
+        raise InputError(
+            f"daily report {path}: column '{clash[0]}' is a breakdown (it splits ad "
+            f"sets' days into rows), but {why}. Rename it (e.g. "
+            f"'report_{clash[0].strip()}') or drop it."
+        )
+
+
 def read_daily_report(
-    path: str | Path, preset: str | None = None, mapping: Path | None = None
+    path: str | Path,
+    preset: str | None = None,
+    mapping: Path | None = None,
+    breakdowns: list[str] | None = None,
 ) -> tuple[pd.DataFrame, dict]:
-    """A validated daily report in canonical columns, and what was read.
+    """A validated daily report in canonical columns, and what was read
+    (``breakdowns``: take these columns as the breakdowns, a model's, instead of
+    telling them from the file).
 
     Returns:
         (frame, info): frame has ``date`` (datetime64, day), ``audience`` (str),
@@ -240,9 +306,20 @@ def read_daily_report(
         )
     taken = set(columns.values())
     candidates = [c for c in raw.columns if c not in taken and not _IGNORED.match(c)]
-    day_keys = [columns["date"], columns["audience"]]
-    keyed = bool(raw.duplicated(day_keys).any())
-    breakdowns, dropped = _breakdowns(raw, candidates, keyed, path)
+    if breakdowns is None:
+        breakdowns, dropped = _breakdowns(
+            raw, candidates, [columns["date"], columns["audience"]]
+        )
+        _refuse_reserved(breakdowns, path)
+    else:  # the model's: whatever this file's columns look like
+        missing = [c for c in breakdowns if c not in candidates]
+        if missing:
+            raise InputError(
+                f"daily report {path}: column(s) {', '.join(missing)} missing; the "
+                f"model was trained with breakdowns {', '.join(breakdowns)}. Export "
+                "the report with the same breakdowns."
+            )
+        dropped = []
     frame = raw.rename(columns={v: k for k, v in columns.items()})
     for col in breakdowns:
         frame[col] = _labels(frame[col])
@@ -264,6 +341,10 @@ def read_daily_report(
               "Spend and counts are 0 or more; drop refund/adjustment rows.")  # fmt: skip
         frame[col] = values
     keys = ["date", "audience", *breakdowns]
+    others = [c for c in candidates if c not in breakdowns] if dropped else []
+    if others and frame.duplicated(keys).any():
+        frame, summed = _sum_over(frame, raw[others], keys)
+        dropped = dropped + summed
     dup = frame.duplicated(keys, keep="first").to_numpy()
     _fail(path, "date, audience" + "".join(f", {b}" for b in breakdowns), dup,
           "repeats an earlier row's (date, audience, breakdown)",

@@ -376,6 +376,14 @@ def fit_daily_market(
             f"{np.exp(week['log_factor'][low]):.2f}x; the plan's daily budget is for an "
             "average day of the week."
         )
+    elif (
+        np.bincount(days["date"].drop_duplicates().dt.day_of_week, minlength=7).min()
+        < 2
+    ):
+        notes.append(
+            "the report holds fewer than two of some day of the week: whether volume "
+            "changes by weekday was not tested (export at least two weeks)."
+        )
     if network is not None:
         notes += network["notes"]
     metrics = {

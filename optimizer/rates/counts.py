@@ -257,5 +257,7 @@ def _fit_replicates(graphdef, state, codes, counts, show: bool, cells: int):
     ) as bar:
         for _ in range(_STEPS // _CHUNK):
             params, opt = _fit_chunk(graphdef, state, codes, counts, params, opt)
+            if not bar.disable:  # the bar follows the work done, not the queued
+                jax.block_until_ready(params)
             bar.update(_CHUNK)
     return _stacked_log_rates(graphdef, params, codes)
