@@ -215,3 +215,12 @@ def test_an_ad_set_that_spent_without_impressions_keeps_the_pooled_rate():
     p_conv = np.asarray(market.params.p_conv[:, 0])
     assert np.isfinite(p_conv).all() and (p_conv > 0).all()
     assert p_conv[1] == pytest.approx(p_conv[0], rel=0.05)  # B: the pooled rate
+
+
+def test_simulate_refuses_a_second_price_truth_for_a_daily_plan():
+    from optimizer.commands.simulate import _daily_truth
+    from optimizer.errors import InputError
+
+    truth = Truth(make_truth(3, 7, 0, "second_price", 0.0, "demo"))
+    with pytest.raises(InputError, match="second-price auction log"):
+        _daily_truth(truth, truth.audiences, np.ones(3), 7)

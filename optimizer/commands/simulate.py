@@ -188,6 +188,11 @@ def _daily_truth(truth, names: list[str], budget: np.ndarray, days: int):
         budget_outcomes,
     )
 
+    if truth.auction_type != "first_price":
+        raise InputError(
+            "the truth file is of a second-price auction log, and the plan is a daily "
+            "report's budget plan: use the truth.json written by adplan generate --daily."
+        )
     params = truth.market_params().take(
         jnp.asarray([truth.audiences.index(n) for n in names])
     )
