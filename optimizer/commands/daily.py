@@ -129,11 +129,7 @@ def predict_daily(
     frame, _ = read_daily_report(path, preset, mapping, trained)
     keys = frame.assign(
         weekday=weekday_names(frame["date"]),
-        **{
-            f: breakdown_labels(frame[f])
-            for f in fields
-            if f not in ("audience", "weekday")
-        },
+        **{f: breakdown_labels(frame[f]) for f in trained},
     )[fields]
     joined = keys.merge(cells, on=fields, how="left")
     n = cells["impressions"].astype(float)

@@ -193,10 +193,8 @@ def _daily_truth(truth, names: list[str], budget: np.ndarray, days: int):
             "the truth file is of a second-price auction log, and the plan is a daily "
             "report's budget plan: use the truth.json written by adplan generate --daily."
         )
-    params = truth.market_params().take(
-        jnp.asarray([truth.audiences.index(n) for n in names])
-    )
     order = [truth.audiences.index(n) for n in names]
+    params = truth.market_params().take(jnp.asarray(order))
     block = truth.data.get("daily")
     effects = DailyEffects.from_json(block).take(order) if block else None
     per_day = np.asarray(budget, float) / days

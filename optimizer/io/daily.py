@@ -250,11 +250,7 @@ def _sum_over(
     )
     if finer.duplicated().any():
         return frame, []
-    measures = [c for c in COUNTS if c in frame and c != "daily_budget"]
-    how = {c: "sum" for c in measures} | (
-        {"daily_budget": "max"} if "daily_budget" in frame else {}
-    )
-    summed = frame.groupby(keys, sort=False, dropna=False).agg(how).reset_index()
+    summed = _sum_rows(frame, keys, sort=False)
     names = ", ".join(f"'{c}'" for c in others.columns)
     note = (
         f"{len(frame):,} rows summed to {len(summed):,}, over column(s) {names} that "
@@ -375,13 +371,17 @@ def weekday_names(dates: pd.Series) -> pd.Series:
     return dates.dt.day_of_week.map(WEEKDAYS.__getitem__)
 
 
+def _sum_rows(frame: pd.DataFrame, keys: list[str], sort: bool) -> pd.DataFrame:
+    """One row per ``keys``: spend and counts summed, ``daily_budget`` the largest."""
+    how = {c: "sum" for c in COUNTS if c in frame and c != "daily_budget"}
+    if "daily_budget" in frame:
+        how["daily_budget"] = "max"
+    return frame.groupby(keys, sort=sort, dropna=False).agg(how).reset_index()
+
+
 def daily_totals(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per (audience, date): the breakdown rows summed."""
-    measures = [c for c in COUNTS if c in frame and c != "daily_budget"]
-    out = frame.groupby(["audience", "date"], sort=True)[measures].sum()
-    if "daily_budget" in frame:
-        out["daily_budget"] = frame.groupby(["audience", "date"])["daily_budget"].max()
-    return out.reset_index()
+    return _sum_rows(frame, ["audience", "date"], sort=True)
 
 
 def fail_if_empty(frame: pd.DataFrame, path: Path) -> None:
