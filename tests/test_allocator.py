@@ -63,7 +63,7 @@ def test_matches_exact_solver(seed, share, first_price, objective, bounded):
     exact = solve_exact(problem, config)
     alloc = allocate(problem, config)
     _check_feasible(problem, alloc, first_price)
-    assert float(alloc.objective) >= float(exact.objective) * (1 - 1e-3)
+    assert float(alloc.objective) >= float(exact.objective) * (1 - 1e-6)
     bound = float(exact.dual_price) * budget + float(
         dual_terms(problem, exact.dual_price, config)[0]
     )
@@ -253,3 +253,17 @@ def test_smooth_markets_keep_the_allocator_plan():
     problem = make_problem(random_market(3, 6), 7.0, 500.0)
     plan, plain = allocate_one(problem), allocate(problem)
     np.testing.assert_allclose(np.asarray(plan.bid), np.asarray(plain.bid), rtol=1e-9)
+
+
+def test_two_mode_audience_leaves_the_worse_basin():
+    """100 audiences with two price modes: the first descent settles one audience
+    in the worse of its two basins (a 5e-5 gap); the restart from its dual-best
+    bid reaches the exact optimum to 1e-9."""
+    from benchmarks.bench_allocator import CONFIG, make_bench_problem
+
+    problem = make_bench_problem(100)
+    alloc = allocate(problem, CONFIG)
+    exact = solve_exact(problem, CONFIG)
+    _check_feasible(problem, alloc)
+    assert float(alloc.objective) >= float(exact.objective) * (1 - 1e-9)
+    assert float(alloc.duality_gap) <= 1e-9 * float(alloc.objective)

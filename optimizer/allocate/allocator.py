@@ -26,7 +26,7 @@ import jax.numpy as jnp
 from optimizer import devices
 from optimizer.allocate import response
 from optimizer.allocate.config import DEFAULT_CONFIG, SolveConfig
-from optimizer.allocate.exact import dual_terms
+from optimizer.allocate.exact import audience_terms
 from optimizer.allocate.problem import (
     Problem,
     bid_for_spend,
@@ -39,8 +39,12 @@ from optimizer.allocate.problem import (
 )
 
 # A plan whose duality gap exceeds this share of its objective may sit in a worse
-# local optimum: the allocator descends once more from the dual's best basins.
-_RESTART_GAP = 1e-4
+# local optimum: the allocator descends again with the audiences whose dual-best
+# bid lies in another basin moved there, at most _ATTEMPTS descents in all.
+_RESTART_GAP = 1e-8
+_ATTEMPTS = 3
+# A dual-best log bid this far from the plan's is another basin of the response.
+_OTHER_BASIN = 0.05
 
 
 @devices.exportable
@@ -241,13 +245,15 @@ def allocate(
         # A response with two price modes has more than one local optimum and
         # the steps may settle in the worse one. The certificate's dual names each
         # audience's globally best bid at the plan's prices: a plan whose duality
-        # gap is loose descends once more from there (the better plan kept).
+        # gap is loose descends again with each audience that would gain from
+        # another basin started there (the best plan kept).
         k, u_start, best, _ = carry
-        alloc, u_dual = descend(u_start)
+        alloc, u_restart = descend(u_start)
         better = alloc.objective > best.objective
         best = jax.tree_util.tree_map(lambda x, y: jnp.where(better, x, y), alloc, best)
         loose = alloc.duality_gap > _RESTART_GAP * jnp.maximum(alloc.objective, 1e-300)
-        return k + 1, u_dual, best, loose
+        moved = jnp.any(u_restart != jnp.log(alloc.bid))
+        return k + 1, u_restart, best, loose & moved
 
     shapes = jax.eval_shape(descend, u0)[0]
     worst = jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape, x.dtype), shapes)
@@ -255,7 +261,7 @@ def allocate(
         worst, objective=jnp.asarray(-jnp.inf, shapes.objective.dtype)
     )
     _, _, best, _ = jax.lax.while_loop(
-        lambda c: (c[0] == 0) | ((c[0] < 2) & c[3]),
+        lambda c: (c[0] == 0) | ((c[0] < _ATTEMPTS) & c[3]),
         attempt,
         (0, u0, worst, jnp.asarray(True)),
     )
@@ -318,7 +324,8 @@ def _certify(
     valid: jax.Array | None,
 ) -> tuple[Allocation, jax.Array]:
     """Final caps (never over budget, bounds or group caps), outcomes, certificate,
-    and the (A,) log bids attaining the certificate's dual bound.
+    and the (A,) log bids to descend from again: the plan's, except where an
+    audience's dual-best bid lies in a better basin.
 
     ``n`` real audiences; padding (``valid`` False, zero volume) has zero cap and
     gain and is left out of the KKT residual.
@@ -357,10 +364,17 @@ def _certify(
     kkt = kkt_residual(m, cap, lower, upper, audience_price, budget / n, valid)
     # Weak duality: D(price) >= optimum, evaluated globally per audience (a
     # 24-point bid grid, its two best local maxima refined by 32 bisection steps).
-    dual_rest, u_dual = dual_terms(
+    terms, u_dual = audience_terms(
         problem, audience_price, config, grid_points=24, steps=32, peaks=2
     )
-    dual = price * budget + dual_rest
+    dual = price * budget + jnp.sum(_masked(valid, terms, 0.0))
+    # Audiences whose best bid at these prices lies in another basin, worth more
+    # there than their share of the plan: where a further descent starts them.
+    deficit = terms - (gains - audience_price * cap)
+    other = (jnp.abs(u_dual - u) > _OTHER_BASIN) & (
+        deficit > _RESTART_GAP * jnp.abs(total) / n
+    )
+    u_restart = jnp.where(other, u_dual, u)
     if problem.group_cap.shape[0]:
         dual = dual + jnp.sum(
             jnp.where(
@@ -378,7 +392,7 @@ def _certify(
         kkt_residual=kkt,
         duality_gap=jnp.maximum(dual - total, 0.0),
         group_price=group_price,
-    ), u_dual
+    ), u_restart
 
 
 @jax.jit(static_argnames=("config",))

@@ -117,6 +117,22 @@ def inner_solution(
     ]
 
 
+def audience_terms(
+    problem: Problem,
+    price: jax.Array,
+    config: SolveConfig,
+    grid_points: int = _GRID,
+    steps: int = 40,
+    peaks: int = _PEAKS,
+) -> tuple[jax.Array, jax.Array]:
+    """(A,) each audience's best gain - price x spend within its spend bounds
+    (price () or (A,), objective per currency unit), and the (A,) log bids
+    attaining it: each audience's globally best bid at ``price``."""
+    u = inner_solution(problem, price, config, steps, grid_points, peaks)
+    price = jnp.broadcast_to(price, u.shape)
+    return gain_at(problem, u, config) - price * spend_at(problem, u, config), u
+
+
 def dual_terms(
     problem: Problem,
     price: jax.Array,
@@ -125,12 +141,10 @@ def dual_terms(
     steps: int = 40,
     peaks: int = _PEAKS,
 ) -> tuple[jax.Array, jax.Array]:
-    """D(price) >= optimum for any price >= 0 (weak duality; price () or (A,)), and
-    the (A,) log bids that attain it: each audience's globally best bid at ``price``."""
-    u = inner_solution(problem, price, config, steps, grid_points, peaks)
-    price = jnp.broadcast_to(price, u.shape)
-    value = jnp.sum(gain_at(problem, u, config) - price * spend_at(problem, u, config))
-    return value, u
+    """D(price) - price x budget >= optimum - price x budget for any price >= 0
+    (weak duality), and the (A,) log bids attaining it (see :func:`audience_terms`)."""
+    terms, u = audience_terms(problem, price, config, grid_points, steps, peaks)
+    return jnp.sum(terms), u
 
 
 @jax.jit(static_argnames=("config", "steps"))
