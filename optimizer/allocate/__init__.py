@@ -3,7 +3,8 @@
 A :class:`Problem` (market, horizon, budget, bounds as arrays) and a static
 :class:`SolveConfig` (objective, auction type, spend_all) go in; an
 :class:`Allocation` (plan plus certificate) comes out. Modules: config, problem,
-response (per-audience curves), allocator, sharded (over devices), exact
+response (per-audience curves), allocation (the plan and its checks), allocator,
+throttle (a higher bid on a share of the auctions), sharded (over devices), exact
 (reference solver). No pandas, no files.
 """
 

@@ -23,8 +23,13 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from optimizer import devices
 from optimizer.allocate import response
+from optimizer.allocate.allocation import (
+    Allocation,
+    kkt_residual,
+    masked,
+    within_budget,
+)
 from optimizer.allocate.config import DEFAULT_CONFIG, SolveConfig
 from optimizer.allocate.exact import audience_terms
 from optimizer.allocate.problem import (
@@ -37,6 +42,7 @@ from optimizer.allocate.problem import (
     market,
     spend_at,
 )
+from optimizer.allocate.throttle import throttled_plan, throttled_terms
 
 # A plan whose duality gap exceeds this share of its objective may sit in a worse
 # local optimum: the allocator descends again with the audiences whose dual-best
@@ -45,42 +51,6 @@ _RESTART_GAP = 1e-8
 _ATTEMPTS = 3
 # A dual-best log bid this far from the plan's is another basin of the response.
 _OTHER_BASIN = 0.05
-
-
-@devices.exportable
-@jax.tree_util.register_dataclass
-@dataclasses.dataclass(frozen=True)
-class Allocation:
-    """A plan and its certificate. Arrays are (A,) unless noted; money in currency.
-
-    Attributes:
-        bid: max bid per impression.
-        budget: budget cap over the horizon (expected spend; throttles if needed).
-        spend: expected spend over the horizon (<= budget).
-        gain: expected objective over the horizon (conversions or value).
-        marginal: extra objective per extra currency unit in this audience.
-        dual_price: () extra objective per extra unit of total budget.
-        objective: () total expected objective.
-        kkt_residual: () largest relative violation of the optimality conditions.
-        duality_gap: () upper bound on (optimum - objective), in objective units.
-        group_price: (G,) extra objective per extra currency unit of each group cap.
-    """
-
-    bid: jax.Array
-    budget: jax.Array
-    spend: jax.Array
-    gain: jax.Array
-    marginal: jax.Array
-    dual_price: jax.Array
-    objective: jax.Array
-    kkt_residual: jax.Array
-    duality_gap: jax.Array
-    group_price: jax.Array
-
-
-def _masked(valid: jax.Array | None, x: jax.Array, fill: float) -> jax.Array:
-    """``x`` on real audiences, ``fill`` on padding (``valid`` None: no padding)."""
-    return x if valid is None else jnp.where(valid, x, fill)
 
 
 def _curvature(
@@ -113,9 +83,9 @@ def _curvature(
     # Where the response is not concave (h >= 0), fall back to a gentle step.
     floor = 1e-2 * m / jnp.maximum(s, 1e-12 * problem.budget / n + 1e-300)
     return (
-        _masked(valid, m, 0.0),
-        _masked(valid, jnp.maximum(-h, floor), 1.0),
-        _masked(valid, ds_du, 1.0),
+        masked(valid, m, 0.0),
+        masked(valid, jnp.maximum(-h, floor), 1.0),
+        masked(valid, ds_du, 1.0),
     )
 
 
@@ -151,7 +121,7 @@ def _project(
             spent = jnp.clip(s + (m - tau - mu[group]) / h, lo, hi)
             return group_cap - jax.ops.segment_sum(spent, group, n_groups)
 
-        top = jnp.max(_masked(valid, m + h * (s - lo), -jnp.inf)) - tau
+        top = jnp.max(masked(valid, m + h * (s - lo), -jnp.inf)) - tau
         mu = bisect(
             over,
             jnp.zeros(n_groups),
@@ -165,8 +135,8 @@ def _project(
         mu = group_prices(tau)
         return jnp.clip(s + (m - tau - (mu[group] if n_groups else 0.0)) / h, lo, hi)
 
-    tau_low = jnp.min(_masked(valid, m + h * (s - hi), jnp.inf))
-    tau_high = jnp.max(_masked(valid, m + h * (s - lo), -jnp.inf))
+    tau_low = jnp.min(masked(valid, m + h * (s - hi), jnp.inf))
+    tau_high = jnp.max(masked(valid, m + h * (s - lo), -jnp.inf))
     reachable = jnp.sum(target(tau_low)) >= budget
     tau = bisect(lambda t: budget - jnp.sum(target(t)), tau_low, tau_high, 80)
     tau = jnp.where(reachable, tau, tau_low if spend_all else 0.0)
@@ -248,11 +218,10 @@ def allocate(
         # gap is loose descends again with each audience that would gain from
         # another basin started there (the best plan kept).
         k, u_start, best, _ = carry
-        alloc, u_restart = descend(u_start)
+        alloc, u_restart, moved = descend(u_start)
         better = alloc.objective > best.objective
         best = jax.tree_util.tree_map(lambda x, y: jnp.where(better, x, y), alloc, best)
         loose = alloc.duality_gap > _RESTART_GAP * jnp.maximum(alloc.objective, 1e-300)
-        moved = jnp.any(u_restart != jnp.log(alloc.bid))
         return k + 1, u_restart, best, loose & moved
 
     shapes = jax.eval_shape(descend, u0)[0]
@@ -265,38 +234,12 @@ def allocate(
         attempt,
         (0, u0, worst, jnp.asarray(True)),
     )
-    return best
-
-
-def within_budget(cap: jax.Array, lower: jax.Array, budget: jax.Array) -> jax.Array:
-    """Caps (A,) over ``budget`` (bids that overshoot) cut above each audience's
-    lower bound in proportion, so no bound breaks."""
-    floor = jnp.minimum(lower, cap)
-    room = jnp.sum(cap - floor)
-    cut = jnp.clip((budget - jnp.sum(floor)) / jnp.maximum(room, 1e-300), 0.0, 1.0)
-    return jnp.where(jnp.sum(cap) > budget, floor + (cap - floor) * cut, cap)
-
-
-def kkt_residual(
-    m: jax.Array,
-    cap: jax.Array,
-    lower: jax.Array,
-    upper: jax.Array,
-    price: jax.Array,
-    share: jax.Array,
-    valid: jax.Array | None,
-) -> jax.Array:
-    """() largest violation of the optimality conditions relative to the price:
-    marginal returns (A,) equal to each audience's price (A,) unless a bound
-    binds; ``share`` is an even share of the budget (the bounds' tolerance)."""
-    tol = 1e-6 * share
-    violation = jnp.where(
-        cap <= lower + tol,
-        jnp.maximum(m - price, 0.0),
-        jnp.where(cap >= upper - tol, jnp.maximum(price - m, 0.0), jnp.abs(m - price)),
-    )
-    return jnp.max(_masked(valid, violation, 0.0)) / jnp.maximum(
-        jnp.max(_masked(valid, price, -jnp.inf)), jnp.max(m) * 1e-12
+    # The certificate's dual covers throttled plans too: only a plan it leaves
+    # room for can gain from them.
+    return jax.lax.cond(
+        best.duality_gap > _RESTART_GAP * jnp.maximum(best.objective, 1e-300),
+        lambda: throttled_plan(problem, best, lower, upper, config, n, valid),
+        lambda: best,
     )
 
 
@@ -322,7 +265,7 @@ def _certify(
     config: SolveConfig,
     n: jax.Array | int,
     valid: jax.Array | None,
-) -> tuple[Allocation, jax.Array]:
+) -> tuple[Allocation, jax.Array, jax.Array]:
     """Final caps (never over budget, bounds or group caps), outcomes, certificate,
     and the (A,) log bids to descend from again: the plan's, except where an
     audience's dual-best bid lies in a better basin.
@@ -367,7 +310,10 @@ def _certify(
     terms, u_dual = audience_terms(
         problem, audience_price, config, grid_points=24, steps=32, peaks=2
     )
-    dual = price * budget + jnp.sum(_masked(valid, terms, 0.0))
+    terms = jnp.maximum(
+        terms, throttled_terms(problem, audience_price, lower, upper, config)
+    )
+    dual = price * budget + jnp.sum(masked(valid, terms, 0.0))
     # Audiences whose best bid at these prices lies in another basin, worth more
     # there than their share of the plan: where a further descent starts them.
     deficit = terms - (gains - audience_price * cap)
@@ -381,18 +327,22 @@ def _certify(
                 jnp.isfinite(problem.group_cap), group_price * problem.group_cap, 0.0
             )
         )
-    return Allocation(
-        bid=jnp.exp(u),
-        budget=cap,
-        spend=cap,
-        gain=gains,
-        marginal=m,
-        dual_price=price,
-        objective=total,
-        kkt_residual=kkt,
-        duality_gap=jnp.maximum(dual - total, 0.0),
-        group_price=group_price,
-    ), u_restart
+    return (
+        Allocation(
+            bid=jnp.exp(u),
+            budget=cap,
+            spend=cap,
+            gain=gains,
+            marginal=m,
+            dual_price=price,
+            objective=total,
+            kkt_residual=kkt,
+            duality_gap=jnp.maximum(dual - total, 0.0),
+            group_price=group_price,
+        ),
+        u_restart,
+        jnp.any(other),
+    )
 
 
 @jax.jit(static_argnames=("config",))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from optimizer.allocate.allocator import Allocation, kkt_residual, within_budget
+from optimizer.allocate.allocation import Allocation, kkt_residual, within_budget
 from optimizer.allocate.config import DEFAULT_CONFIG, SolveConfig
 from optimizer.allocate.exact import dual_terms, solve_exact
 from optimizer.allocate.problem import (

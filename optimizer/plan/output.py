@@ -136,7 +136,9 @@ def _envelope_gradients(p, alloc, config) -> tuple[jax.Array, jax.Array]:
 
     a = alloc.bid.shape[0]
     u = jnp.log(alloc.bid)
-    share = jnp.where(alloc.spend > 0, 1.0, 0.0)
+    # The share of its auctions each audience joins (below 1 where throttled).
+    uncapped = spend_at(p, u, config)
+    share = jnp.where(uncapped > 0, alloc.spend / jnp.maximum(uncapped, 1e-300), 0.0)
 
     def lagrangian(price_shift, rate_shift):
         shocked = dataclasses.replace(
