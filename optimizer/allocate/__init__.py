@@ -5,7 +5,7 @@ A :class:`Problem` (market, horizon, budget, bounds as arrays) and a static
 :class:`Allocation` (plan plus certificate) comes out. Modules: config, problem,
 response (per-audience curves), allocation (the plan and its checks), allocator,
 throttle (a higher bid on a share of the auctions), sharded (over devices), exact
-(reference solver). No pandas, no files.
+(reference solver), tables and tabulated (the fast exact solver). No pandas, no files.
 """
 
 from optimizer.allocate.allocator import Allocation, allocate

@@ -15,14 +15,15 @@ price, then joint Newton steps on the optimality conditions.
    a diagonal block bordered by one row and column, solved in O(A).
 
 No group caps and no padding (like :func:`~optimizer.allocate.exact.solve_exact`,
-whose plan it reproduces; tests hold the two together).
+whose plan it reproduces; tests hold the two together). The tables need price
+components wider than a table cell: on a market with price atoms use the exact
+solver.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from optimizer.allocate import response
 from optimizer.allocate.config import DEFAULT_CONFIG, SolveConfig
@@ -36,42 +37,7 @@ from optimizer.allocate.problem import (
     market,
     spend_at,
 )
-
-_NODES, _WEIGHTS = (jnp.asarray(x) for x in np.polynomial.legendre.leggauss(3))
-
-
-def _density_slopes(p, points: jax.Array, config: SolveConfig):
-    """One audience's (P,) d spend / du and d gain / du per auction at (P,) log
-    bids on a second-price market without a bid rule: one exponential per
-    (stratum, price component) cell, underflowing to 0 far in the tails."""
-    m = p.price_loc[:, None] + p.mix_loc[None, :]  # (K, J)
-    s = p.mix_scale[None, :]
-    d = (points[:, None, None] - m[None]) / s[None]  # (P, K, J)
-    w = p.weight[:, None] * p.mix_weight[None, :] / (s * jnp.sqrt(2 * jnp.pi))
-    dens = jnp.sum(w[None] * jnp.exp(-0.5 * d**2), axis=2)  # (P, K) d win / du
-    rate = response.per_unit_gain(p, config)[None, :]
-    if p.rate_slope is not None:
-        rate = rate * jnp.exp(p.rate_slope * (points[:, None] - p.rate_ref))
-    return jnp.exp(points) * jnp.sum(dens, axis=1), jnp.sum(rate * dens, axis=1)
-
-
-def _slopes(problem: Problem, u: jax.Array, config: SolveConfig):
-    """(A, P) d spend / du and d gain / du over the horizon at log bids (A, P)."""
-    if not config.first_price and problem.params.log_bid_factor is None:
-        ds, dv = jax.vmap(_density_slopes, in_axes=(0, 0, None))(
-            problem.params, u, config
-        )
-        return problem.auctions[:, None] * ds, problem.auctions[:, None] * dv
-
-    def one(p, points):
-        lss = jax.vmap(response.log_spend_slope, in_axes=(None, 0, None))(
-            p, points, config
-        )
-        lm = jax.vmap(response.log_marginal, in_axes=(None, 0, None))(p, points, config)
-        return jnp.exp(lss), jnp.exp(lss + lm)
-
-    ds, dv = jax.vmap(one)(market(problem), u)
-    return problem.auctions[:, None] * ds, problem.auctions[:, None] * dv
+from optimizer.allocate.tables import tabulate
 
 
 def _tables(problem: Problem, config: SolveConfig, cells: int):
@@ -79,20 +45,7 @@ def _tables(problem: Problem, config: SolveConfig, cells: int):
     low, high = log_bid_bounds(problem)
     frac = jnp.linspace(0.0, 1.0, cells + 1)
     edges = low[:, None] + (high - low)[:, None] * frac[None, :]
-    half = 0.5 * (high - low)[:, None, None] / cells
-    mid = 0.5 * (edges[:, :-1] + edges[:, 1:])
-    points = (mid[..., None] + half * _NODES[None, None, :]).reshape(low.shape[0], -1)
-    ds, dv = _slopes(problem, points, config)
-    ds, dv = (x.reshape(low.shape[0], cells, -1) for x in (ds, dv))
-
-    def integral(slope, start):
-        steps = jnp.sum(slope * _WEIGHTS[None, None, :], axis=-1) * half[..., 0]
-        return jnp.concatenate(
-            [start[:, None], start[:, None] + jnp.cumsum(steps, axis=1)], axis=1
-        )
-
-    spend = integral(ds, spend_at(problem, low, config))
-    return edges, spend, integral(dv, gain_at(problem, low, config))
+    return (edges, *tabulate(problem, edges, config))
 
 
 def _newton(problem, config, u, fixed, bound, jump, log_price, budget_binds):
