@@ -145,6 +145,9 @@ def test_plan_document_and_warnings(case):
     assert sens["d_objective_d_budget"] == float(alloc.dual_price)
     assert sens["d_objective_d_price_level"] < 0  # dearer auctions, fewer conversions
     assert set(sens["per_audience"]) == set(plan.inputs.names)
+    shares = [v["d_spend_d_budget"] for v in sens["per_audience"].values()]
+    assert sum(shares) == pytest.approx(1.0, abs=1e-5)  # the budget binds
+    assert min(shares) >= 0.0
     assert (doc["scenario"], doc["provenance"]) == ({"name": "base"}, {"seed": 1})
     notes = "\n".join(doc["warnings"])
     for words in (

@@ -17,6 +17,7 @@ import pandas as pd
 
 from optimizer import devices
 from optimizer.allocate import response
+from optimizer.allocate.sensitivity import budget_sensitivity
 from optimizer.io.columns import PLAN_COLUMNS
 from optimizer.market.price_rates import price_rate_summary
 from optimizer.plan.resolve import SolvedPlan
@@ -151,10 +152,19 @@ def _envelope_gradients(p, alloc, config) -> tuple[jax.Array, jax.Array]:
     return jax.grad(lagrangian, argnums=(0, 1))(jnp.zeros(a), jnp.zeros(a))
 
 
+_budget_sensitivity = devices.stage(("config",))(budget_sensitivity)
+
+
 def _sensitivities(plan: SolvedPlan) -> dict:
-    """Envelope-theorem derivatives of the optimal objective (decisions held fixed)."""
+    """Envelope-theorem derivatives of the optimal objective (decisions held
+    fixed) and, by implicit differentiation at the optimum, where the next unit
+    of budget goes."""
     inputs, alloc = plan.inputs, plan.allocation
     d_price, d_rate = _envelope_gradients(inputs.problem, alloc, inputs.config)
+    solved = plan.solved_problem or inputs.problem
+    d_spend, d_bid = (
+        np.asarray(x) for x in _budget_sensitivity(solved, alloc, inputs.config)
+    )
     return {
         "d_objective_d_budget": float(alloc.dual_price),
         "d_objective_d_price_level": float(jnp.sum(d_price)),
@@ -162,10 +172,12 @@ def _sensitivities(plan: SolvedPlan) -> dict:
             name: {
                 "d_objective_d_price_shift": float(d_price[i]),
                 "d_objective_d_rate_shift": float(d_rate[i]),
+                "d_spend_d_budget": round(float(d_spend[i]), 6),
+                "d_bid_d_budget": float(d_bid[i]),
             }
             for i, name in enumerate(inputs.names)
         },
-        "meaning": "Change in the optimal objective per unit change: per extra currency unit of budget; per +100% of market prices (all audiences, or one); per +100% of one audience's conversion rate. Multiply by 0.1 for a 10% change.",
+        "meaning": "Change in the optimal objective per unit change: per extra currency unit of budget; per +100% of market prices (all audiences, or one); per +100% of one audience's conversion rate. Multiply by 0.1 for a 10% change. d_spend_d_budget: the share of the next currency unit of budget this audience's optimal spend takes (the shares add up to 1 where the budget binds; 0 where a bound holds the audience); d_bid_d_budget: how its optimal max bid moves per extra currency unit of budget.",
     }
 
 
