@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from optimizer.allocate.allocator import allocate
+from optimizer.allocate.buckets import allocate_one
 from optimizer.allocate.config import SolveConfig
 from optimizer.allocate.problem import (
     bid_for_spend,
@@ -56,7 +56,7 @@ def _plan(slope: float):
     lower = np.array([0.0, 0.2 * cap[1]])
     # The budget binds: the first audience could use more than it gets.
     problem = make_problem(params, DAYS, lower[1] + 0.5 * cap[0], lower=lower)
-    return problem, allocate(problem), lower
+    return problem, allocate_one(problem), lower
 
 
 def test_min_spend_audience_bids_higher_on_a_share_of_its_auctions():

@@ -31,7 +31,7 @@ from optimizer.allocate.allocation import (
     within_budget,
 )
 from optimizer.allocate.config import DEFAULT_CONFIG, SolveConfig
-from optimizer.allocate.exact import audience_terms
+from optimizer.allocate.exact import audience_terms, bound_bids
 from optimizer.allocate.problem import (
     Problem,
     bid_for_spend,
@@ -42,13 +42,12 @@ from optimizer.allocate.problem import (
     market,
     spend_at,
 )
-from optimizer.allocate.throttle import throttled_plan, throttled_terms
 
 # A plan whose duality gap exceeds this share of its objective may sit in a worse
 # local optimum: the allocator descends again with the audiences whose dual-best
 # bid lies in another basin moved there, at most _ATTEMPTS descents in all.
-_RESTART_GAP = 1e-8
-_ATTEMPTS = 3
+_RESTART_GAP = 1e-6
+_ATTEMPTS = 2
 # A dual-best log bid this far from the plan's is another basin of the response.
 _OTHER_BASIN = 0.05
 
@@ -173,11 +172,13 @@ def allocate(
     a = problem.lower.shape[0]
     valid = None if audiences is None else jnp.arange(a) < audiences
     n = a if audiences is None else jnp.asarray(audiences, problem.budget.dtype)
-    problem = _without_padding_volume(problem, valid)
+    problem = without_padding_volume(problem, valid)
     u_low, u_high = log_bid_bounds(problem)
     upper = jnp.minimum(problem.upper, capacity(problem, config))
     lower = jnp.minimum(problem.lower, upper)
     budget = problem.budget
+    # The bids that spend each audience's bounds: the ends of its dual search.
+    bounds = bound_bids(problem, config, 32)
     start = jnp.clip(budget / n, lower, upper)
     grouping = (problem.group, problem.group_cap, valid)
     start, *_ = _project(
@@ -209,7 +210,7 @@ def allocate(
         _, u, _ = jax.lax.while_loop(
             lambda c: (c[0] < iterations) & (c[2] > tol), body, (0, u_start, jnp.inf)
         )
-        return _certify(problem, u, lower, upper, config, n, valid)
+        return _certify(problem, u, lower, upper, bounds, config, n, valid)
 
     def attempt(carry):
         # A response with two price modes has more than one local optimum and
@@ -234,16 +235,10 @@ def allocate(
         attempt,
         (0, u0, worst, jnp.asarray(True)),
     )
-    # The certificate's dual covers throttled plans too: only a plan it leaves
-    # room for can gain from them.
-    return jax.lax.cond(
-        best.duality_gap > _RESTART_GAP * jnp.maximum(best.objective, 1e-300),
-        lambda: throttled_plan(problem, best, lower, upper, config, n, valid),
-        lambda: best,
-    )
+    return best
 
 
-def _without_padding_volume(problem: Problem, valid: jax.Array | None) -> Problem:
+def without_padding_volume(problem: Problem, valid: jax.Array | None) -> Problem:
     """``problem`` with no auctions in the padding audiences (``valid`` False).
 
     Padding keeps its (finite) market parameters, so every per-audience formula
@@ -262,13 +257,14 @@ def _certify(
     u: jax.Array,
     lower: jax.Array,
     upper: jax.Array,
+    bounds: tuple[jax.Array, jax.Array],
     config: SolveConfig,
     n: jax.Array | int,
     valid: jax.Array | None,
 ) -> tuple[Allocation, jax.Array, jax.Array]:
-    """Final caps (never over budget, bounds or group caps), outcomes, certificate,
-    and the (A,) log bids to descend from again: the plan's, except where an
-    audience's dual-best bid lies in a better basin.
+    """Final caps (never over budget, bounds or group caps), outcomes, certificate;
+    the (A,) log bids to descend from again: the plan's, except where an
+    audience's dual-best bid lies in a better basin; and whether any does.
 
     ``n`` real audiences; padding (``valid`` False, zero volume) has zero cap and
     gain and is left out of the KKT residual.
@@ -308,10 +304,13 @@ def _certify(
     # Weak duality: D(price) >= optimum, evaluated globally per audience (a
     # 24-point bid grid, its two best local maxima refined by 32 bisection steps).
     terms, u_dual = audience_terms(
-        problem, audience_price, config, grid_points=24, steps=32, peaks=2
-    )
-    terms = jnp.maximum(
-        terms, throttled_terms(problem, audience_price, lower, upper, config)
+        problem,
+        audience_price,
+        config,
+        grid_points=24,
+        steps=32,
+        peaks=2,
+        bounds=bounds,
     )
     dual = price * budget + jnp.sum(masked(valid, terms, 0.0))
     # Audiences whose best bid at these prices lies in another basin, worth more

@@ -15,16 +15,19 @@ import dataclasses
 import math
 
 import jax
+import numpy as np
 
 from optimizer import devices
 from optimizer.allocate.allocator import Allocation, allocate, allocate_path
 from optimizer.allocate.config import DEFAULT_CONFIG, SolveConfig
 from optimizer.allocate.fallback import exact_allocation
 from optimizer.allocate.problem import Problem
+from optimizer.allocate.throttle import ROOM, with_throttling
 
 # The solves a command runs at top level, kept traced on disk (see optimizer.devices.Stage).
 _allocate = devices.Stage(allocate, ("config", "iterations"))
 _allocate_path = devices.Stage(allocate_path, ("config",))
+_with_throttling = devices.Stage(with_throttling, ("config",))
 
 # A plan whose duality gap exceeds this share of its objective is checked against
 # the exact dual solver.
@@ -85,7 +88,10 @@ def allocate_one(problem: Problem, config: SolveConfig = DEFAULT_CONFIG) -> Allo
     runs too (compiled only then) and the better plan is kept."""
     a = problem.lower.shape[0]
     padded = pad_audiences(problem, audience_size(a))
-    alloc = trim(_allocate(padded, config, audiences=a), a)
+    full = _allocate(padded, config, audiences=a)
+    if may_throttle(problem, full):
+        full = _with_throttling(padded, full, config, audiences=a)
+    alloc = trim(full, a)
     objective = float(alloc.objective)
     loose = not math.isfinite(objective) or float(alloc.duality_gap) > EXACT_GAP * abs(
         objective
@@ -95,6 +101,18 @@ def allocate_one(problem: Problem, config: SolveConfig = DEFAULT_CONFIG) -> Allo
     exact = exact_allocation(problem, config)
     better = float(exact.objective) > objective or not math.isfinite(objective)
     return exact if better else alloc
+
+
+def may_throttle(problem: Problem, alloc: Allocation) -> bool:
+    """Whether throttled bids could beat ``alloc`` (one plan or a stack): only
+    with spend bounds, or with room in its certificate (see
+    :mod:`~optimizer.allocate.throttle`)."""
+    if np.any(np.asarray(problem.lower) > 0) or np.any(
+        np.isfinite(np.asarray(problem.upper))
+    ):
+        return True
+    gap, objective = np.asarray(alloc.duality_gap), np.asarray(alloc.objective)
+    return bool(np.any(gap > ROOM * np.abs(objective)))
 
 
 def allocate_path_one(
@@ -115,15 +133,35 @@ def allocate_stacked(
     return jax.vmap(lambda p: allocate(p, config, audiences=audiences))(batch)
 
 
-def allocate_many(batch: Problem, config: SolveConfig = DEFAULT_CONFIG) -> Allocation:
+@devices.stage(("config",))
+def throttle_stacked(
+    batch: Problem,
+    allocs: Allocation,
+    config: SolveConfig,
+    audiences: jax.Array | int | None = None,
+) -> Allocation:
+    """:func:`~optimizer.allocate.throttle.with_throttling` of each stacked plan."""
+    return jax.vmap(lambda p, al: with_throttling(p, al, config, audiences))(
+        batch, allocs
+    )
+
+
+def allocate_many(
+    batch: Problem, config: SolveConfig = DEFAULT_CONFIG, throttle: bool = True
+) -> Allocation:
     """Plans of S stacked problems (every array with a leading axis S).
 
     Each plan is the one :func:`~optimizer.allocate.allocator.allocate` gives
-    that problem alone; the returned arrays have the leading axis S.
+    that problem alone (then throttled bids where they earn more, see
+    :func:`may_throttle`; ``throttle=False`` skips them, for stacks whose plans
+    are only compared with each other); the returned arrays have the leading
+    axis S.
     """
     s, a = batch.lower.shape
     padded = devices.pad_leading(
         pad_audiences(batch, audience_size(a), 1), stack_size(s)
     )
     out = allocate_stacked(padded, config, a)
+    if throttle and may_throttle(batch, out):
+        out = throttle_stacked(padded, out, config, a)
     return jax.tree_util.tree_map(lambda x: x[:s], trim(out, a))

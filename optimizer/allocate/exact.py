@@ -48,22 +48,15 @@ class ExactSolution:
     objective: jax.Array  # () total objective
 
 
-def inner_solution(
-    problem: Problem,
-    price: jax.Array,
-    config: SolveConfig,
-    steps: int = 60,
-    grid_points: int = _GRID,
-    peaks: int = _PEAKS,
-) -> jax.Array:
-    """(A,) log bid maximizing gain - price * spend per audience within spend bounds.
-
-    ``price`` is () or (A,), objective per currency unit.
-    """
+def bound_bids(
+    problem: Problem, config: SolveConfig, steps: int = 60
+) -> tuple[jax.Array, jax.Array]:
+    """(A,) log bids that spend each audience's min and max spend (its lowest
+    and highest bids where it has no such bound): the ends of its bid range."""
     low, high = log_bid_bounds(problem)
     upper = jnp.minimum(problem.upper, capacity(problem, config))
     lower = jnp.minimum(problem.lower, upper)
-    # Bound-hitting bids cost a bisection each: skip it when no audience has bounds.
+    # A bound-hitting bid costs a bisection each: skip it when no audience has one.
     u_lo = jax.lax.cond(
         jnp.any(lower > 0),
         lambda: jnp.where(lower > 0, bid_for_spend(problem, lower, config, steps), low),
@@ -78,9 +71,27 @@ def inner_solution(
         ),
         lambda: high,
     )
+    return u_lo, u_hi
+
+
+def inner_solution(
+    problem: Problem,
+    price: jax.Array,
+    config: SolveConfig,
+    steps: int = 60,
+    grid_points: int = _GRID,
+    peaks: int = _PEAKS,
+    bounds: tuple[jax.Array, jax.Array] | None = None,
+) -> jax.Array:
+    """(A,) log bid maximizing gain - price * spend per audience within spend bounds.
+
+    ``price`` is () or (A,), objective per currency unit; ``bounds``: the
+    :func:`bound_bids` of ``problem`` when already known.
+    """
+    u_lo, u_hi = bound_bids(problem, config, steps) if bounds is None else bounds
     frac = jnp.linspace(0.0, 1.0, grid_points)
     grid = u_lo[:, None] + (u_hi - u_lo)[:, None] * frac[None, :]  # (A, G)
-    price = jnp.broadcast_to(price, low.shape)
+    price = jnp.broadcast_to(price, u_lo.shape)
 
     def lagrangian(u):
         return gain_at(problem, u, config) - price * spend_at(problem, u, config)
@@ -124,11 +135,13 @@ def audience_terms(
     grid_points: int = _GRID,
     steps: int = 40,
     peaks: int = _PEAKS,
+    bounds: tuple[jax.Array, jax.Array] | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """(A,) each audience's best gain - price x spend within its spend bounds
     (price () or (A,), objective per currency unit), and the (A,) log bids
-    attaining it: each audience's globally best bid at ``price``."""
-    u = inner_solution(problem, price, config, steps, grid_points, peaks)
+    attaining it: each audience's globally best bid at ``price``. ``bounds``:
+    as in :func:`inner_solution`."""
+    u = inner_solution(problem, price, config, steps, grid_points, peaks, bounds)
     price = jnp.broadcast_to(price, u.shape)
     return gain_at(problem, u, config) - price * spend_at(problem, u, config), u
 
@@ -160,8 +173,10 @@ def solve_exact(
     lo_price = jnp.min(log_marginal_at(problem, high, config)) - 1.0
     hi_price = jnp.max(log_marginal_at(problem, low, config)) + 1.0
 
+    bounds = bound_bids(problem, config, steps)
+
     def total(log_price: jax.Array) -> jax.Array:
-        u = inner_solution(problem, jnp.exp(log_price), config, steps)
+        u = inner_solution(problem, jnp.exp(log_price), config, steps, bounds=bounds)
         return jnp.sum(spend_at(problem, u, config))
 
     def under(log_price: jax.Array) -> jax.Array:

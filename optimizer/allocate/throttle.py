@@ -13,6 +13,10 @@ lower <= cap <= min(S(bid), upper); its Lagrangian term at price lam is
 max over bids of the unthrottled term, lower x (avg - lam) and upper x (avg - lam)
 (the last two over bids spending at least the bound). :func:`throttled_terms`
 gives the two bound terms, so the certificate covers that whole space.
+
+:func:`with_throttling` runs after the allocator, as its own program, where a
+plan has spend bounds or a loose certificate (elsewhere throttling cannot beat
+the plan: without bounds the dual bound is the same over the whole space).
 """
 
 from __future__ import annotations
@@ -23,11 +27,13 @@ import jax
 import jax.numpy as jnp
 
 from optimizer.allocate.allocation import Allocation, kkt_residual, masked
+from optimizer.allocate.allocator import without_padding_volume
 from optimizer.allocate.config import SolveConfig
+from optimizer.allocate.exact import audience_terms, bound_bids
 from optimizer.allocate.problem import (
     Problem,
-    bid_for_spend,
     bisect,
+    capacity,
     gain_at,
     log_bid_bounds,
     log_marginal_at,
@@ -45,8 +51,8 @@ def best_average(
     problem: Problem,
     u_from: jax.Array,
     config: SolveConfig,
-    grid_points: int = 16,
-    steps: int = 32,
+    grid_points: int = 8,
+    steps: int = 16,
 ) -> jax.Array:
     """(A,) log bid in [u_from, highest bid] with the most objective per currency.
 
@@ -96,30 +102,31 @@ def throttled_terms(
     price: jax.Array,
     lower: jax.Array,
     upper: jax.Array,
+    bounds: tuple[jax.Array, jax.Array],
     config: SolveConfig,
-    steps: int = 32,
 ) -> jax.Array:
     """(A,) best Lagrangian term gain - price x cap of a plan throttled to a
     spend bound: lower x (avg - price) over bids spending at least ``lower``, and
-    upper x (avg - price) over bids spending at least a finite ``upper`` below
-    capacity; -inf where an audience has neither bound."""
-    low, high = log_bid_bounds(problem)
+    upper x (avg - price) over bids spending at least an ``upper`` below
+    capacity; -inf where an audience has neither bound. ``bounds``: the
+    (A,) log bids that spend ``lower`` and ``upper``
+    (:func:`~optimizer.allocate.exact.bound_bids`)."""
+    _, high = log_bid_bounds(problem)
 
-    def at(bound, has):
+    def at(bound, has, u_from):
         def value():
-            u_from = jnp.where(has, bid_for_spend(problem, bound, config, steps), high)
-            avg = jnp.exp(
-                log_average(problem, best_average(problem, u_from, config), config)
-            )
+            best = best_average(problem, jnp.where(has, u_from, high), config)
+            avg = jnp.exp(log_average(problem, best, config))
             return jnp.where(has, bound * (avg - price), -jnp.inf)
 
         return jax.lax.cond(
-            jnp.any(has), value, lambda: jnp.full(low.shape, -jnp.inf, low.dtype)
+            jnp.any(has), value, lambda: jnp.full(high.shape, -jnp.inf, high.dtype)
         )
 
     capacity = spend_at(problem, high, config)
     return jnp.maximum(
-        at(lower, lower > 0), at(upper, jnp.isfinite(upper) & (upper < capacity))
+        at(lower, lower > 0, bounds[0]),
+        at(upper, (upper > 0) & (upper < capacity), bounds[1]),
     )
 
 
@@ -159,4 +166,45 @@ def throttled_plan(
             valid,
         ),
         duality_gap=jnp.maximum(dual - total, 0.0),
+    )
+
+
+# Certificate room (share of the objective) above which throttled bids are tried.
+ROOM = 1e-6
+
+
+def with_throttling(
+    problem: Problem,
+    alloc: Allocation,
+    config: SolveConfig,
+    audiences: jax.Array | int | None = None,
+) -> Allocation:
+    """``alloc`` (from :func:`~optimizer.allocate.allocator.allocate` on
+    ``problem``) with its certificate extended to throttled plans and, where the
+    certificate then leaves room, each audience on its throttled bid where that
+    earns more. ``audiences``: as in ``allocate``."""
+    a = problem.lower.shape[0]
+    valid = None if audiences is None else jnp.arange(a) < audiences
+    n = a if audiences is None else jnp.asarray(audiences, problem.budget.dtype)
+    problem = without_padding_volume(problem, valid)
+    upper = jnp.minimum(problem.upper, capacity(problem, config))
+    lower = jnp.minimum(problem.lower, upper)
+    price = alloc.dual_price
+    if problem.group_cap.shape[0]:
+        price = price + alloc.group_price[problem.group]
+    price = jnp.broadcast_to(price, lower.shape)
+    bounds = bound_bids(problem, config, 32)
+    terms, _ = audience_terms(
+        problem, price, config, grid_points=24, steps=32, peaks=2, bounds=bounds
+    )
+    extra = jnp.maximum(
+        throttled_terms(problem, price, lower, upper, bounds, config) - terms, 0.0
+    )
+    alloc = dataclasses.replace(
+        alloc, duality_gap=alloc.duality_gap + jnp.sum(masked(valid, extra, 0.0))
+    )
+    return jax.lax.cond(
+        alloc.duality_gap > ROOM * jnp.maximum(alloc.objective, 1e-300),
+        lambda: throttled_plan(problem, alloc, lower, upper, config, n, valid),
+        lambda: alloc,
     )

@@ -182,7 +182,11 @@ def constraint_costs(plan: SolvedPlan, scenario: Scenario) -> list[dict]:
     if len(batch) == 1:
         return []
     stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *batch)
-    objective = np.asarray(allocate_many(stacked, inputs.config).objective)
+    # Only compared with each other (the base plan is the first), so no
+    # throttled bids: the differences are what relaxing each constraint buys.
+    objective = np.asarray(
+        allocate_many(stacked, inputs.config, throttle=False).objective
+    )
     gains = np.maximum(objective[1:] - objective[0], 0.0)
     units = {"max_bid": "CPM", "min_roas": "ROAS"}
     cur, obj = inputs.currency, inputs.config.objective

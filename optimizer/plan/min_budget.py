@@ -100,7 +100,8 @@ def enforce_min_budget(
             lambda *xs: jnp.stack(xs),
             *[_with_bounds(problem, lo, hi) for _, lo, hi in candidates],
         )
-        objective = np.asarray(allocate_many(batch, config).objective)
+        # Candidates compared with each other: no throttled bids needed.
+        objective = np.asarray(allocate_many(batch, config, throttle=False).objective)
         best = candidates[int(np.argmax(objective))][0]
         raised[choose[np.array(best, bool)]] = True
         paused[choose[~np.array(best, bool)]] = True
