@@ -23,7 +23,6 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from optimizer.allocate import response
 from optimizer.allocate.allocation import (
     Allocation,
     kkt_residual,
@@ -39,7 +38,7 @@ from optimizer.allocate.problem import (
     capacity,
     gain_at,
     log_bid_bounds,
-    market,
+    marginal_slopes,
     spend_at,
 )
 
@@ -65,17 +64,7 @@ def _curvature(
     neutral m = 0, |h| = 1, dS/du = 1, so no division there can overflow.
     """
 
-    def log_m(p, ui):
-        return response.log_marginal(p, ui, config)
-
-    log_m_val, dlogm_du = jax.vmap(jax.value_and_grad(log_m, argnums=1))(
-        market(problem), u
-    )
-    ds_du = problem.auctions * jnp.exp(
-        jax.vmap(response.log_spend_slope, in_axes=(0, 0, None))(
-            market(problem), u, config
-        )
-    )
+    log_m_val, dlogm_du, ds_du = marginal_slopes(problem, u, config)
     m = jnp.exp(log_m_val)
     h = m * dlogm_du / jnp.maximum(ds_du, 1e-300)
     s = spend_at(problem, u, config)

@@ -136,6 +136,24 @@ def log_marginal_at(problem: Problem, u: jax.Array, config: SolveConfig) -> jax.
     )
 
 
+def marginal_slopes(
+    problem: Problem, u: jax.Array, config: SolveConfig
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(A,) at log bids ``u``: log marginal return, its derivative in u, and
+    d spend / du over the horizon (currency per unit of log bid)."""
+
+    def one(p, ui):
+        return jax.value_and_grad(lambda v: response.log_marginal(p, v, config))(ui)
+
+    log_m, d_log_m = jax.vmap(one)(market(problem), u)
+    slope = problem.auctions * jnp.exp(
+        jax.vmap(response.log_spend_slope, in_axes=(0, 0, None))(
+            market(problem), u, config
+        )
+    )
+    return log_m, d_log_m, slope
+
+
 def bisect(fn, low: jax.Array, high: jax.Array, steps: int = 60) -> jax.Array:
     """Root of an increasing elementwise ``fn`` in [low, high] by bisection (arrays)."""
 

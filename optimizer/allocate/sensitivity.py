@@ -15,10 +15,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from optimizer.allocate import response
 from optimizer.allocate.allocation import Allocation
 from optimizer.allocate.config import SolveConfig
-from optimizer.allocate.problem import Problem, capacity, market, spend_at
+from optimizer.allocate.problem import Problem, capacity, marginal_slopes, spend_at
 
 
 def budget_sensitivity(
@@ -30,15 +29,7 @@ def budget_sensitivity(
     Pure (jit it at the caller's stage boundary)."""
     u = jnp.log(alloc.bid)
 
-    def one(p, ui):
-        return jax.grad(lambda v: response.log_marginal(p, v, config))(ui)
-
-    curve = jax.vmap(one)(market(problem), u)
-    slope = problem.auctions * jnp.exp(
-        jax.vmap(response.log_spend_slope, in_axes=(0, 0, None))(
-            market(problem), u, config
-        )
-    )
+    _, curve, slope = marginal_slopes(problem, u, config)
     spend = alloc.spend
     share = problem.budget / spend.shape[0]
     tol = 1e-6 * share + 1e-9

@@ -25,7 +25,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from optimizer.allocate import response
 from optimizer.allocate.config import DEFAULT_CONFIG, SolveConfig
 from optimizer.allocate.exact import ExactSolution
 from optimizer.allocate.problem import (
@@ -34,7 +33,7 @@ from optimizer.allocate.problem import (
     gain_at,
     log_bid_bounds,
     log_marginal_at,
-    market,
+    marginal_slopes,
     spend_at,
 )
 from optimizer.allocate.tables import tabulate
@@ -57,17 +56,9 @@ def _newton(problem, config, u, fixed, bound, jump, log_price, budget_binds):
     jumpers' spends fill the budget, in proportion to ``jump``.
     """
 
-    def one(p, ui):
-        return jax.value_and_grad(lambda v: response.log_marginal(p, v, config))(ui)
-
-    log_m, curve = jax.vmap(one)(market(problem), u)
+    log_m, curve, slope = marginal_slopes(problem, u, config)
     curve = jnp.minimum(curve, -1e-9)  # concave locally, or a gentle step
     spend = spend_at(problem, u, config)
-    slope = problem.auctions * jnp.exp(
-        jax.vmap(response.log_spend_slope, in_axes=(0, 0, None))(
-            market(problem), u, config
-        )
-    )
     f = log_m - log_price
     jumpers = jump > 0
     free = ~fixed & ~jumpers
