@@ -146,6 +146,7 @@ def audience_terms(
     return gain_at(problem, u, config) - price * spend_at(problem, u, config), u
 
 
+@jax.jit(static_argnames=("config", "grid_points", "steps", "peaks"))
 def dual_terms(
     problem: Problem,
     price: jax.Array,

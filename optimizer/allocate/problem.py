@@ -107,6 +107,7 @@ def log_bid_bounds(problem: Problem) -> tuple[jax.Array, jax.Array]:
     return low, jnp.maximum(jnp.minimum(high, top), low)
 
 
+@jax.jit(static_argnames="config")
 def capacity(problem: Problem, config: SolveConfig) -> jax.Array:
     """(A,) the most each audience can spend over the horizon at its highest bid."""
     _, high = log_bid_bounds(problem)
@@ -115,6 +116,7 @@ def capacity(problem: Problem, config: SolveConfig) -> jax.Array:
     )
 
 
+@jax.jit(static_argnames="config")
 def spend_at(problem: Problem, u: jax.Array, config: SolveConfig) -> jax.Array:
     """(A,) spend over the horizon at log bids ``u``."""
     return problem.auctions * jax.vmap(response.spend, in_axes=(0, 0, None))(
@@ -122,6 +124,7 @@ def spend_at(problem: Problem, u: jax.Array, config: SolveConfig) -> jax.Array:
     )
 
 
+@jax.jit(static_argnames="config")
 def gain_at(problem: Problem, u: jax.Array, config: SolveConfig) -> jax.Array:
     """(A,) objective over the horizon at log bids ``u``."""
     return problem.auctions * jax.vmap(response.gain, in_axes=(0, 0, None))(
@@ -129,6 +132,7 @@ def gain_at(problem: Problem, u: jax.Array, config: SolveConfig) -> jax.Array:
     )
 
 
+@jax.jit(static_argnames="config")
 def log_marginal_at(problem: Problem, u: jax.Array, config: SolveConfig) -> jax.Array:
     """(A,) log marginal objective per currency at log bids ``u``."""
     return jax.vmap(response.log_marginal, in_axes=(0, 0, None))(

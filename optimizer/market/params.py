@@ -196,6 +196,7 @@ def _per_auction(p: MarketParams, bid: jax.Array, first_price: bool) -> jax.Arra
     return jnp.stack([win, spend, clicks, conversions, value])
 
 
+@jax.jit(static_argnames="first_price")
 def per_auction(
     params: MarketParams, bid: jax.Array, first_price: bool = False
 ) -> jax.Array:
@@ -203,6 +204,7 @@ def per_auction(
     return jax.vmap(_per_auction, in_axes=(0, 0, None))(params, bid, first_price)
 
 
+@jax.jit(static_argnames="first_price")
 def expected_outcomes(
     params: MarketParams,
     bid: jax.Array,
