@@ -128,21 +128,26 @@ class Rule:
         """(n,) log multiplier of each row of ``frame`` (audience + feature columns
         as strings) and the number of rows with a level the rule never saw
         (those levels get factor 1; so do audiences outside the rule)."""
+        aud = pd.Categorical(frame["audience"].astype(str), categories=self.names)
+        a_code = np.asarray(aud.codes)
+        inside = a_code >= 0
         total = np.zeros(len(frame))
         unseen = np.zeros(len(frame), bool)
-        aud = frame["audience"].astype(str)
         for f in self.features:
-            lookup = {}
-            for a in self.names:
+            codes, uniques = pd.factorize(frame[f].astype(str))
+            # (A, U) log factor of each audience's level; NaN: a level it never saw.
+            table = np.full((len(self.names), len(uniques)), np.nan)
+            for i, a in enumerate(self.names):
                 levels = self.factors[a][f]
-                for lvl, fac in levels.items():
-                    lookup[f"{a}\x1f{lvl}"] = math.log(fac)
-                for lvl in self.pooled[a][f]:
-                    lookup[f"{a}\x1f{lvl}"] = math.log(levels.get(OTHER, 1.0))
-            keys = aud + "\x1f" + frame[f].astype(str)
-            vals = keys.map(lookup)
-            unseen |= vals.isna().to_numpy() & aud.isin(self.names).to_numpy()
-            total += vals.fillna(0.0).to_numpy(float)
+                pooled = math.log(levels.get(OTHER, 1.0))
+                for j, lvl in enumerate(uniques):
+                    if lvl in levels:
+                        table[i, j] = math.log(levels[lvl])
+                    elif lvl in self.pooled[a][f]:
+                        table[i, j] = pooled
+            vals = np.where(inside, table[np.maximum(a_code, 0), codes], 0.0)
+            unseen |= np.isnan(vals)
+            total += np.nan_to_num(vals, nan=0.0)
         lo, hi = np.log(self.factor_range)
         return np.clip(total, lo, hi), int(unseen.sum())
 
@@ -170,21 +175,45 @@ class Rule:
         )
 
 
-def _levels(values: np.ndarray, max_levels: int) -> tuple[list[str], list[str]]:
-    """(kept levels by count, pooled levels): at most ``max_levels`` kept in all,
-    "other" among them when anything is pooled."""
-    counts = pd.Series(values).value_counts(sort=True)
-    common = [str(v) for v, c in counts.items() if c >= _MIN_LEVEL_ROWS]
-    room = max_levels if len(common) == len(counts) else max_levels - 1
+def _levels(
+    codes: np.ndarray, uniques: np.ndarray, max_levels: int
+) -> tuple[list[str], list[str]]:
+    """(kept levels by count, pooled levels) of one audience's rows, given as
+    ``codes`` into ``uniques``: at most ``max_levels`` kept in all, "other" among
+    them when anything is pooled. Equal counts keep the order of first appearance."""
+    present, first, counts = np.unique(codes, return_index=True, return_counts=True)
+    order = np.lexsort((first, -counts))
+    names = [str(uniques[c]) for c in present[order]]
+    common = [
+        n for n, c in zip(names, counts[order], strict=True) if c >= _MIN_LEVEL_ROWS
+    ]
+    room = max_levels if len(common) == len(names) else max_levels - 1
     kept = common[: max(room, 1)]
-    pooled = [str(v) for v in counts.index if str(v) not in kept]
+    pooled = [n for n in names if n not in kept]
     return kept + ([OTHER] if pooled else []), pooled
 
 
+def _onehot(
+    codes: np.ndarray, uniques: np.ndarray, kept: list[str], pooled: list[str]
+) -> np.ndarray:
+    """(n, len(kept)) indicator of each row's kept level (pooled rows: "other")."""
+    column = {lvl: j for j, lvl in enumerate(kept)}
+    other = column.get(OTHER, -1)
+    lut = np.array(
+        [column.get(str(u), other if str(u) in pooled else -1) for u in uniques]
+    )
+    return (lut[codes][:, None] == np.arange(len(kept))[None, :]).astype(float)
+
+
 def _fit_audience(
-    cols: pd.DataFrame, y: np.ndarray, features: list[str], max_levels: int, log_range
+    cols: dict[str, tuple[np.ndarray, np.ndarray]],
+    y: np.ndarray,
+    features: list[str],
+    max_levels: int,
+    log_range,
 ) -> tuple[dict, dict, dict, dict, str | None]:
-    """One audience's (factors, pooled, ratios, shares, flat reason or None)."""
+    """One audience's (factors, pooled, ratios, shares, flat reason or None);
+    ``cols``: feature -> (its rows' codes, the feature's level names)."""
     n = len(y)
     if n == 0:
         one = {f: {OTHER: 1.0} for f in features}
@@ -192,9 +221,9 @@ def _fit_audience(
         return one, empty, one, one, "no won impressions in the log sample"
     blocks, names, pooled, ratios, shares = [], [], {}, {}, {}
     for f in features:
-        kept, pooled[f] = _levels(cols[f].to_numpy(), max_levels)
-        level = np.where(cols[f].isin(pooled[f]), OTHER, cols[f].to_numpy())
-        onehot = (level[:, None] == np.asarray(kept)[None, :]).astype(float)
+        codes, uniques = cols[f]
+        kept, pooled[f] = _levels(codes, uniques, max_levels)
+        onehot = _onehot(codes, uniques, kept, pooled[f])
         blocks.append(onehot)
         names.append(kept)
         share = onehot.mean(0)
@@ -203,12 +232,13 @@ def _fit_audience(
         shares[f] = dict(zip(kept, share.tolist(), strict=True))
     x = np.concatenate(blocks, axis=1)
     centred = y - y.mean()
-    gram = x.T @ x + _PRIOR_ROWS * np.eye(x.shape[1])
+    xtx = x.T @ x
+    gram = xtx + _PRIOR_ROWS * np.eye(x.shape[1])
     beta = np.linalg.solve(gram, x.T @ centred)
     fitted = x @ beta
     sigma2 = np.mean((centred - fitted) ** 2)
-    inv = np.linalg.inv(gram)
-    se_fit = math.sqrt(sigma2 * np.mean(np.einsum("ij,jk,ik->i", x, inv, x)))
+    # mean over rows of x_i' gram^-1 x_i = trace(gram^-1 x'x) / n
+    se_fit = math.sqrt(sigma2 * np.sum(np.linalg.inv(gram) * xtx) / n)
     spread = float(np.std(fitted))
     lo, hi = log_range
     factors, start = {}, 0
@@ -249,12 +279,15 @@ def fit_rule(
     log_range = tuple(np.log(factor_range))
     parts = {n: {} for n in ("factors", "pooled", "ratios", "shares")}
     flat = {}
-    aud = cols["audience"].to_numpy()
-    for name in names:
-        rows = np.flatnonzero(aud == name)
-        out = _fit_audience(
-            cols.iloc[rows], log_rate[rows], features, max_levels, log_range
-        )
+    coded = {f: pd.factorize(cols[f]) for f in features}
+    coded = {f: (c, np.asarray(u, dtype=object)) for f, (c, u) in coded.items()}
+    aud = np.asarray(pd.Categorical(cols["audience"], categories=names).codes)
+    order = np.argsort(aud, kind="stable")
+    bounds = np.searchsorted(aud[order], np.arange(len(names) + 1))
+    for i, name in enumerate(names):
+        rows = order[bounds[i] : bounds[i + 1]]
+        own = {f: (c[rows], u) for f, (c, u) in coded.items()}
+        out = _fit_audience(own, log_rate[rows], features, max_levels, log_range)
         for key, value in zip(parts, out[:4], strict=True):
             parts[key][name] = value
         if out[4] is not None:
