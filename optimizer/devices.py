@@ -118,6 +118,21 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 
 
+def stack(trees: list):
+    """The pytrees ``trees`` (same structure) stacked leaf by leaf on a new leading
+    axis, as host numpy arrays: no compiled program per leaf shape, as
+    ``jnp.stack`` outside a jit would need."""
+    return jax.tree_util.tree_map(
+        lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees
+    )
+
+
+def host_slice(tree, index):
+    """``tree[index]`` leaf by leaf, sliced on the host and put back as arrays:
+    no compiled program per leaf shape, as slicing outside a jit would need."""
+    return jax.tree_util.tree_map(lambda x: jnp.asarray(np.asarray(x)[index]), tree)
+
+
 def pad_leading(tree, length: int, axis: int = 0):
     """Every leaf's leading axis (or ``axis``) extended to ``length`` by repeating
     its last entry.

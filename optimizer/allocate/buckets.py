@@ -74,8 +74,8 @@ def pad_audiences(problem: Problem, length: int, axis: int = 0) -> Problem:
 
 def trim(alloc: Allocation, n: int) -> Allocation:
     """The first ``n`` audiences of each per-audience field (the padding dropped)."""
-    keep = {name: getattr(alloc, name)[..., :n] for name in PER_AUDIENCE}
-    return dataclasses.replace(alloc, **keep)
+    keep = {name: getattr(alloc, name) for name in PER_AUDIENCE}
+    return dataclasses.replace(alloc, **devices.host_slice(keep, (..., slice(n))))
 
 
 def allocate_one(problem: Problem, config: SolveConfig = DEFAULT_CONFIG) -> Allocation:
@@ -164,4 +164,4 @@ def allocate_many(
     out = allocate_stacked(padded, config, a)
     if throttle and may_throttle(batch, out):
         out = throttle_stacked(padded, out, config, a)
-    return jax.tree_util.tree_map(lambda x: x[:s], trim(out, a))
+    return devices.host_slice(trim(out, a), slice(s))

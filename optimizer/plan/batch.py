@@ -46,7 +46,7 @@ from optimizer.plan.scenario import Scenario
 
 
 def _stack(problems: list) -> object:
-    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *problems)
+    return devices.stack(problems)
 
 
 def _totals(problem, bid, cap, config: SolveConfig) -> dict[str, jax.Array]:

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from optimizer import devices
 from optimizer.allocate.buckets import allocate_many
 from optimizer.allocate.duals import bound_prices
 from optimizer.allocate.problem import Problem
@@ -181,7 +182,7 @@ def constraint_costs(plan: SolvedPlan, scenario: Scenario) -> list[dict]:
     batch += [dataclasses.replace(problem, budget=jnp.asarray(t[-1])) for t in targets]
     if len(batch) == 1:
         return []
-    stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *batch)
+    stacked = devices.stack(batch)
     # Only compared with each other (the base plan is the first), so no
     # throttled bids: the differences are what relaxing each constraint buys.
     objective = np.asarray(

@@ -14,10 +14,10 @@ from __future__ import annotations
 import dataclasses
 import itertools
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
+from optimizer import devices
 from optimizer.allocate.allocator import Allocation
 from optimizer.allocate.buckets import allocate_many
 from optimizer.allocate.config import SolveConfig
@@ -96,9 +96,8 @@ def enforce_min_budget(
             hi[choose[~np.array(mask, bool)]] = 0.0
             if _feasible(problem, lo):
                 candidates.append((mask, lo, hi))
-        batch = jax.tree_util.tree_map(
-            lambda *xs: jnp.stack(xs),
-            *[_with_bounds(problem, lo, hi) for _, lo, hi in candidates],
+        batch = devices.stack(
+            [_with_bounds(problem, lo, hi) for _, lo, hi in candidates]
         )
         # Candidates compared with each other: no throttled bids needed.
         objective = np.asarray(allocate_many(batch, config, throttle=False).objective)

@@ -149,13 +149,15 @@ def _curves(p, config, points: int) -> tuple[jax.Array, ...]:
 def response_curves(plan: SolvedPlan, points: int = 40) -> dict:
     """Per audience: expected spend, conversions and value over the horizon along a
     bid grid (the spend-to-outcome curve a chart draws), uncapped."""
-    grid, spend, conv, value = _curves(plan.inputs.problem, plan.inputs.config, points)
+    grid, spend, conv, value = (
+        np.asarray(x) for x in _curves(plan.inputs.problem, plan.inputs.config, points)
+    )
     return {
         name: {
-            "bid": np.round(np.exp(np.asarray(grid[i])), 6).tolist(),
-            "spend": np.round(np.asarray(spend[i]), 2).tolist(),
-            "conversions": np.round(np.asarray(conv[i]), 4).tolist(),
-            "value": np.round(np.asarray(value[i]), 2).tolist(),
+            "bid": np.round(np.exp(grid[i]), 6).tolist(),
+            "spend": np.round(spend[i], 2).tolist(),
+            "conversions": np.round(conv[i], 4).tolist(),
+            "value": np.round(value[i], 2).tolist(),
         }
         for i, name in enumerate(plan.inputs.names)
     }

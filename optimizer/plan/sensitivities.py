@@ -44,14 +44,16 @@ def sensitivities(plan: SolvedPlan) -> dict:
     fixed) and, by implicit differentiation at the optimum, where the next unit
     of budget goes."""
     inputs, alloc = plan.inputs, plan.allocation
-    d_price, d_rate = _envelope_gradients(inputs.problem, alloc, inputs.config)
+    d_price, d_rate = (
+        np.asarray(x) for x in _envelope_gradients(inputs.problem, alloc, inputs.config)
+    )
     solved = plan.solved_problem or inputs.problem
     d_spend, d_bid = (
         np.asarray(x) for x in _budget_sensitivity(solved, alloc, inputs.config)
     )
     return {
         "d_objective_d_budget": float(alloc.dual_price),
-        "d_objective_d_price_level": float(jnp.sum(d_price)),
+        "d_objective_d_price_level": float(np.sum(d_price)),
         "per_audience": {
             name: {
                 "d_objective_d_price_shift": float(d_price[i]),
