@@ -130,7 +130,7 @@ def stack(trees: list):
 def host_slice(tree, index):
     """``tree[index]`` leaf by leaf, sliced on the host and put back as arrays:
     no compiled program per leaf shape, as slicing outside a jit would need."""
-    return jax.tree_util.tree_map(lambda x: jnp.asarray(np.asarray(x)[index]), tree)
+    return jax.tree_util.tree_map(lambda x: jax.device_put(np.asarray(x)[index]), tree)
 
 
 def pad_leading(tree, length: int, axis: int = 0):

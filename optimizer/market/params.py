@@ -226,6 +226,7 @@ def expected_outcomes(
     return out.scale(share)
 
 
+@jax.jit
 def shift_market(
     params: MarketParams,
     price_shift: jax.Array | float = 0.0,

@@ -11,6 +11,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -34,7 +35,7 @@ def params_from_json(data: dict[str, list]) -> MarketParams:
     """Inverse of :func:`params_to_json` (float64 arrays)."""
     return MarketParams(
         **{
-            f.name: jnp.asarray(data[f.name], MONEY)
+            f.name: jax.device_put(np.asarray(data[f.name], MONEY))
             for f in dataclasses.fields(MarketParams)
             if f.name in data or f.default is dataclasses.MISSING
         }
@@ -104,7 +105,7 @@ def load_market(model_dir: str | Path) -> FittedMarket:
         ):
             raise ValueError("array shapes do not match the audience list")
         if not all(
-            bool(jnp.all(jnp.isfinite(getattr(params, f.name))))
+            bool(np.all(np.isfinite(np.asarray(getattr(params, f.name)))))
             for f in dataclasses.fields(params)
             if getattr(params, f.name) is not None
         ):

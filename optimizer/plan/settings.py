@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax.numpy as jnp
+import jax
 import numpy as np
 import pandas as pd
 
@@ -50,15 +50,19 @@ def apply_market_settings(
     value = setting(settings, names, "value_per_conversion", np.nan)
     params = dataclasses.replace(
         params,
-        volume_per_day=jnp.where(jnp.isnan(volume), params.volume_per_day, volume),
-        value=jnp.where(jnp.isnan(value)[:, None], params.value, value[:, None]),
+        volume_per_day=jax.device_put(
+            np.where(np.isnan(volume), np.asarray(params.volume_per_day), volume)
+        ),
+        value=jax.device_put(
+            np.where(np.isnan(value)[:, None], np.asarray(params.value), value[:, None])
+        ),
     )
     rate = np.zeros(len(names))
     if scenario.rate_shift:
         rate[index_of(names, list(scenario.rate_shift), "scenario [rate_shift]")] = (
             list(scenario.rate_shift.values())
         )
-    return shift_market(params, scenario.price_shift, jnp.asarray(rate))
+    return shift_market(params, scenario.price_shift, rate)
 
 
 def groups_of(
