@@ -51,7 +51,9 @@ def _kill_point(name: str) -> None:
     ``ADPLAN_TEST_SIGNAL`` picks the signal (default KILL)."""
     if os.environ.get("ADPLAN_TEST_KILL_AT") == name:
         sig = os.environ.get("ADPLAN_TEST_SIGNAL", "KILL")
-        os.kill(os.getpid(), getattr(signal, f"SIG{sig}"))
+        # raise_signal signals this thread: os.kill on the process may reach
+        # another (a JAX worker) and the main thread would go on past this point.
+        signal.raise_signal(getattr(signal, f"SIG{sig}"))
 
 
 def _dead(name: str) -> bool:
