@@ -11,6 +11,7 @@ import errno
 import json
 import os
 import shutil
+import signal as signal_module
 import subprocess
 import sys
 import tempfile
@@ -207,6 +208,11 @@ def test_sigterm_and_sigint_remove_the_temporary_folder(signal, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "optimizer.cli", "-q", *args],
         env=env, capture_output=True, text=True, timeout=300,
+        # A job started in the background (cmd &) inherits SIGINT ignored; a
+        # planner's terminal does not: test the CLI as a planner runs it.
+        preexec_fn=lambda: signal_module.signal(
+            signal_module.SIGINT, signal_module.SIG_DFL
+        ),
     )  # fmt: skip
     assert proc.returncode == (143 if signal == "TERM" else 1), proc.stderr
     assert "Traceback" not in proc.stderr
