@@ -67,7 +67,7 @@ WHATIF = """
 import pickle
 from optimizer.plan.scenario import Scenario
 from optimizer.market.fit import FittedMarket
-from optimizer.plan.batch import _stack, allocate_batch, run_whatif
+from optimizer.plan.batch import allocate_batch, run_whatif
 
 A = 6
 params = random_market(5, audiences=A)
@@ -90,7 +90,7 @@ result = {
 }
 # The batch solve itself, unrounded: S = 5 problems of different budgets (the
 # shapes of the what-if batch above, so both solves are already compiled).
-batch = _stack([make_problem(params, 7.0, b) for b in (50.0, 120, 300, 700, 2e3)])
+batch = devices.stack([make_problem(params, 7.0, b) for b in (50.0, 120, 300, 700, 2e3)])
 for key, m in (("batch_one", None), ("batch_many", mesh)):
     alloc = allocate_batch(batch, mesh=m)
     result[key] = {k: np.asarray(v) for k, v in vars(alloc).items()}

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from optimizer import devices
 from optimizer.allocate import buckets
 from optimizer.allocate.allocator import allocate
 from optimizer.allocate.config import SolveConfig
@@ -16,7 +17,6 @@ from optimizer.allocate.problem import make_problem
 from optimizer.errors import InputError
 from optimizer.io.columns import COMPARISON_COLUMNS
 from optimizer.plan.batch import (
-    _stack,
     allocate_batch,
     parse_budgets,
     run_frontier,
@@ -45,7 +45,7 @@ def test_batched_solve_equals_the_single_solves():
         make_problem(params, DAYS, budget, lower=np.full(5, low))
         for budget, low in ((80.0, 0.0), (250.0, 10.0), (900.0, 0.0))
     ]
-    batch = allocate_batch(_stack(problems), config)
+    batch = allocate_batch(devices.stack(problems), config)
     for i, problem in enumerate(problems):
         alone = allocate(problem, config)
         for name in ("bid", "budget", "gain", "marginal", "dual_price", "objective"):
@@ -160,7 +160,7 @@ def test_parse_budgets():
 
 def test_stack_adds_a_leading_axis():
     problems = [make_problem(random_market(1, audiences=3), DAYS, b) for b in (1, 2)]
-    stacked = _stack(problems)
+    stacked = devices.stack(problems)
     assert stacked.lower.shape == (2, 3) and stacked.budget.tolist() == [1.0, 2.0]
     assert jax.tree_util.tree_structure(stacked) == jax.tree_util.tree_structure(
         problems[0]

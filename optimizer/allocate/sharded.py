@@ -8,7 +8,6 @@ as on one device, up to the order of the sums.
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import jax
 from jax.sharding import Mesh
@@ -47,8 +46,9 @@ def shard_problem(problem: Problem, mesh: Mesh) -> Problem:
 
 def _gather(alloc: Allocation, n: int, mesh: Mesh) -> Allocation:
     """:func:`~optimizer.allocate.buckets.trim`, as ordinary arrays (every
-    process, under ``jax.distributed`` too, gets the whole plan)."""
-    return devices.gather(alloc, mesh, functools.partial(trim, n=n))
+    process, under ``jax.distributed`` too, gets the whole plan); the padding
+    is dropped on the host, after the gather."""
+    return trim(devices.gather(alloc, mesh), n)
 
 
 def allocate_sharded(

@@ -51,8 +51,8 @@ def _kill_point(name: str) -> None:
     ``ADPLAN_TEST_SIGNAL`` picks the signal (default KILL)."""
     if os.environ.get("ADPLAN_TEST_KILL_AT") == name:
         sig = os.environ.get("ADPLAN_TEST_SIGNAL", "KILL")
-        # raise_signal signals this thread: os.kill on the process may reach
-        # another (a JAX worker) and the main thread would go on past this point.
+        # raise_signal signals this thread, so the handler runs before the call
+        # returns; a signal sent to the process may be taken by any thread.
         signal.raise_signal(getattr(signal, f"SIG{sig}"))
 
 

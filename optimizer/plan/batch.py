@@ -45,10 +45,6 @@ from optimizer.plan.resolve import (
 from optimizer.plan.scenario import Scenario
 
 
-def _stack(problems: list) -> object:
-    return devices.stack(problems)
-
-
 def _totals(problem, bid, cap, config: SolveConfig) -> dict[str, jax.Array]:
     out = expected_outcomes(problem.params, bid, problem.days, cap, config.first_price)
     return {**out.totals(), "clicks": jnp.sum(out.clicks, axis=-1)}
@@ -131,7 +127,7 @@ def run_whatif(
     base_inputs = resolve(market, base, settings)
     inputs = [resolve(market, s, settings) for s in scenarios]
     _check_batchable([base_inputs, *inputs], [s.name for s in scenarios])
-    batch = _stack([i.problem for i in inputs])
+    batch = devices.stack([i.problem for i in inputs])
     config = base_inputs.config
     removed = jnp.asarray(np.stack([i.removed for i in inputs]))
     scale = jnp.asarray([s.budget_scale for s in scenarios])
