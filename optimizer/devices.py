@@ -34,7 +34,6 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
@@ -208,7 +207,7 @@ def gather(tree, mesh: Mesh, trim: Callable | None = None):
         as a computation on one device would have returned it.
     """
     whole = jax.jit(trim or (lambda t: t), out_shardings=replicated(mesh))(tree)
-    return jax.tree_util.tree_map(jnp.asarray, to_host(whole))
+    return jax.device_put(to_host(whole))
 
 
 # Traced programs on disk (Stage).

@@ -92,10 +92,10 @@ def test_padding_rows_to_a_bucket_leaves_the_fit_unchanged():
     plain, ll_plain = landscape._solve(
         rows,
         np.ones(n),
-        landscape._init(data, False),
+        landscape._init(data),
+        np.bool_(False),
         n_audiences=2,
         first_price=False,
-        mixture=False,
         iterations=200,
         tolerance=1e-9,
     )

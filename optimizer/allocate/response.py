@@ -13,6 +13,8 @@ where win rates underflow.
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 from jax.scipy.special import log_ndtr, logsumexp
@@ -20,7 +22,7 @@ from jax.scipy.special import log_ndtr, logsumexp
 from optimizer.allocate.config import SolveConfig
 from optimizer.market.params import MarketParams, price_cells, stratum_log_bids
 
-_LOG_SQRT_2PI = 0.5 * jnp.log(2 * jnp.pi)
+_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
 def _log_w(w: jax.Array) -> jax.Array:

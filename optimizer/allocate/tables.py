@@ -18,7 +18,7 @@ from optimizer.allocate import response
 from optimizer.allocate.config import SolveConfig
 from optimizer.allocate.problem import Problem, gain_at, market, spend_at
 
-_NODES, _WEIGHTS = (jnp.asarray(x) for x in np.polynomial.legendre.leggauss(3))
+_NODES, _WEIGHTS = np.polynomial.legendre.leggauss(3)
 
 
 def _density_slopes(p, points: jax.Array, config: SolveConfig):

@@ -23,7 +23,7 @@ import tempfile
 import types
 from pathlib import Path
 
-import jax.numpy as jnp
+import jax
 import numpy as np
 import pandas as pd
 
@@ -107,17 +107,19 @@ def _simulate(market: FittedMarket, points: pd.DataFrame, days: int, runs, seed)
     optional ``click_factor``/``conv_factor`` scale its rates (a weekday's)."""
     from simulations.simulator.uncertainty import rate_draws, simulate_rate_draws
 
-    idx = jnp.asarray(points["a"].to_numpy())
-    params = market.params.take(idx)
+    idx = points["a"].to_numpy()
+    host = jax.tree.map(lambda x: np.asarray(x)[idx], market.params)  # (P, ...)
     scale = {
-        k: jnp.asarray(points[c].to_numpy())[:, None] if c in points else 1.0
+        k: points[c].to_numpy()[:, None] if c in points else 1.0
         for k, c in (("p_click", "click_factor"), ("p_conv", "conv_factor"))
     }
-    params = dataclasses.replace(
-        params,
-        volume_per_day=params.volume_per_day * points["share"].to_numpy(),
-        p_click=params.p_click * scale["p_click"],
-        p_conv=params.p_conv * scale["p_conv"],
+    params = jax.device_put(
+        dataclasses.replace(
+            host,
+            volume_per_day=host.volume_per_day * points["share"].to_numpy(),
+            p_click=host.p_click * scale["p_click"],
+            p_conv=host.p_conv * scale["p_conv"],
+        )
     )
     draws = rate_draws(market, min(_RATE_GROUPS, runs), seed)[:, points["a"], :]
     result = simulate_rate_draws(
@@ -303,7 +305,10 @@ def _with_values(market: FittedMarket, audiences: Path | None) -> FittedMarket:
     old = np.asarray(market.params.value)
     new = np.where(np.isnan(value)[:, None], old, value[:, None])
     return dataclasses.replace(
-        market, params=dataclasses.replace(market.params, value=jnp.asarray(new))
+        market,
+        params=dataclasses.replace(
+            market.params, value=jax.device_put(np.asarray(new))
+        ),
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax.numpy as jnp
+import jax
 import numpy as np
 import pandas as pd
 
@@ -337,22 +337,23 @@ def fit_market(
             hours / hours.sum(),
         )
     )
-    params = MarketParams(
-        volume_per_day=jnp.asarray(volume),
-        hour_profile=jnp.asarray(_hour_profiles(totals, names)),
-        weight=jnp.asarray(strata["weight"]),
-        p_click=jnp.asarray(strata["p_click"]),
-        p_conv=jnp.asarray(strata["p_conv"]),
-        value=jnp.asarray(np.repeat(value[:, None], n_strata, 1)),
-        price_loc=jnp.asarray(
+    params = MarketParams(  # host arrays, placed in one go below
+        volume_per_day=np.asarray(volume),
+        hour_profile=np.asarray(_hour_profiles(totals, names)),
+        weight=np.asarray(strata["weight"]),
+        p_click=np.asarray(strata["p_click"]),
+        p_conv=np.asarray(strata["p_conv"]),
+        value=np.asarray(np.repeat(value[:, None], n_strata, 1)),
+        price_loc=np.asarray(
             fit["mu"][:, None] + fit["beta"][:, None] * strata["shift"]
         ),
-        mix_weight=jnp.asarray(fit["weight"]),
-        mix_loc=jnp.asarray(fit["loc"]),
-        mix_scale=jnp.asarray(fit["scale"]),
-        rate_slope=jnp.asarray(price_rates.slope) if price_rates.estimated else None,
-        rate_ref=jnp.asarray(price_rates.ref) if price_rates.estimated else None,
+        mix_weight=np.asarray(fit["weight"]),
+        mix_loc=np.asarray(fit["loc"]),
+        mix_scale=np.asarray(fit["scale"]),
+        rate_slope=np.asarray(price_rates.slope) if price_rates.estimated else None,
+        rate_ref=np.asarray(price_rates.ref) if price_rates.estimated else None,
     )
+    params = jax.device_put(params)
     bid, spend = _current(events, codes, weight, pd.Timestamp(totals.last))
     p99 = (
         pd.Series(events["bid"].to_numpy())

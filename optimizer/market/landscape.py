@@ -24,7 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.scipy.special import log_ndtr, logsumexp, ndtr
+from jax.scipy.special import log_ndtr, logsumexp
+from scipy.special import ndtr
 
 from optimizer import devices
 from optimizer.io.progress import progress_bar
@@ -54,24 +55,20 @@ class LandscapeData:
     first_price: bool
 
 
-def _unpack(theta: dict, mixture: bool) -> dict:
+def _unpack(theta: dict, mixture: jax.Array) -> dict:
+    """Mixture parameters from the unconstrained ``theta``; where ``mixture`` is
+    False the plain log-normal (second component of weight 0; its parameters
+    unused, so their gradient is 0)."""
     sigma = jnp.exp(theta["log_sigma"])
-    if not mixture:
-        zeros = jnp.zeros_like(sigma)
-        return {
-            "mu": theta["mu"],
-            "beta": theta["beta"],
-            "loc": jnp.stack([zeros, zeros], 1),
-            "scale": jnp.stack([sigma, jnp.ones_like(sigma)], 1),
-            "weight": jnp.stack([1 + zeros, zeros], 1),
-        }
-    gap = jax.nn.softplus(theta["gap"]) + 0.05
-    pi2 = jax.nn.sigmoid(theta["logit_pi2"])
+    zeros, ones = jnp.zeros_like(sigma), jnp.ones_like(sigma)
+    gap = jnp.where(mixture, jax.nn.softplus(theta["gap"]) + 0.05, zeros)
+    sigma2 = jnp.where(mixture, jnp.exp(theta["log_sigma2"]), ones)
+    pi2 = jnp.where(mixture, jax.nn.sigmoid(theta["logit_pi2"]), zeros)
     return {
         "mu": theta["mu"],
         "beta": theta["beta"],
-        "loc": jnp.stack([jnp.zeros_like(gap), gap], 1),
-        "scale": jnp.stack([sigma, jnp.exp(theta["log_sigma2"])], 1),
+        "loc": jnp.stack([zeros, gap], 1),
+        "scale": jnp.stack([sigma, sigma2], 1),
         "weight": jnp.stack([1 - pi2, pi2], 1),
     }
 
@@ -94,52 +91,59 @@ def _row_loglik(p: dict, data: LandscapeData) -> jax.Array:
     return jnp.where(data.won, win, lose)
 
 
-def _penalty(theta: dict, hyper: dict) -> jax.Array:
+_MIXTURE_ONLY = ("gap", "log_sigma2", "logit_pi2")
+
+
+def _penalty(theta: dict, hyper: dict, mixture: jax.Array) -> jax.Array:
+    """The priors' negative log density; the second component's parameters only
+    count (and move) in the mixture fit."""
     total = 0.0
     for name, value in theta.items():
-        total = total + 0.5 * jnp.sum(((value - hyper[name]) / _PRIOR_SD[name]) ** 2)
+        term = 0.5 * jnp.sum(((value - hyper[name]) / _PRIOR_SD[name]) ** 2)
+        total = total + (
+            jnp.where(mixture, term, 0.0) if name in _MIXTURE_ONLY else term
+        )
     return total
 
 
-def _init(data: LandscapeData, mixture: bool) -> dict:
-    """Starting parameters (host arrays, (A,) each)."""
+def _init(data: LandscapeData) -> dict:
+    """Starting parameters of either family (host arrays, (A,) each)."""
     anchor = np.where(data.won & ~data.first_price, data.log_cost, data.log_bid)
     counts = np.bincount(data.audience, minlength=data.n_audiences)
     sums = np.bincount(data.audience, weights=anchor, minlength=data.n_audiences)
     mu0 = np.where(counts > 0, sums / np.maximum(counts, 1), anchor.mean())
     a = data.n_audiences
-    theta = {
+    return {
         "mu": np.asarray(mu0, np.float64),
         "log_sigma": np.full(a, np.log(0.5)),
         "beta": np.zeros(a),
+        "gap": np.full(a, 0.5),
+        "log_sigma2": np.full(a, np.log(0.3)),
+        "logit_pi2": np.full(a, -1.5),
     }
-    if mixture:
-        theta |= {
-            "gap": np.full(a, 0.5),
-            "log_sigma2": np.full(a, np.log(0.3)),
-            "logit_pi2": np.full(a, -1.5),
-        }
-    return theta
 
 
-@devices.stage(("n_audiences", "first_price", "mixture", "iterations", "tolerance"))
+@devices.stage(("n_audiences", "first_price", "iterations", "tolerance"))
 def _solve(
     rows: dict,
     weight: jax.Array,
     theta: dict,
+    mixture: jax.Array,
     *,
     n_audiences: int,
     first_price: bool,
-    mixture: bool,
     iterations: int,
     tolerance: float,
 ) -> tuple[dict, jax.Array]:
-    """L-BFGS to convergence, compiled once per (row bucket, family, auction type).
+    """L-BFGS to convergence, compiled once per (row bucket, auction type): both
+    families run the same program.
 
     Args:
         rows: LandscapeData's (n,) arrays by field name.
         weight: (n,) 1 for a real row, 0 for padding (see :func:`_row_bucket`).
         theta: starting parameters, (A,) each; the priors centre on their means.
+        mixture: () bool, the two-component fit (False: the plain log-normal,
+            whose second-component parameters stay at their start).
 
     Returns:
         Unpacked params and the (A,) log-likelihood per audience.
@@ -152,7 +156,7 @@ def _solve(
         p = _unpack(variables["theta"], mixture)
         return (
             -jnp.sum(weight * _row_loglik(p, data))
-            + _penalty(variables["theta"], variables["hyper"])
+            + _penalty(variables["theta"], variables["hyper"], mixture)
         ) / n
 
     variables = {"theta": theta, "hyper": hyper}
@@ -210,10 +214,10 @@ def _fit(
     params, per_audience = _solve(
         devices.pad_leading(rows, size),
         (np.arange(size) < n).astype(np.float64),
-        _init(data, mixture),
+        _init(data),
+        np.bool_(mixture),
         n_audiences=data.n_audiences,
         first_price=data.first_price,
-        mixture=mixture,
         iterations=iterations,
         tolerance=tolerance,
     )
@@ -260,7 +264,8 @@ def fit_landscapes(
         dict of per-audience arrays: mu (A,), beta (A,), loc/scale/weight (A, 2),
         family (A,) str in {"lognormal", "mixture"}, loglik (A,).
     """
-    with progress_bar(2, "bid landscapes", "fit", show=progress) as bar:
+    # Two coarse steps: draw each one (tqdm skips redraws within 0.1 s by default).
+    with progress_bar(2, "bid landscapes", "fit", show=progress, mininterval=0) as bar:
         plain, ll_plain = _fit(data, False, iterations)
         bar.update(1)
         mixed, ll_mixed = _fit(data, True, iterations)
@@ -297,9 +302,7 @@ def row_win_probability(
     """(n,) fitted P(price < bid) for each row (at its own bid unless ``log_bid`` given)."""
     log_bid = data.log_bid if log_bid is None else log_bid
     centre, scale, weight = row_components(fit, data)
-    return np.asarray(
-        jnp.sum(weight * ndtr((log_bid[:, None] - centre) / scale), axis=1)
-    )
+    return np.sum(weight * ndtr((log_bid[:, None] - centre) / scale), axis=1)
 
 
 def naive_fit(data: LandscapeData) -> dict[str, np.ndarray]:

@@ -168,6 +168,7 @@ def _stratum_rated_wins(p: MarketParams, bid: jax.Array) -> jax.Array:
     return jnp.sum(w * rated_share(p, d, m, s), axis=1)
 
 
+@jax.jit
 def stratum_rated_wins(params: MarketParams, bid: jax.Array) -> jax.Array:
     """(A, K) won share of each stratum weighted by the price-rate multiplier at
     base ``bid`` (A,): times ``p_conv`` it is the stratum's conversions per auction."""

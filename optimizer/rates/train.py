@@ -98,6 +98,13 @@ def _validation_loss(logits: np.ndarray, labels: np.ndarray) -> float:
     return total
 
 
+@jax.jit
+def _seed_keys(seed: int) -> tuple[jax.Array, jax.Array]:
+    """(initialization key, training key) of a run's seed, as one program."""
+    key_init, key_train = jax.random.split(jax.random.key(seed))
+    return key_init, key_train
+
+
 def _build_net(net: NetConfig, key: jax.Array, base_logits: tuple[float, float]):
     """Fresh network, initialized from ``key``, split into (graphdef, state)."""
     return nnx.split(RateNet(net, base_logits=base_logits, rngs=nnx.Rngs(params=key)))
@@ -131,7 +138,10 @@ def _train(
 
     epoch_fn = train.epoch_fn(loss_sum, tx)
     params = data_parallel.replicate(train.mesh, state)
-    ema, opt_state = params, data_parallel.replicate(train.mesh, tx.init(state))
+    ema, opt_state = (
+        params,
+        data_parallel.replicate(train.mesh, jax.jit(tx.init)(state)),
+    )
     decay = data_parallel.replicate(train.mesh, np.float32(_ema_decay(train.steps)))
     vbatch, vlabels = valid[0], np.concatenate(distributed.allgather_array(valid[1]))
     best = (np.inf, 0, state)
@@ -143,7 +153,7 @@ def _train(
             params, ema, opt_state, decay, jax.random.fold_in(key, epoch)
         )
         seconds = time.perf_counter() - tick
-        host_ema = jax.tree.map(jnp.asarray, data_parallel.to_local(ema))
+        host_ema = jax.device_put(data_parallel.to_local(ema))
         vlogits = np.concatenate(
             distributed.allgather_array(predict_logits(graphdef, host_ema, vbatch))
         )
@@ -294,7 +304,7 @@ def fit_rate_model_chunks(
                 )
             ),
         )
-        key_init, key_train = jax.random.split(jax.random.key(seed))
+        key_init, key_train = _seed_keys(seed)
         graphdef, state = _build_net(net, key_init, base_logits)
         train = DataParallel(
             data.rows,

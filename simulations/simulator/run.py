@@ -114,7 +114,7 @@ def default_chunk(params: MarketParams, bid: jax.Array, block_hours: int = 1) ->
     """Won-auction slots per chunk: about a quarter of the mean won auctions per
     block of ``block_hours`` hours over all audiences, a power of two in
     [16, 2048] (host-side, concrete). Larger chunks gain nothing on a CPU."""
-    won = np.asarray(per_auction(params, bid)[:, 0] * params.volume_per_day)
+    won = np.asarray(per_auction(params, bid))[:, 0] * np.asarray(params.volume_per_day)
     per_block = float(np.sum(won)) / 24 * block_hours / 4
     return int(2 ** np.clip(round(math.log2(max(per_block, 1.0))), 4, 11))
 
@@ -133,9 +133,9 @@ def _validate(
     for name, x in (("bid", bid), ("budget", budget)):
         if x.shape != shape:
             raise InputError(f"{name} has shape {x.shape}; expected {shape}")
-    if not bool(jnp.all(bid > 0)):
+    if not np.all(bid > 0):
         raise InputError("every bid must be > 0 (drop an audience instead of bid 0)")
-    if not bool(jnp.all(budget >= 0)):
+    if not np.all(budget >= 0):
         raise InputError("every budget must be >= 0 (use inf for no cap)")
 
 
@@ -181,8 +181,8 @@ def simulate(
     Returns:
         :class:`SimulationResult` with R = ``runs`` and P = ``min(path_runs, runs)``.
     """
-    bid = jnp.asarray(bid, MONEY)
-    budget = jnp.broadcast_to(jnp.asarray(budget, MONEY), bid.shape)
+    bid = np.asarray(bid, np.float64)  # host arrays: checked and passed to one program
+    budget = np.broadcast_to(np.asarray(budget, np.float64), bid.shape)
     _validate(params, bid, budget, days, pacing)
     mesh = device_mesh(_RUNS, devices)
     blocks = default_block_hours(bid.shape[0], 24 * days, pacing)
@@ -194,14 +194,13 @@ def simulate(
         blocks=blocks,
         mesh=mesh,
     )
-    keys = jax.random.split(key, runs)
     n_paths = min(path_runs, runs)
     parts = []
     if n_paths:
         # Padded to a multiple of the devices with repeats that are dropped.
-        idx = jnp.arange(_whole(n_paths, mesh.size)) % runs
+        idx = np.arange(_whole(n_paths, mesh.size)) % runs
         outcomes, out_hour, path = _simulate_batch(
-            keys[idx], params, bid, budget, paths=True, **static
+            _replication_keys(key, idx, runs), params, bid, budget, paths=True, **static
         )
         parts.append((outcomes[:n_paths], out_hour[:n_paths], path[:n_paths]))
     size = min(batch, runs - n_paths)
@@ -209,9 +208,14 @@ def simulate(
     bar = progress_bar(runs, "simulating", "run", show=progress, initial=n_paths)
     for lo in range(n_paths, runs, max(size, 1)):
         # The last batch is padded to the same size so it reuses the compiled call.
-        idx = jnp.arange(lo, lo + _whole(size, mesh.size)) % runs
+        idx = np.arange(lo, lo + _whole(size, mesh.size)) % runs
         outcomes, out_hour, _ = _simulate_batch(
-            keys[idx], params, bid, budget, paths=False, **static
+            _replication_keys(key, idx, runs),
+            params,
+            bid,
+            budget,
+            paths=False,
+            **static,
         )
         n = min(size, runs - lo)
         parts.append((outcomes[:n], out_hour[:n], None))
@@ -223,6 +227,12 @@ def simulate(
         _report(parts, runs, runs, bar)
     bar.close()
     return _assemble(parts, n_paths, bid.shape[0], 24 * days)
+
+
+@functools.partial(jax.jit, static_argnames="runs")
+def _replication_keys(key: jax.Array, idx: jax.Array, runs: int) -> jax.Array:
+    """Keys of replications ``idx`` (n,): ``jax.random.split(key, runs)[idx]``."""
+    return jax.random.split(key, runs)[idx]
 
 
 def _whole(n: int, devices: int) -> int:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from optimizer.market.fit import ANCHOR_EVENTS, FittedMarket, RateEvidence
@@ -297,14 +296,15 @@ def simulate_rate_draws(
     parts = []
     for g, factor in enumerate(np.asarray(multipliers)):
         p = market.params
-        factor = jnp.asarray(factor if factor.ndim == 2 else factor[:, None])
-        drawn = dataclasses.replace(p, p_conv=jnp.minimum(p.p_conv * factor, p.p_click))
+        factor = factor if factor.ndim == 2 else factor[:, None]
+        p_conv = np.minimum(np.asarray(p.p_conv) * factor, np.asarray(p.p_click))
+        drawn = dataclasses.replace(p, p_conv=jax.device_put(p_conv))
         parts.append(
             simulate(
                 jax.random.key(seed + 1000 * g),
                 drawn,
-                jnp.asarray(bid),
-                jnp.asarray(budget),
+                bid,
+                budget,
                 days,
                 first_price=first_price,
                 pacing=pacing,
