@@ -104,3 +104,29 @@ def test_padding_rows_to_a_bucket_leaves_the_fit_unchanged():
         np.testing.assert_allclose(padded[key], plain[key], rtol=1e-6, atol=1e-9)
     sizes = [landscape._row_bucket(x) for x in (10, 1025, 3000, 4097, 100_000)]
     assert sizes == [1024, 1280, 3072, 5120, 114_688]
+
+
+def test_fits_in_one_block_share_a_compiled_row_size():
+    """``adplan train`` fits the full log, then its band check's shorter log:
+    inside :func:`sharing_row_sizes` the second pads to the first's size (one
+    compiled program, no new one) and finds the same estimate as on its own."""
+    rng = np.random.default_rng(8)
+
+    def rows(n):
+        audience = rng.integers(0, 2, n).astype(np.int32)
+        log_price = rng.normal(np.where(audience == 0, 0.0, 0.7), 0.4)
+        return second_price_rows(audience, rng.normal(0.3, 0.5, n), log_price)
+
+    full, short = rows(3000), rows(2300)  # buckets 3072 and 2560
+    with landscape.sharing_row_sizes():
+        landscape._fit(full, False, 200)
+        programs = landscape._solve._cache_size()
+        shared, ll_shared = landscape._fit(short, False, 200)
+        assert landscape._solve._cache_size() == programs  # no new program
+        assert landscape._SHARED_SIZES.get() == [3072, 3072]
+        assert landscape._padded_size(1000) == 1024  # 3072 would pad over 50%
+    assert landscape._padded_size(2300) == 2560  # outside a block: its own bucket
+    alone, ll_alone = landscape._fit(short, False, 200)
+    np.testing.assert_allclose(ll_shared, ll_alone, rtol=1e-9)
+    for key in ("mu", "beta", "scale"):
+        np.testing.assert_allclose(shared[key], alone[key], rtol=1e-6, atol=1e-9)

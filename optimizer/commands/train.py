@@ -41,6 +41,7 @@ from optimizer.log.stream import (
 )
 from optimizer.log.totals import LogTotals, merge_totals
 from optimizer.market.fit import fit_market
+from optimizer.market.landscape import sharing_row_sizes
 from optimizer.market.store import save_market, save_rule_rows
 from optimizer.plan.health import model_health
 from optimizer.rates import data_parallel
@@ -256,11 +257,16 @@ def train_model(
 def train_command(events_path: Path, model_dir: Path, *, backtest: bool, **kwargs):
     """``adplan train``: :func:`train_model`, then (unless ``backtest`` is False)
     the held-out check that calibrates the model's P10-P90 band."""
-    lines = train_model(events_path, model_dir, **kwargs)
-    if backtest and lines:
-        lines += calibrate_band(
-            events_path, model_dir, kwargs["epochs"], kwargs["seed"], kwargs["quiet"]
-        )
+    with sharing_row_sizes():  # the band check's landscape fit reuses the program
+        lines = train_model(events_path, model_dir, **kwargs)
+        if backtest and lines:
+            lines += calibrate_band(
+                events_path,
+                model_dir,
+                kwargs["epochs"],
+                kwargs["seed"],
+                kwargs["quiet"],
+            )
     return lines
 
 

@@ -18,6 +18,8 @@ where BIC prefers it.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 
 import jax
@@ -198,14 +200,43 @@ def _row_bucket(n: int) -> int:
     return -(-n // step) * step
 
 
+# Row sizes the fits of one block have used (None outside :func:`sharing_row_sizes`).
+_SHARED_SIZES: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+    "landscape_row_sizes", default=None
+)
+
+
+@contextlib.contextmanager
+def sharing_row_sizes():
+    """Within the block, a fit pads its rows to a larger size an earlier fit of
+    the block used, when that adds at most 50% rows, so it runs the program
+    already compiled: ``adplan train``'s full fit and its band check's shorter
+    log. Padding rows have weight 0, so the fit moves by rounding only."""
+    token = _SHARED_SIZES.set([])
+    try:
+        yield
+    finally:
+        _SHARED_SIZES.reset(token)
+
+
+def _padded_size(n: int) -> int:
+    size = _row_bucket(n)
+    shared = _SHARED_SIZES.get()
+    if shared is not None:
+        size = min((s for s in shared if size <= s <= 1.5 * n), default=size)
+        shared.append(size)
+    return size
+
+
 def _fit(
     data: LandscapeData, mixture: bool, iterations: int, tolerance: float = 1e-9
 ) -> tuple[dict, np.ndarray]:
     """Penalized MLE; returns unpacked params and per-audience log-likelihood.
 
     Rows are padded (repeating the last, with weight 0) to a bucket size, so logs
-    of similar length share one compiled fit."""
-    n, size = len(data.audience), _row_bucket(len(data.audience))
+    of similar length share one compiled fit (see also :func:`sharing_row_sizes`)."""
+    n = len(data.audience)
+    size = _padded_size(n)
     rows = {
         f.name: getattr(data, f.name)
         for f in dataclasses.fields(data)
