@@ -22,12 +22,12 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import jax.numpy as jnp
+import jax
 import numpy as np
 import pandas as pd
 
 from optimizer.io.schema import feature_columns
-from optimizer.market.params import MarketParams, with_rule
+from optimizer.market.params import MONEY, MarketParams, with_rule
 
 HOUR = "hour_of_day"
 OTHER = "other"
@@ -332,12 +332,12 @@ def rule_market(
     """The flat market re-stratified for a rule (same landscapes, volumes, values):
     price_loc = mu + beta x stratum shift, as the flat fit; ``mu``, ``beta`` (A,)."""
     k = strata["weight"].shape[1]
-    params = dataclasses.replace(
-        flat,
-        weight=jnp.asarray(strata["weight"]),
-        p_click=jnp.asarray(strata["p_click"]),
-        p_conv=jnp.asarray(strata["p_conv"]),
-        value=jnp.repeat(flat.value[:, :1], k, axis=1),
-        price_loc=jnp.asarray(mu[:, None] + beta[:, None] * strata["shift"]),
-    )
-    return with_rule(params, jnp.asarray(strata["log_factor"]))
+    fields = {  # host arrays, placed in one go (no program per array)
+        "weight": strata["weight"],
+        "p_click": strata["p_click"],
+        "p_conv": strata["p_conv"],
+        "value": np.repeat(np.asarray(flat.value)[:, :1], k, axis=1),
+        "price_loc": mu[:, None] + beta[:, None] * strata["shift"],
+    }
+    params = dataclasses.replace(flat, **jax.device_put(fields))
+    return with_rule(params, jax.device_put(np.asarray(strata["log_factor"], MONEY)))

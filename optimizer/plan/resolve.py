@@ -263,7 +263,7 @@ def current_outcomes(market: FittedMarket, inputs: PlanInputs) -> Outcomes:
     p = inputs.problem
     return _outcomes(
         with_rule(p.params, None),  # the log's bids were flat
-        jnp.asarray(market.current_bid),
+        jax.device_put(np.asarray(market.current_bid, np.float64)),
         p.days,
         None,
         inputs.config.first_price,
