@@ -138,10 +138,8 @@ def _train(
 
     epoch_fn = train.epoch_fn(loss_sum, tx)
     params = data_parallel.replicate(train.mesh, state)
-    ema, opt_state = (
-        params,
-        data_parallel.replicate(train.mesh, jax.jit(tx.init)(state)),
-    )
+    ema = params
+    opt_state = data_parallel.replicate(train.mesh, jax.jit(tx.init)(state))
     decay = data_parallel.replicate(train.mesh, np.float32(_ema_decay(train.steps)))
     vbatch, vlabels = valid[0], np.concatenate(distributed.allgather_array(valid[1]))
     best = (np.inf, 0, state)

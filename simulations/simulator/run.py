@@ -194,13 +194,21 @@ def simulate(
         blocks=blocks,
         mesh=mesh,
     )
+    # Split once; each batch takes its rows on the host (no program per batch).
+    keys = np.asarray(jax.random.key_data(_split_keys(key, runs)))
+    impl = jax.random.key_impl(key)
     n_paths = min(path_runs, runs)
     parts = []
     if n_paths:
         # Padded to a multiple of the devices with repeats that are dropped.
         idx = np.arange(_whole(n_paths, mesh.size)) % runs
         outcomes, out_hour, path = _simulate_batch(
-            _replication_keys(key, idx, runs), params, bid, budget, paths=True, **static
+            jax.random.wrap_key_data(keys[idx], impl=impl),
+            params,
+            bid,
+            budget,
+            paths=True,
+            **static,
         )
         parts.append((outcomes[:n_paths], out_hour[:n_paths], path[:n_paths]))
     size = min(batch, runs - n_paths)
@@ -210,7 +218,7 @@ def simulate(
         # The last batch is padded to the same size so it reuses the compiled call.
         idx = np.arange(lo, lo + _whole(size, mesh.size)) % runs
         outcomes, out_hour, _ = _simulate_batch(
-            _replication_keys(key, idx, runs),
+            jax.random.wrap_key_data(keys[idx], impl=impl),
             params,
             bid,
             budget,
@@ -229,10 +237,7 @@ def simulate(
     return _assemble(parts, n_paths, bid.shape[0], 24 * days)
 
 
-@functools.partial(jax.jit, static_argnames="runs")
-def _replication_keys(key: jax.Array, idx: jax.Array, runs: int) -> jax.Array:
-    """Keys of replications ``idx`` (n,): ``jax.random.split(key, runs)[idx]``."""
-    return jax.random.split(key, runs)[idx]
+_split_keys = jax.jit(jax.random.split, static_argnums=1)  # (key, runs) -> (runs,)
 
 
 def _whole(n: int, devices: int) -> int:

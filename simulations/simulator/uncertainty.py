@@ -294,11 +294,13 @@ def simulate_rate_draws(
     groups = len(multipliers)
     per_group = -(-runs // groups)
     parts = []
+    p = market.params
+    p_conv, p_click = np.asarray(p.p_conv), np.asarray(p.p_click)  # host, once
     for g, factor in enumerate(np.asarray(multipliers)):
-        p = market.params
         factor = factor if factor.ndim == 2 else factor[:, None]
-        p_conv = np.minimum(np.asarray(p.p_conv) * factor, np.asarray(p.p_click))
-        drawn = dataclasses.replace(p, p_conv=jax.device_put(p_conv))
+        drawn = dataclasses.replace(
+            p, p_conv=jax.device_put(np.minimum(p_conv * factor, p_click))
+        )
         parts.append(
             simulate(
                 jax.random.key(seed + 1000 * g),
