@@ -129,3 +129,39 @@ def test_plan_json_rebuilds_the_rule_market(rule_model):
     assert np.abs(np.asarray(ruled.params.log_bid_factor)).max() <= np.log(5.0) + 1e-12
     flat, none = market_for_plan(market, rows, {})
     assert none is None and flat.params.log_bid_factor is None
+
+
+def test_the_flat_and_the_rule_solve_run_one_shape(rule_model):
+    """adplan plan solves the flat plan in the rule market's shape, so the two
+    solves share every compiled program (a first plan compiles half as much)."""
+    from types import SimpleNamespace
+
+    import jax
+    import numpy as np
+
+    from optimizer.commands.rules import solve_with_rules
+    from optimizer.market.store import load_market
+
+    market = load_market(rule_model["model"])
+    seen = []
+
+    def solve(m):  # records the market; the rule's objective is the larger
+        seen.append(m.params)
+        problem = SimpleNamespace(max_log_bid=np.zeros(len(market.names)))
+        return SimpleNamespace(
+            allocation=SimpleNamespace(objective=float(len(seen))),
+            inputs=SimpleNamespace(problem=problem),
+        )
+
+    _, rule, section = solve_with_rules(
+        rule_model["model"], market, "conversions", (True, "0.1:10", 8), solve
+    )
+    assert section["used"] and not rule.is_flat and len(seen) == 2
+    flat, ruled = seen
+    assert jax.tree_util.tree_structure(flat) == jax.tree_util.tree_structure(ruled)
+    shapes = [jax.tree_util.tree_map(np.shape, p) for p in (flat, ruled)]
+    assert shapes[0] == shapes[1]
+    assert not np.asarray(flat.log_bid_factor).any()  # every factor 1: flat bids
+    k = market.params.weight.shape[1]
+    np.testing.assert_array_equal(flat.weight[:, :k], market.params.weight)
+    assert not np.asarray(flat.weight[:, k:]).any()

@@ -13,7 +13,12 @@ from hypothesis import strategies as st
 from optimizer.allocate.allocator import allocate
 from optimizer.allocate.config import SolveConfig
 from optimizer.allocate.problem import capacity, make_problem, market
-from optimizer.market.params import expected_outcomes, stratum_log_bids, with_rule
+from optimizer.market.params import (
+    as_flat_rule,
+    expected_outcomes,
+    stratum_log_bids,
+    with_rule,
+)
 from optimizer.market.rules import fit_rule, rule_strata
 from simulations.simulator.run import simulate
 from tests.markets import random_market
@@ -103,6 +108,32 @@ def test_factors_of_one_reproduce_the_flat_plan():
     # No rule at all (None) is the flat code path itself: bit for bit.
     same = allocate(make_problem(with_rule(params, None), DAYS, 0.3 * cap), CONFIG)
     assert np.array_equal(np.asarray(same.bid), np.asarray(flat.bid))
+
+
+@pytest.mark.parametrize("first", [False, True])
+def test_the_flat_market_in_a_rule_shape_plans_as_the_flat_market(first):
+    # adplan plan solves the flat plan in the rule market's shape (more strata of
+    # weight 0, factors 1) so both solves share compiled programs: same plan.
+    config = SolveConfig("conversions", first)
+    params = random_market(6, audiences=4, strata=3)
+    shaped = as_flat_rule(params, 7)
+    assert shaped.weight.shape == (4, 7) and shaped.log_bid_factor.shape == (4, 7)
+    cap = float(jnp.sum(capacity(make_problem(params, DAYS, 1.0), config)))
+    max_bid = np.exp(np.asarray(params.price_loc).mean(1)) * 2.0
+    lower = np.array([0.02 * cap, 0.0, 0.0, 0.0])
+    flat, ruled = (
+        allocate(make_problem(p, DAYS, 0.3 * cap, lower, max_bid=max_bid), config)
+        for p in (params, shaped)
+    )
+    # (A bid held at its max bid sits 1e-9 in log below it under a rule.)
+    for field in ("bid", "spend", "gain", "objective", "dual_price"):
+        np.testing.assert_allclose(
+            getattr(ruled, field), getattr(flat, field), rtol=1e-8
+        )
+    want = expected_outcomes(params, flat.bid, DAYS, flat.budget, first)
+    got = expected_outcomes(shaped, flat.bid, DAYS, flat.budget, first)
+    for field in ("impressions", "spend", "clicks", "conversions", "value"):
+        np.testing.assert_allclose(getattr(got, field), getattr(want, field), rtol=1e-9)
 
 
 @settings(max_examples=12, deadline=None)

@@ -39,15 +39,16 @@ def test_padded_plan_is_the_plan_of_the_real_audiences():
 
 
 def test_a_stack_gives_each_problem_its_own_plan():
-    problems = [
-        _problem(5, budget, seed) for budget, seed in [(80, 1), (300, 2), (900, 3)]
-    ]
-    stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *problems)
-    got = buckets.allocate_many(stacked)
-    assert got.bid.shape == (3, 5) and got.objective.shape == (3,)
-    for i, problem in enumerate(problems):
-        one = jax.tree_util.tree_map(lambda x, i=i: x[i], got)
-        _close(one, buckets.allocate_one(problem))  # itself the plan of allocate
+    # 3 problems are solved one by one, 6 in one vmapped stack: the same plans.
+    for count in (3, 6):
+        cases = [(80 * (1 + i), 1 + i) for i in range(count)]
+        problems = [_problem(5, budget, seed) for budget, seed in cases]
+        stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *problems)
+        got = buckets.allocate_many(stacked)
+        assert got.bid.shape == (count, 5) and got.objective.shape == (count,)
+        for i, problem in enumerate(problems):
+            one = jax.tree_util.tree_map(lambda x, i=i: x[i], got)
+            _close(one, buckets.allocate_one(problem))  # itself the plan of allocate
 
 
 def test_counts_inside_a_bucket_reuse_the_compiled_solve():
@@ -56,12 +57,23 @@ def test_counts_inside_a_bucket_reuse_the_compiled_solve():
     for audiences in (6, 7, 8):
         buckets.allocate_one(_problem(audiences))
     assert buckets._allocate._cache_size() == compiled
-    stack = [_problem(5, b) for b in (100.0, 200.0)]
+    stack = [_problem(7, b) for b in (100.0, 200.0, 300.0, 400.0, 500.0)]
     buckets.allocate_many(jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *stack))
     compiled = buckets.allocate_stacked._cache_size()
-    stack = [_problem(7, b) for b in (100.0, 200.0, 300.0)]
+    stack = [_problem(7, 100.0 * (1 + b)) for b in range(9)]
     buckets.allocate_many(jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *stack))
     assert buckets.allocate_stacked._cache_size() == compiled
+
+
+def test_a_short_stack_reuses_the_single_problem_solve():
+    # 12 audiences (bucket 16): a shape no other test here compiles a stack for.
+    buckets.allocate_one(_problem(12))
+    single = buckets._allocate._cache_size()
+    stacked = buckets.allocate_stacked._cache_size()
+    stack = [_problem(12, b) for b in (100.0, 200.0, 300.0)]
+    buckets.allocate_many(jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *stack))
+    assert buckets._allocate._cache_size() == single
+    assert buckets.allocate_stacked._cache_size() == stacked
 
 
 def test_bucket_sizes():

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from optimizer.market.fit import FittedMarket
+from optimizer.market.params import as_flat_rule
 from optimizer.market.rules import Rule
 from optimizer.market.store import load_rule_rows
 from optimizer.plan.bid_rules import (
@@ -32,7 +34,21 @@ def solve_with_rules(
     ``rules``: (bid by a rule, --factor-range text, --max-levels)."""
     use, range_text, max_levels = rules
     factor_range = parse_factor_range(range_text)
-    flat = solve(market)
+    rows = load_rule_rows(model_dir) if use else None
+    rule = ruled_market = None
+    if rows is not None:
+        rule, ruled_market = rule_market_for(
+            market, rows, objective, max_levels, factor_range
+        )
+    flat_market = market
+    if rule is not None and not rule.is_flat:
+        # The flat plan solved in the rule market's shape (extra strata of weight 0,
+        # factors 1): both solves then run the same compiled programs.
+        strata = ruled_market.params.weight.shape[1]
+        if market.params.weight.shape[1] <= strata:
+            params = as_flat_rule(market.params, strata)
+            flat_market = dataclasses.replace(market, params=params)
+    flat = solve(flat_market)
     flat_obj = float(flat.allocation.objective)
 
     def keep_flat(rule, reason):
@@ -44,16 +60,12 @@ def solve_with_rules(
 
     if not use:
         return keep_flat(None, "flat bids were asked for (--flat-bids)")
-    rows = load_rule_rows(model_dir)
     if rows is None:
         return keep_flat(
             None,
             "the model was trained before bid rules (no rule_rows.parquet); "
             "retrain with adplan train to bid by rules",
         )
-    rule, ruled_market = rule_market_for(
-        market, rows, objective, max_levels, factor_range
-    )
     if rule.is_flat:
         return keep_flat(
             rule,

@@ -28,6 +28,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.special import ndtr
 
 from optimizer import devices
@@ -252,6 +253,27 @@ def shift_market(
         p_conv=jnp.clip(params.p_conv * rate, 0.0, params.p_click),
         rate_ref=ref,
     )
+
+
+def as_flat_rule(params: MarketParams, strata: int) -> MarketParams:
+    """The flat market ``params`` (no rule, K <= ``strata`` strata) in the shape of a
+    bid-rule market of ``strata`` strata: the added strata have weight 0 (their
+    rates and prices repeat the last stratum's, finite) and every stratum bids the
+    base (log factor 0, no cap). It prices, plans and forecasts as ``params`` up to
+    the order of sums, and runs the rule market's compiled programs."""
+    extra = strata - params.weight.shape[1]
+
+    def pad(x, zero=False):
+        x = np.asarray(x)
+        tail = np.zeros_like(x[:, :1]) if zero else x[:, -1:]
+        return np.concatenate([x, np.repeat(tail, extra, axis=1)], axis=1)
+
+    fields = {
+        name: pad(getattr(params, name), zero=name == "weight")
+        for name in ("weight", "p_click", "p_conv", "value", "price_loc")
+    }
+    fields["log_bid_factor"] = np.zeros_like(fields["weight"])
+    return dataclasses.replace(params, **jax.device_put(fields), log_bid_cap=None)
 
 
 def with_rule(
