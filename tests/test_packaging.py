@@ -31,3 +31,17 @@ def test_editable_install_is_a_quiet_pth(tmp_path):
         pth = [n for n in archive.namelist() if n.endswith(".pth")]
         assert len(pth) == 1
         assert archive.read(pth[0]).decode().strip() == str(ROOT)
+
+
+def test_planning_commands_do_not_import_the_training_libraries():
+    # Every plan, what-if and frontier waits for its imports: scipy, optax and flax
+    # (about 0.2 s) are needed only to fit a model.
+    code = (
+        "import sys, optimizer.cli, optimizer.commands.plan, optimizer.commands.whatif;"
+        "print(sorted(m for m in ('scipy.special', 'scipy.stats', 'optax', 'flax')"
+        " if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]", out.stdout

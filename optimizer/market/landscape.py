@@ -25,9 +25,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.scipy.special import log_ndtr, logsumexp
-from scipy.special import ndtr
 
 from optimizer import devices
 from optimizer.io.progress import progress_bar
@@ -160,6 +158,8 @@ def _solve(
             -jnp.sum(weight * _row_loglik(p, data))
             + _penalty(variables["theta"], variables["hyper"], mixture)
         ) / n
+
+    import optax  # here: commands that only plan never import it
 
     variables = {"theta": theta, "hyper": hyper}
     solver = optax.lbfgs()
@@ -332,6 +332,8 @@ def row_win_probability(
 ) -> np.ndarray:
     """(n,) fitted P(price < bid) for each row (at its own bid unless ``log_bid`` given)."""
     log_bid = data.log_bid if log_bid is None else log_bid
+    from scipy.special import ndtr  # here: plans never import scipy
+
     centre, scale, weight = row_components(fit, data)
     return np.sum(weight * ndtr((log_bid[:, None] - centre) / scale), axis=1)
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from scipy.special import log_ndtr, logsumexp
 
 POOLED_SD = 1.0  # prior sd of the pooled slope around 0
 MAX_SPREAD = 1.0  # largest sd of the audiences' slopes around the pooled one
@@ -254,6 +253,8 @@ def _log_rated_share(
     """(n,) log E[(P / exp(r))^g ; P < bid] over a row's log-normal components:
     slopes g (n, 1), locations minus r x, standardized log bids d, scales and log
     shares (n, J) (the closed form of :func:`optimizer.market.params.rated_share`)."""
+    from scipy.special import log_ndtr, logsumexp  # here: plans never import scipy
+
     return logsumexp(
         log_w + g * x + 0.5 * (g * scale) ** 2 + log_ndtr(d - g * scale), axis=1
     )
