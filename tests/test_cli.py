@@ -400,3 +400,21 @@ def test_rate_uncertainty_widens_the_band(trained, tmp_path):
         is True
     )
     assert mean_both == pytest.approx(mean_luck, rel=0.15)  # multipliers have mean 1
+
+
+def test_simulate_says_when_its_pacing_differs_from_the_forecast(trained, tmp_path):
+    import shutil
+
+    plan = tmp_path / "plan"
+    shutil.copytree(trained["plan"], plan)
+    doc = json.loads((plan / "plan.json").read_text())
+    assert doc["pacing"]["forecast"] == "even"
+    first = doc["audiences"][0]["audience"]
+    doc["pacing"]["throttled"] = {first: 0.5}  # as a plan that throttles a bid
+    (plan / "plan.json").write_text(json.dumps(doc))
+    args = ["simulate", "--model", trained["model"], "--plan", plan, "--runs", 4]
+    args += ["--no-rate-uncertainty"]
+    code, stop = run(*args, "--out", tmp_path / "stop")
+    assert code == 0 and "1 audience(s) bid higher on a share" in stop
+    code, even = run(*args, "--pacing", "even", "--out", tmp_path / "even")
+    assert code == 0 and "bid higher on a share" not in even

@@ -149,6 +149,10 @@ def test_plan_document_and_warnings(case):
     assert sum(shares) == pytest.approx(1.0, abs=1e-5)  # the budget binds
     assert min(shares) >= 0.0
     assert (doc["scenario"], doc["provenance"]) == ({"name": "base"}, {"seed": 1})
+    pacing = doc["pacing"]
+    assert pacing["forecast"] == "even" and "--pacing even" in pacing["meaning"]
+    # Bounds here are met by lower bids, not by throttling a higher one.
+    assert pacing["throttled"] == {}
     notes = "\n".join(doc["warnings"])
     for words in (
         f"'aud{who['held']}': held at its min_spend",

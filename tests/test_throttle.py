@@ -4,10 +4,12 @@ holds an audience's spend below what that better-converting bid would buy."""
 from __future__ import annotations
 
 import dataclasses
+from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 import pytest
 
 from optimizer.allocate.buckets import allocate_one
@@ -21,6 +23,7 @@ from optimizer.allocate.problem import (
     spend_at,
 )
 from optimizer.market.params import expected_outcomes
+from optimizer.plan.output import pacing
 from tests.markets import random_market
 
 DAYS = 7.0
@@ -89,3 +92,16 @@ def test_no_throttle_when_rates_do_not_rise_with_price():
     u_min = float(bid_for_spend(problem, jnp.asarray(lower), SolveConfig())[1])
     assert float(np.log(alloc.bid[1])) == pytest.approx(u_min, abs=1e-6)
     assert float(alloc.duality_gap) <= 1e-8 * float(alloc.objective)
+
+
+def test_plan_json_lists_the_throttled_audience_and_the_share_it_joins():
+    """plan.json's "pacing": the forecast assumes even pacing and names the
+    audience whose higher bid is throttled, with the share of auctions it joins."""
+    problem, alloc, lower = _plan(slope=2.0)
+    inputs = SimpleNamespace(names=["a", "b"], problem=problem, config=SolveConfig())
+    frame = pd.DataFrame({"budget": np.asarray(alloc.budget)})
+    out = pacing(SimpleNamespace(inputs=inputs, allocation=alloc), frame)
+    assert out["forecast"] == "even" and set(out["throttled"]) == {"b"}
+    uncapped = float(spend_at(problem, jnp.log(alloc.bid), SolveConfig())[1])
+    assert out["throttled"]["b"] == pytest.approx(lower[1] / uncapped, abs=1e-4)
+    assert out["throttled"]["b"] < 0.9

@@ -157,6 +157,13 @@ def write_simulation(
             )
     if uncertainty is not None:
         lines.append(uncertainty_text(uncertainty))
+    throttled = (doc.get("pacing") or {}).get("throttled") or {}
+    if throttled and pacing != "even":
+        lines.append(
+            f"  {len(throttled)} audience(s) bid higher on a share of their auctions; "
+            "the plan's forecast spreads that share evenly over the horizon "
+            "(--pacing even replays it; the expected totals are the same)."
+        )
     lines.append(_band_text(band, widening))
     if guessed:
         worst = max(next(iter(guessed.values())).values())

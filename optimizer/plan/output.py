@@ -19,7 +19,7 @@ from optimizer import devices
 from optimizer.allocate import response
 from optimizer.io.columns import PLAN_COLUMNS
 from optimizer.market.price_rates import price_rate_summary
-from optimizer.plan.resolve import SolvedPlan
+from optimizer.plan.resolve import SolvedPlan, outcomes_of
 from optimizer.plan.sensitivities import sensitivities
 
 
@@ -294,6 +294,35 @@ def _warnings(plan: SolvedPlan, frame: pd.DataFrame, market_metrics: dict) -> li
     return notes
 
 
+PACING_MEANING = (
+    "Each audience's bid is set so its expected spend meets its budget. An "
+    "audience listed in 'throttled' instead bids higher on a share of its auctions "
+    "(the share given), and the forecast assumes it joins that same share in every "
+    "hour of the horizon (even pacing, a DSP's standard delivery). adplan simulate "
+    "--pacing even replays exactly this; its default, stop, buys every auction "
+    "until the budget runs out (accelerated delivery): the market model's rates do "
+    "not change with the hour, so both have the same expected totals, but stop "
+    "spends a capped budget sooner."
+)
+
+
+def pacing(plan: SolvedPlan, frame: pd.DataFrame) -> dict:
+    """plan.json's "pacing": the pacing the forecast assumes and, for each funded
+    audience whose budget binds, the share of its auctions it joins (budget /
+    spend at its bid without a cap, 4 decimals)."""
+    names = plan.inputs.names
+    uncapped = dataclasses.replace(plan.allocation, budget=np.full(len(names), np.inf))
+    spend = np.asarray(outcomes_of(plan.inputs, uncapped).spend)
+    budget = frame["budget"].to_numpy(float)
+    share = np.where(spend > 0, budget / np.maximum(spend, 1e-300), 1.0)
+    throttled = {
+        name: round(float(s), 4)
+        for name, s, b in zip(names, share, budget, strict=True)
+        if b > 0 and s < 0.999
+    }
+    return {"forecast": "even", "throttled": throttled, "meaning": PACING_MEANING}
+
+
 def plan_document(
     plan: SolvedPlan,
     frame: pd.DataFrame,
@@ -351,6 +380,7 @@ def plan_document(
         if plan.paused is None
         else [n for n, p in zip(plan.inputs.names, plan.paused, strict=True) if p],
         "constraint_costs": constraint_costs or [],
+        "pacing": pacing(plan, frame),
         "price_rates": price_rate_summary(
             market_metrics.get("price_rates"), list(plan.inputs.names)
         ),
