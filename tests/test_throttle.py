@@ -23,7 +23,7 @@ from optimizer.allocate.problem import (
     spend_at,
 )
 from optimizer.market.params import expected_outcomes
-from optimizer.plan.output import pacing
+from optimizer.plan.output import pacing, pacing_notes
 from tests.markets import random_market
 
 DAYS = 7.0
@@ -105,3 +105,6 @@ def test_plan_json_lists_the_throttled_audience_and_the_share_it_joins():
     uncapped = float(spend_at(problem, jnp.log(alloc.bid), SolveConfig())[1])
     assert out["throttled"]["b"] == pytest.approx(lower[1] / uncapped, abs=1e-4)
     assert out["throttled"]["b"] < 0.9
+    (note,) = pacing_notes(out)
+    share = f"{out['throttled']['b']:.0%}"
+    assert note.startswith(f"'b': bids higher on {share} of its auctions")

@@ -323,6 +323,17 @@ def pacing(plan: SolvedPlan, frame: pd.DataFrame) -> dict:
     return {"forecast": "even", "throttled": throttled, "meaning": PACING_MEANING}
 
 
+def pacing_notes(pace: dict) -> list[str]:
+    """One note per throttled audience of :func:`pacing`'s section."""
+    return [
+        f"'{name}': bids higher on {share:.0%} of its auctions rather than lower on "
+        "all of them (a bound holds its spend and dearer impressions convert better); "
+        "the forecast spreads those auctions evenly over the horizon "
+        "(adplan simulate --pacing even replays that)."
+        for name, share in pace["throttled"].items()
+    ]
+
+
 def plan_document(
     plan: SolvedPlan,
     frame: pd.DataFrame,
@@ -347,6 +358,7 @@ def plan_document(
         if config.objective == "conversions"
         else float(np.sum(np.asarray(getattr(plan.current, config.objective))))
     )
+    pace = pacing(plan, frame)
     return {
         "format": "adplan-plan/1",
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -380,11 +392,15 @@ def plan_document(
         if plan.paused is None
         else [n for n, p in zip(plan.inputs.names, plan.paused, strict=True) if p],
         "constraint_costs": constraint_costs or [],
-        "pacing": pacing(plan, frame),
+        "pacing": pace,
         "price_rates": price_rate_summary(
             market_metrics.get("price_rates"), list(plan.inputs.names)
         ),
-        "warnings": [*(model_notes or []), *_warnings(plan, frame, market_metrics)],
+        "warnings": [
+            *(model_notes or []),
+            *_warnings(plan, frame, market_metrics),
+            *pacing_notes(pace),
+        ],
         "scenario": scenario,
         "provenance": provenance,
     }
