@@ -313,12 +313,13 @@ def pacing(plan: SolvedPlan, frame: pd.DataFrame) -> dict:
     names = plan.inputs.names
     uncapped = dataclasses.replace(plan.allocation, budget=np.full(len(names), np.inf))
     spend = np.asarray(outcomes_of(plan.inputs, uncapped).spend)
-    budget = frame["budget"].to_numpy(float)
-    share = np.where(spend > 0, budget / np.maximum(spend, 1e-300), 1.0)
+    cap = np.asarray(plan.allocation.budget)  # before rounding to cents
+    share = np.where(spend > 0, cap / np.maximum(spend, 1e-300), 1.0)
+    funded = frame["budget"].to_numpy(float) > 0
     throttled = {
         name: round(float(s), 4)
-        for name, s, b in zip(names, share, budget, strict=True)
-        if b > 0 and s < 0.999
+        for name, s, f in zip(names, share, funded, strict=True)
+        if f and s < 0.999
     }
     return {"forecast": "even", "throttled": throttled, "meaning": PACING_MEANING}
 
