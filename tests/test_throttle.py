@@ -23,7 +23,7 @@ from optimizer.allocate.problem import (
     spend_at,
 )
 from optimizer.market.params import expected_outcomes
-from optimizer.plan.output import pacing, pacing_notes
+from optimizer.plan.pacing import pacing, pacing_notes
 from tests.markets import random_market
 
 DAYS = 7.0
