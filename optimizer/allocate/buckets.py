@@ -91,11 +91,7 @@ def allocate_one(problem: Problem, config: SolveConfig = DEFAULT_CONFIG) -> Allo
     make responses step-like) and no group caps apply, the exact dual solver
     runs too (compiled only then) and the better plan is kept."""
     a = problem.lower.shape[0]
-    padded = pad_audiences(problem, audience_size(a))
-    full = _allocate(padded, config, audiences=a)
-    if may_throttle(problem, full):
-        full = _with_throttling(padded, full, config, audiences=a)
-    alloc = trim(full, a)
+    alloc = trim(_solve_padded(pad_audiences(problem, audience_size(a)), config, a), a)
     objective = float(alloc.objective)
     loose = not math.isfinite(objective) or float(alloc.duality_gap) > EXACT_GAP * abs(
         objective
@@ -105,6 +101,17 @@ def allocate_one(problem: Problem, config: SolveConfig = DEFAULT_CONFIG) -> Allo
     exact = exact_allocation(problem, config)
     better = float(exact.objective) > objective or not math.isfinite(objective)
     return exact if better else alloc
+
+
+def _solve_padded(
+    padded: Problem, config: SolveConfig, a: int, throttle: bool = True
+) -> Allocation:
+    """The plan of one problem padded to its bucket (``a`` real audiences), with
+    throttled bids where they may earn more; padded arrays, not trimmed."""
+    full = _allocate(padded, config, audiences=a)
+    if throttle and may_throttle(padded, full):
+        full = _with_throttling(padded, full, config, audiences=a)
+    return full
 
 
 def may_throttle(problem: Problem, alloc: Allocation) -> bool:
@@ -178,11 +185,13 @@ def _one_by_one(batch: Problem, config: SolveConfig, throttle: bool) -> Allocati
     bucketed audience count (the single-problem programs), results stacked."""
     s, a = batch.lower.shape
     padded = pad_audiences(batch, audience_size(a), 1)
-    plans = []
-    for i in range(s):
-        problem = jax.tree_util.tree_map(lambda x, i=i: np.asarray(x)[i], padded)
-        full = _allocate(problem, config, audiences=a)
-        if throttle and may_throttle(problem, full):
-            full = _with_throttling(problem, full, config, audiences=a)
-        plans.append(full)
+    plans = [
+        _solve_padded(
+            jax.tree_util.tree_map(lambda x, i=i: np.asarray(x)[i], padded),
+            config,
+            a,
+            throttle,
+        )
+        for i in range(s)
+    ]
     return trim(jax.device_put(devices.stack(plans)), a)

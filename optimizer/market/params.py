@@ -272,8 +272,8 @@ def as_flat_rule(params: MarketParams, strata: int) -> MarketParams:
         name: pad(getattr(params, name), zero=name == "weight")
         for name in ("weight", "p_click", "p_conv", "value", "price_loc")
     }
-    fields["log_bid_factor"] = np.zeros_like(fields["weight"])
-    return dataclasses.replace(params, **jax.device_put(fields), log_bid_cap=None)
+    flat = dataclasses.replace(params, **jax.device_put(fields))
+    return with_rule(flat, jax.device_put(np.zeros_like(fields["weight"])))
 
 
 def with_rule(
